@@ -1,0 +1,37 @@
+"""State shared by every command: verbosity and the console for human output on stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console
+
+
+@dataclass
+class Globals:
+    verbose: int = 0
+
+
+GLOBALS = Globals()
+
+
+def stderr_console() -> Console:
+    """Progress, logs and errors go to stderr; plain lines when stderr is not a terminal."""
+    return Console(
+        stderr=True,
+        no_color="NO_COLOR" in os.environ,
+        force_terminal=None,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def stdout_console() -> Console:
+    """Data (tables) go to stdout."""
+    return Console(no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=True)
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()
