@@ -30,7 +30,8 @@ def stderr_console() -> Console:
 
 def stdout_console() -> Console:
     """Data (tables) go to stdout."""
-    return Console(no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=True)
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(no_color="NO_COLOR" in os.environ, highlight=False, width=width)
 
 
 def is_interactive() -> bool:

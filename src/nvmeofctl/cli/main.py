@@ -64,7 +64,9 @@ except ImportError:  # pragma: no cover
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry point: maps expected errors to one line and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except NvmeofctlError as exc:
         console = stderr_console()
         for line in str(exc).splitlines() or [type(exc).__name__]:
@@ -83,14 +85,9 @@ def run(argv: list[str] | None = None) -> int:
         stderr_console().print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with -v
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
             exc.show()
-            sys.exit(int(ExitCode.USAGE))
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(int(ExitCode.USAGE) if exc.exit_code == 2 else int(exc.exit_code))
         console = stderr_console()
         console.print(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", markup=False)
         if GLOBALS.verbose:

@@ -1,5 +1,132 @@
-"""`nvmeofctl spec validate|schema` (placeholder until the spec models land)."""
+"""`nvmeofctl spec validate|schema`: check a cluster spec, print its JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
 
 import typer
 
-app = typer.Typer(help="Validate a cluster spec or print its JSON Schema.", no_args_is_help=True)
+from nvmeofctl.cli.context import stderr_console
+from nvmeofctl.exitcodes import ExitCode
+from nvmeofctl.spec import ClusterSpec, SpecValidationError, load_spec
+
+SCHEMA_VERSION = 1
+
+app = typer.Typer(
+    help="Validate a cluster spec or print its JSON Schema.\n\nExample: nvmeofctl spec validate cluster.yaml",
+    no_args_is_help=True,
+)
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
+
+
+def summary_line(file: str, spec: ClusterSpec) -> str:
+    namespaces = sum(len(s.namespaces) for s in spec.subsystems)
+    return (
+        f"{file}: valid ({_n(len(spec.hosts), 'host')}: {_n(len(spec.targets), 'target')}, "
+        f"{_n(len(spec.gpu_nodes), 'GPU node')}; {_n(len(spec.subsystems), 'subsystem')}, "
+        f"{_n(namespaces, 'namespace')})"
+    )
+
+
+def summary_json(file: str, spec: ClusterSpec) -> dict[str, Any]:
+    """What the spec resolves to, derived IDs included; secrets only as 'configured' flags."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "file": file,
+        "valid": True,
+        "name": spec.name,
+        "counts": {
+            "hosts": len(spec.hosts),
+            "targets": len(spec.targets),
+            "gpu_nodes": len(spec.gpu_nodes),
+            "subsystems": len(spec.subsystems),
+            "namespaces": sum(len(s.namespaces) for s in spec.subsystems),
+        },
+        "fabric": spec.fabric.model_dump(mode="json"),
+        "hosts": [
+            {
+                "name": h.name,
+                "role": h.role,
+                "ssh": f"{h.ssh.user}@{h.ssh.address}:{h.ssh.port}",
+                "interface": h.fabric.interface,
+                "ips": [str(ip) for ip in h.fabric.ips],
+                "rdma_device": h.fabric.rdma_device,
+                "host_nqn": h.host_nqn,
+                "host_id": str(h.host_id) if h.host_id else None,
+            }
+            for h in spec.hosts
+        ],
+        "subsystems": [
+            {
+                "nqn": s.nqn,
+                "target": s.target,
+                "serial": s.serial,
+                "allowed_gpu_nodes": list(s.allowed_gpu_nodes),
+                "dhchap": {node: {"bidirectional": a.ctrl_secret is not None} for node, a in s.dhchap.items()},
+                "namespaces": [
+                    {
+                        "nsid": ns.nsid,
+                        "name": ns.name,
+                        "uuid": str(ns.uuid),
+                        "nguid": str(ns.nguid),
+                        "backing": ns.backing.model_dump(mode="json", exclude_none=True),
+                    }
+                    for ns in s.namespaces
+                ],
+            }
+            for s in spec.subsystems
+        ],
+    }
+
+
+@app.command("validate")
+def validate(
+    file: Path = typer.Argument(..., metavar="FILE", help="Cluster spec (YAML)."),
+    output: Output = typer.Option(Output.table, "--output", "-o", help="table: one summary line; json: details."),
+) -> None:
+    """Check a cluster spec: every problem is one `FILE:LINE PATH: message` line (exit 3).
+
+    Example: nvmeofctl spec validate inventory/example.yaml --output json
+    """
+    shown = str(file)
+    try:
+        spec = load_spec(file)
+    except SpecValidationError as exc:
+        if output is Output.json:
+            doc = {"schema_version": SCHEMA_VERSION, "file": shown, "valid": False,
+                   "errors": [d.as_dict() for d in exc.details]}
+            typer.echo(json.dumps(doc, indent=2))
+        else:
+            console = stderr_console()
+            for line in exc.issues:
+                console.print(f"error: {line}", markup=False)
+        # sys.exit, not typer.Exit: run() calls the app with standalone_mode=False, where a
+        # typer.Exit code is returned (and dropped) instead of raised.
+        sys.exit(int(ExitCode.INVALID_SPEC))
+    if output is Output.json:
+        typer.echo(json.dumps(summary_json(shown, spec), indent=2))
+    else:
+        typer.echo(summary_line(shown, spec))
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of the cluster spec (for editors and CI).
+
+    Example: nvmeofctl spec schema > cluster.schema.json
+    """
+    doc = ClusterSpec.model_json_schema()
+    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    typer.echo(json.dumps(doc, indent=2))

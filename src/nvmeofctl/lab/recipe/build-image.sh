@@ -44,6 +44,7 @@ chroot "$root" /bin/sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive a
 
 echo "STEP configure"
 echo lab >"$root/etc/hostname"
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 cat >"$root/etc/fstab" <<FST
 /dev/vda / ext4 defaults,noatime,errors=remount-ro 0 1
 FST
@@ -77,12 +78,13 @@ get() { cat "$D/$1/raw"; }
 name=$(get hostname)
 hostname "$name"; echo "$name" >/etc/hostname
 grep -q " $name\$" /etc/hosts || echo "127.0.1.1 $name" >>/etc/hosts
-umask 077
-mkdir -p /root/.ssh
-get authorized_keys >/root/.ssh/authorized_keys
-get ssh_host_ed25519_key >/etc/ssh/ssh_host_ed25519_key
+(
+  umask 077
+  mkdir -p /root/.ssh
+  get authorized_keys >/root/.ssh/authorized_keys
+  get ssh_host_ed25519_key >/etc/ssh/ssh_host_ed25519_key
+)
 get ssh_host_ed25519_key.pub >/etc/ssh/ssh_host_ed25519_key.pub
-chmod 0644 /etc/ssh/ssh_host_ed25519_key.pub
 mkdir -p /run/systemd/network
 cat >/run/systemd/network/20-fabric.network <<NET
 [Match]

@@ -1,0 +1,416 @@
+"""RDMA fabric link (RoCE v2): parsers, observed state, plan and persistence for ``rdma_link``.
+
+Stdlib only, imports no Ansible and no sibling module_utils (the nvmeofctl package loads this
+file by path for its facts and health checks).
+
+Sources of truth, in order of preference (FACTS.md):
+  * ``rdma -j link show``: which RDMA device is bound to which netdev;
+  * ``/sys/class/infiniband/<dev>/ports/<p>/gid_attrs/ndevs/*``: the same without iproute2's rdma;
+  * ``/sys/class/infiniband/<dev>/ports/<p>/gids/<i>`` + ``gid_attrs/types/<i>``: the GID table
+    (reading an empty entry's type fails with EINVAL: skipped);
+  * configfs ``rdma_cm/<dev>/ports/<p>/default_roce_mode`` / ``default_roce_tos`` (mkdir
+    ``<dev>`` first; absent when rdma_cm's configfs support is not built or loaded).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shlex
+
+SYSFS_ROOT = "/sys"
+CONFIGFS_ROOT = "/sys/kernel/config"
+LIB_DIR = "/usr/local/lib/nvmeofctl"
+UNIT_DIR = "/etc/systemd/system"
+UNIT_NAME = "nvmeofctl-rdma.service"
+SCRIPT_NAME = "rdma-restore.sh"
+ROCE_MODES = ("RoCE v2", "IB/RoCE v1")
+ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+_DEVNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+
+
+# --------------------------------------------------------------------------------------------
+# parsers (fed real captures in tests)
+# --------------------------------------------------------------------------------------------
+
+
+def parse_link_show(text):
+    """``rdma -j link show`` -> [{"device", "port", "state", "physical_state", "netdev"}]."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    data = json.loads(text)
+    out = []
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        out.append({
+            "device": item.get("ifname"),
+            "port": int(item.get("port", 1)),
+            "state": item.get("state"),
+            "physical_state": item.get("physical_state"),
+            "netdev": item.get("netdev") or None,
+        })
+    return out
+
+
+def gid_ipv4(gid):
+    """The IPv4 address of an IPv4-mapped GID (``::ffff:a.b.c.d``), else None."""
+    try:
+        addr = ipaddress.IPv6Address(gid)
+    except ValueError:
+        return None
+    return str(addr.ipv4_mapped) if addr.ipv4_mapped else None
+
+
+def parse_gid_table(text):
+    """Lines ``<index> <gid> type="<type>" ndev=<netdev>`` (the sysfs-gid-table capture)."""
+    out = []
+    rx = re.compile(r'^\s*(\d+)\s+([0-9a-fA-F:]+)\s+type="([^"]*)"\s+ndev=(\S*)\s*$')
+    for line in (text or "").splitlines():
+        m = rx.match(line)
+        if not m:
+            continue
+        gid = m.group(2).lower()
+        if gid == ZERO_GID:
+            continue
+        out.append({"index": int(m.group(1)), "gid": gid, "type": m.group(3) or None,
+                    "ndev": m.group(4) or None, "ipv4": gid_ipv4(gid)})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# sysfs / configfs readers
+# --------------------------------------------------------------------------------------------
+
+
+def _read(path):
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _ls(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _strip_num(value):
+    # sysfs port state reads "4: ACTIVE", phys_state "5: LinkUp"
+    if value is None:
+        return None
+    return value.split(":", 1)[1].strip() if ":" in value else value
+
+
+def read_gid_table(dev, port=1, sysfs_root=SYSFS_ROOT):
+    base = os.path.join(sysfs_root, "class", "infiniband", dev, "ports", str(port))
+    out = []
+    for name in sorted(_ls(os.path.join(base, "gids")), key=lambda n: int(n) if n.isdigit() else -1):
+        gid = _read(os.path.join(base, "gids", name))
+        if not gid or gid.lower() == ZERO_GID:
+            continue
+        gtype = _read(os.path.join(base, "gid_attrs", "types", name))  # EINVAL on empty: None
+        ndev = _read(os.path.join(base, "gid_attrs", "ndevs", name))
+        out.append({"index": int(name), "gid": gid.lower(), "type": gtype or None,
+                    "ndev": ndev or None, "ipv4": gid_ipv4(gid)})
+    return out
+
+
+def read_links_sysfs(sysfs_root=SYSFS_ROOT):
+    """The ``parse_link_show`` shape from sysfs alone (netdev = the one its GIDs name)."""
+    ib = os.path.join(sysfs_root, "class", "infiniband")
+    out = []
+    for dev in _ls(ib):
+        for port in _ls(os.path.join(ib, dev, "ports")):
+            if not port.isdigit():
+                continue
+            base = os.path.join(ib, dev, "ports", port)
+            ndevs = []
+            for n in _ls(os.path.join(base, "gid_attrs", "ndevs")):
+                v = _read(os.path.join(base, "gid_attrs", "ndevs", n))
+                if v and v not in ndevs:
+                    ndevs.append(v)
+            parent = _read(os.path.join(ib, dev, "parent"))  # rxe exposes its netdev here
+            netdev = ndevs[0] if ndevs else (parent or None)
+            out.append({"device": dev, "port": int(port),
+                        "state": _strip_num(_read(os.path.join(base, "state"))),
+                        "physical_state": _strip_num(_read(os.path.join(base, "phys_state"))),
+                        "netdev": netdev})
+    return out
+
+
+def devices_on(links, interface):
+    return sorted({l["device"] for l in links if l.get("netdev") == interface and l.get("device")})
+
+
+def read_mtu(interface, sysfs_root=SYSFS_ROOT):
+    v = _read(os.path.join(sysfs_root, "class", "net", interface, "mtu"))
+    return int(v) if v and v.isdigit() else None
+
+
+def module_loaded(name, sysfs_root=SYSFS_ROOT):
+    return os.path.isdir(os.path.join(sysfs_root, "module", name))
+
+
+def read_rdma_cm(dev, port=1, configfs_root=CONFIGFS_ROOT):
+    """{"exposed", "exists", "default_roce_mode", "default_roce_tos"} for one device port."""
+    base = os.path.join(configfs_root, "rdma_cm")
+    out = {"exposed": os.path.isdir(base), "exists": False, "default_roce_mode": None,
+           "default_roce_tos": None}
+    d = os.path.join(base, dev)
+    if out["exposed"] and dev and os.path.isdir(d):
+        out["exists"] = True
+        pdir = os.path.join(d, "ports", str(port))
+        out["default_roce_mode"] = _read(os.path.join(pdir, "default_roce_mode"))
+        tos = _read(os.path.join(pdir, "default_roce_tos"))
+        out["default_roce_tos"] = int(tos) if tos and tos.isdigit() else None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# desired state and plan
+# --------------------------------------------------------------------------------------------
+
+
+def normalize(opts):
+    """Validate the rdma_link options; ValueError with a one-line message."""
+    interface = (opts.get("interface") or "").strip()
+    if not _IFNAME_RE.match(interface):
+        raise ValueError("interface: a network interface name (at most 15 characters), got %r" % interface)
+    mtu = opts.get("mtu")
+    if mtu is not None:
+        mtu = int(mtu)
+        if not 576 <= mtu <= 9216:
+            raise ValueError("mtu: 576..9216 expected, got %d" % mtu)
+    soft = bool(opts.get("soft_roce"))
+    dev = (opts.get("rdma_device") or "").strip() or None
+    if dev is not None and not _DEVNAME_RE.match(dev):
+        raise ValueError("rdma_device: letters, digits, '_', '.', '-' only, got %r" % dev)
+    mode = opts.get("roce_mode") or "RoCE v2"
+    if mode not in ROCE_MODES:
+        raise ValueError("roce_mode: one of %s, got %r" % (", ".join(ROCE_MODES), mode))
+    tos = opts.get("roce_tos")
+    if tos is not None:
+        tos = int(tos)
+        if not 0 <= tos <= 255:
+            raise ValueError("roce_tos: 0..255 expected, got %d" % tos)
+    return {"interface": interface, "mtu": mtu, "soft_roce": soft, "rdma_device": dev,
+            "roce_mode": mode, "roce_tos": tos}
+
+
+def choose_device(desired, links):
+    """(device name, needs_create) for the interface, or raise ValueError explaining why not."""
+    ifname = desired["interface"]
+    want = desired["rdma_device"]
+    bound = devices_on(links, ifname)
+    by_name = {l["device"]: l for l in links}
+    if want:
+        if want in bound:
+            return want, False
+        if want in by_name:
+            raise ValueError("RDMA device %s is bound to %s, not %s: pick another rdma_device "
+                             "or remove it (rdma link delete %s)"
+                             % (want, by_name[want].get("netdev") or "no netdev", ifname, want))
+        if bound:
+            raise ValueError("%s already has RDMA device %s, not %s: set rdma_device: %s (or remove "
+                             "it: rdma link delete %s)" % (ifname, bound[0], want, bound[0], bound[0]))
+        if not desired["soft_roce"]:
+            raise ValueError("RDMA device %s not found (soft_roce is false, so nothing creates it)" % want)
+        return want, True
+    if bound:
+        return bound[0], False
+    if desired["soft_roce"]:
+        return "rxe_%s" % ifname, True
+    raise ValueError("no RDMA device is bound to %s (rdma link show): use a RoCE NIC's port or set "
+                     "soft_roce: true" % ifname)
+
+
+def _change(obj, action, detail, reason, disruptive=False, kind=None):
+    return {"object": obj, "action": action, "detail": detail, "disruptive": bool(disruptive),
+            "reason": reason, "kind": kind}
+
+
+def plan(desired, observed):
+    """Ordered changes. ``observed``: {"mtu", "links", "modules": {name: loaded}, "rdma_cm"}.
+
+    Returns (changes, device). Raises ValueError when the interface or device is unusable.
+    """
+    ifname = desired["interface"]
+    if observed.get("mtu") is None:
+        raise ValueError("interface %s not found (/sys/class/net/%s)" % (ifname, ifname))
+    changes = []
+    if desired["mtu"] is not None and observed["mtu"] != desired["mtu"]:
+        lower = desired["mtu"] < observed["mtu"]
+        changes.append(_change(
+            "netdev %s" % ifname, "update", "mtu: %d -> %d (ip link set dev %s mtu %d)"
+            % (observed["mtu"], desired["mtu"], ifname, desired["mtu"]),
+            "RDMA connections negotiated a larger path MTU break" if lower else "differs from spec",
+            disruptive=lower, kind="mtu"))
+    device, create = choose_device(desired, observed.get("links") or [])
+    mods = []
+    if create and not observed.get("modules", {}).get("rdma_rxe"):
+        mods.append("rdma_rxe")
+    if not observed.get("modules", {}).get("rdma_cm"):
+        mods.append("rdma_cm")
+    if mods:
+        changes.append(_change("kernel modules", "create", "modprobe -a %s" % " ".join(mods),
+                               "not loaded", kind="modules"))
+    if create:
+        changes.append(_change("rdma link %s" % device, "create",
+                               "rdma link add %s type rxe netdev %s" % (device, ifname),
+                               "no RDMA device bound to %s" % ifname, kind="rxe"))
+    cm = observed.get("rdma_cm") or {}
+    # rdma_cm not loaded yet: assume its configfs will appear once loaded (checked again then)
+    exposed = cm.get("exposed") or "rdma_cm" in mods
+    if exposed:
+        notes = []
+        have_mode = cm.get("default_roce_mode") if cm.get("exists") and not create else None
+        have_tos = cm.get("default_roce_tos") if cm.get("exists") and not create else None
+        if have_mode != desired["roce_mode"]:
+            notes.append("default_roce_mode: %s -> %s" % (have_mode or "?", desired["roce_mode"]))
+        if desired["roce_tos"] is not None and have_tos != desired["roce_tos"]:
+            notes.append("default_roce_tos: %s -> %d" % ("?" if have_tos is None else have_tos,
+                                                         desired["roce_tos"]))
+        if notes:
+            if not cm.get("exists") or create:
+                notes.insert(0, "mkdir rdma_cm/%s" % device)
+            changes.append(_change("rdma_cm %s port 1" % device, "update", "; ".join(notes),
+                                   "differs from spec (applies to new connections only)",
+                                   kind="rdma_cm"))
+    return changes, device
+
+
+# --------------------------------------------------------------------------------------------
+# persistence
+# --------------------------------------------------------------------------------------------
+
+
+def systemd_escape(name):
+    """``systemd-escape`` of a path component (``-`` becomes ``\\x2d``)."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch == "/":
+            out.append("-")
+        elif (ch.isascii() and ch.isalnum()) or ch in ":_" or (ch == "." and i > 0):
+            out.append(ch)
+        else:
+            out.append("\\x%02x" % ord(ch))
+    return "".join(out)
+
+
+def render_script(desired, device, create_rxe, configfs_root=CONFIGFS_ROOT):
+    """An idempotent /bin/sh script restoring MTU, the rxe link and rdma_cm defaults."""
+    q = shlex.quote
+    ifname = desired["interface"]
+    lines = [
+        "#!/bin/sh",
+        "# Written by nvmeofctl (nvmeofctl.fabric.rdma_link). Do not edit: the next apply rewrites it.",
+        "# Restores the RDMA fabric link at boot: MTU, Soft-RoCE device, rdma_cm defaults. Idempotent.",
+        "set -u",
+        "IF=%s" % q(ifname),
+        "DEV=%s" % q(device),
+        "rc=0",
+        "log() { echo \"nvmeofctl-rdma: $*\" >&2; }",
+        "i=0",
+        "while [ ! -e \"/sys/class/net/$IF\" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done",
+        "[ -e \"/sys/class/net/$IF\" ] || { log \"interface $IF not found\"; exit 1; }",
+    ]
+    if desired["mtu"] is not None:
+        lines.append("[ \"$(cat \"/sys/class/net/$IF/mtu\")\" = %s ] || ip link set dev \"$IF\" mtu %s "
+                     "|| { log \"cannot set MTU %s on $IF\"; rc=1; }"
+                     % (q(str(desired["mtu"])), desired["mtu"], desired["mtu"]))
+    mods = "rdma_rxe rdma_cm" if create_rxe else "rdma_cm"
+    lines.append("modprobe -a %s || { log \"modprobe -a %s failed\"; rc=1; }" % (mods, mods))
+    if create_rxe:
+        lines.append("[ -e \"/sys/class/infiniband/$DEV\" ] || rdma link add \"$DEV\" type rxe netdev \"$IF\" "
+                     "|| { log \"rdma link add $DEV failed\"; rc=1; }")
+    else:
+        lines += [
+            "i=0",
+            "while [ ! -e \"/sys/class/infiniband/$DEV\" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done",
+            "[ -e \"/sys/class/infiniband/$DEV\" ] || { log \"RDMA device $DEV not found\"; exit 1; }",
+        ]
+    cm = "%s/rdma_cm" % configfs_root
+    lines += [
+        "CM=%s" % q(cm),
+        "if [ -d \"$CM\" ]; then",
+        "  [ -d \"$CM/$DEV\" ] || mkdir \"$CM/$DEV\" || rc=1",
+        "  printf '%%s' %s > \"$CM/$DEV/ports/1/default_roce_mode\" || { log \"cannot set RoCE mode\"; rc=1; }"
+        % q(desired["roce_mode"]),
+    ]
+    if desired["roce_tos"] is not None:
+        lines.append("  printf '%%s' %s > \"$CM/$DEV/ports/1/default_roce_tos\" || { log \"cannot set TOS\"; rc=1; }"
+                     % q(str(desired["roce_tos"])))
+    lines += [
+        "else",
+        "  log \"rdma_cm configfs not exposed: RoCE mode/TOS left at kernel defaults\"",
+        "fi",
+        "exit $rc",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_unit(interface, script_path):
+    dev_unit = "sys-subsystem-net-devices-%s.device" % systemd_escape(interface)
+    return (
+        "# Written by nvmeofctl (nvmeofctl.fabric.rdma_link). Do not edit: the next apply rewrites it.\n"
+        "[Unit]\n"
+        "Description=nvmeofctl: restore the RDMA fabric link on %s (MTU, Soft-RoCE, rdma_cm)\n"
+        "Wants=network-online.target %s\n"
+        "After=network-online.target %s sys-kernel-config.mount\n"
+        "Before=nvmeofctl-nvmet.service nvmeofctl-connect.service\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        "ExecStart=/bin/sh %s\n"
+        "TimeoutStartSec=180\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    ) % (interface, dev_unit, dev_unit, script_path)
+
+
+def persistence_files(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, configfs_root=CONFIGFS_ROOT):
+    """[(path, content, mode)]; with soft_roce the script re-creates the rxe device at boot."""
+    script = os.path.join(lib_dir, SCRIPT_NAME)
+    return [
+        (script, render_script(desired, device, desired["soft_roce"], configfs_root), 0o755),
+        (os.path.join(unit_dir, UNIT_NAME), render_unit(desired["interface"], script), 0o644),
+    ]
+
+
+def file_state(path, content, mode):
+    """"absent", "outdated" (content or mode differ) or "current"."""
+    try:
+        st = os.stat(path)
+        with open(path, "r", encoding="utf-8") as f:
+            have = f.read()
+    except FileNotFoundError:
+        return "absent"
+    except (OSError, UnicodeDecodeError):
+        return "outdated"
+    if have != content or (st.st_mode & 0o7777) != mode:
+        return "outdated"
+    return "current"
+
+
+def write_file(path, content, mode):
+    d = os.path.dirname(path)
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    tmp = os.path.join(d, ".%s.nvmeofctl-tmp" % os.path.basename(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, content.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,332 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nvmeofctl contributors
+# Apache-2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: nvme_host
+short_description: Converge a GPU node's NVMe-oF initiator (identity, connections, persistence)
+description:
+  - Reads the node's state from sysfs (C(/sys/class/nvme), C(/sys/class/nvme-subsystem),
+    C(/sys/block)) and C(/etc/nvme), compares it with the options, and changes only the
+    difference. One call per node.
+  - Connects missing paths with C(nvme connect) bounded by its own timeout, disconnects managed
+    paths the spec dropped (by controller name), reconnects paths whose transport, address,
+    reconnect policy, host identity or DH-HMAC-CHAP setting differ, sets the multipath
+    C(iopolicy) of managed subsystems, writes C(/etc/nvme/hostnqn) and C(/etc/nvme/hostid).
+  - Controllers of subsystems that are neither in O(connections) nor recorded in
+    C(STATE_DIR/initiator-managed.json), and PCIe controllers, are never touched.
+  - With O(persist), writes C(STATE_DIR/connections.json) (mode 0600, holds secrets), copies its
+    helper to C(LIB_DIR/nvme_host.py) and enables C(nvmeofctl-connect.service), which connects
+    the paths at boot and retries failures with backoff for about 10 minutes.
+  - Check mode predicts C(changed) and the change list without writing anything.
+options:
+  hostnqn: {type: str, required: true, description: Host NQN of this node (unique fleet-wide).}
+  hostid: {type: str, required: true, description: Host ID (UUID) paired with O(hostnqn).}
+  connections:
+    type: list
+    elements: dict
+    default: []
+    description: Every path this node must have. Identity is (subsysnqn, transport, traddr, trsvcid).
+    suboptions:
+      subsysnqn: {type: str, required: true}
+      transport: {type: str, choices: [rdma, tcp], default: rdma}
+      traddr: {type: str, required: true}
+      trsvcid: {type: str, default: "4420"}
+      host_traddr: {type: str, description: Local source address to bind.}
+      dhchap_secret: {type: str, no_log: true, description: DH-HMAC-CHAP host secret (DHHC-1:..).}
+      dhchap_ctrl_secret: {type: str, no_log: true, description: Controller secret (bidirectional).}
+  ctrl_loss_tmo: {type: int, default: 600, description: Seconds before a lost controller is removed; -1 never.}
+  reconnect_delay: {type: int, default: 10}
+  keep_alive_tmo: {type: int, default: 5}
+  nr_io_queues: {type: int, description: Applied at connect time only (not compared afterwards).}
+  queue_size: {type: int, description: Applied at connect time only (not compared afterwards).}
+  iopolicy: {type: str, choices: [numa, round-robin, queue-depth], description: Multipath I/O policy; unset leaves it alone.}
+  connect_timeout: {type: int, default: 30, description: Hard limit per nvme connect, in seconds.}
+  persist: {type: bool, default: true}
+  sysfs_root: {type: path, default: /sys}
+  etc_root: {type: path, default: /etc}
+  state_dir: {type: path, default: /etc/nvmeofctl}
+  lib_dir: {type: path, default: /usr/local/lib/nvmeofctl}
+author: nvmeofctl
+"""
+
+EXAMPLES = r"""
+- nvmeofctl.fabric.nvme_host:
+    hostnqn: nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b
+    hostid: f4a3064a-a702-4134-ab62-ed4d001ffe8b
+    connections:
+      - {subsysnqn: nqn.2024-01.io.lab:gpu-pool-1, transport: rdma, traddr: 192.168.100.1, trsvcid: "4420"}
+    ctrl_loss_tmo: 600
+    reconnect_delay: 10
+    iopolicy: round-robin
+"""
+
+RETURN = r"""
+changed: {type: bool, returned: always}
+changes:
+  description: What was (or, in check mode, would be) done.
+  type: list
+  elements: dict
+  returned: always
+  sample: [{object: "connection:rdma://192.168.100.1:4420/nqn.2024-01.io.lab:gpu-pool-1",
+            action: connect, detail: new rdma path, disruptive: false, reason: exported to this host by the spec}]
+diff: {type: dict, returned: always, description: "{before, after} text, no secrets."}
+controllers:
+  description: Fabrics controllers after the run (name, subsysnqn, transport, address, state,
+    managed, dhchap, namespaces with name/block/nsid/uuid/nguid/ana_state).
+  type: list
+  returned: always
+failures:
+  description: One line per failed step (also joined into msg when the task fails).
+  type: list
+  returned: on failure
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import (
+    CONNECTIONS_FILE, MANAGED_FILE, UNIT_NAME, conn_key, connect, connections_config,
+    describe_desired, describe_observed, disconnect, ensure_modules, file_differs, key_label,
+    managed_record, normalize_desired, own_source, paths_for, plan, public_controllers,
+    read_state, redact, secret_differs, set_iopolicy, unit_text, write_file,
+)
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _file_plan(p, desired, paths, check_only=False):
+    """(changes, ops) for the persistence files and the managed-connections record."""
+    changes, ops = [], []
+    state_dir, lib_dir, etc_root = p["state_dir"], p["lib_dir"], p["etc_root"]
+    unit_path = os.path.join(etc_root, "systemd", "system", UNIT_NAME)
+    wants = os.path.join(etc_root, "systemd", "system", "multi-user.target.wants", UNIT_NAME)
+    files = [(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
+              "connections nvmeofctl manages here (removing one from the spec disconnects it)")]
+    if p["persist"]:
+        files += [
+            (os.path.join(lib_dir, "nvme_host.py"), own_source(), 0o644, "boot-time connect helper"),
+            (os.path.join(state_dir, CONNECTIONS_FILE), connections_config(desired), 0o600,
+             "boot-time connections (mode 0600: holds DH-HMAC-CHAP secrets)"),
+            (unit_path, unit_text(lib_dir, state_dir), 0o644,
+             "connect at boot and retry until the target is up (nvme-cli #2800)"),
+        ]
+    for path, content, mode, reason in files:
+        if file_differs(path, content, mode):
+            changes.append({"object": "file:%s" % path, "action": "write",
+                            "detail": "mode %04o" % mode, "disruptive": False, "reason": reason})
+            ops.append({"op": "write", "path": path, "content": content, "mode": mode})
+    if p["persist"]:
+        if not os.path.lexists(wants):
+            changes.append({"object": "unit:%s" % UNIT_NAME, "action": "enable", "detail": wants,
+                            "disruptive": False, "reason": "start the boot-time connect"})
+            ops.append({"op": "enable", "unit": unit_path, "wants": wants})
+    else:
+        for path in (wants, unit_path, os.path.join(state_dir, CONNECTIONS_FILE),
+                     os.path.join(lib_dir, "nvme_host.py")):
+            if os.path.lexists(path):
+                changes.append({"object": "file:%s" % path, "action": "remove", "detail": "",
+                                "disruptive": False, "reason": "persist is false"})
+                ops.append({"op": "remove", "path": path})
+    return changes, ops
+
+
+def _systemctl(module, p, *args):
+    if os.path.realpath(p["etc_root"]) != "/etc":
+        return None  # a test root: no systemd to talk to
+    exe = module.get_bin_path("systemctl")
+    if not exe:
+        return None
+    rc, out, err = module.run_command([exe] + list(args))
+    if rc != 0:
+        return "systemctl %s failed: %s" % (" ".join(args), (err or out).strip())
+    return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            hostnqn=dict(type="str", required=True),
+            hostid=dict(type="str", required=True),
+            connections=dict(type="list", elements="dict", default=[], options=dict(
+                subsysnqn=dict(type="str", required=True),
+                transport=dict(type="str", choices=["rdma", "tcp"], default="rdma"),
+                traddr=dict(type="str", required=True),
+                trsvcid=dict(type="str", default="4420"),
+                host_traddr=dict(type="str"),
+                dhchap_secret=dict(type="str", no_log=True),
+                dhchap_ctrl_secret=dict(type="str", no_log=True),
+            )),
+            ctrl_loss_tmo=dict(type="int", default=600),
+            reconnect_delay=dict(type="int", default=10),
+            keep_alive_tmo=dict(type="int", default=5),
+            nr_io_queues=dict(type="int"),
+            queue_size=dict(type="int"),
+            iopolicy=dict(type="str", choices=["numa", "round-robin", "queue-depth"]),
+            connect_timeout=dict(type="int", default=30),
+            persist=dict(type="bool", default=True),
+            sysfs_root=dict(type="path", default="/sys"),
+            etc_root=dict(type="path", default="/etc"),
+            state_dir=dict(type="path", default="/etc/nvmeofctl"),
+            lib_dir=dict(type="path", default="/usr/local/lib/nvmeofctl"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    desired = normalize_desired({k: p[k] for k in (
+        "hostnqn", "hostid", "connections", "ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo",
+        "nr_io_queues", "queue_size", "iopolicy", "connect_timeout")})
+    secrets = [s for c in desired["connections"] for s in (c["dhchap_secret"], c["dhchap_ctrl_secret"]) if s]
+
+    if not _UUID_RE.match(desired["hostid"] or ""):
+        module.fail_json(msg="hostid %r is not a UUID" % desired["hostid"])
+    if not desired["hostnqn"].startswith("nqn."):
+        module.fail_json(msg="hostnqn %r does not start with 'nqn.'" % desired["hostnqn"])
+    seen = set()
+    for c in desired["connections"]:
+        k = conn_key(c)
+        if k in seen:
+            module.fail_json(msg="connection %s is listed twice" % key_label(k))
+        seen.add(k)
+
+    paths = paths_for(os.path.join(p["sysfs_root"], "class", "nvme"),
+                      os.path.join(p["etc_root"], "nvme"), p["state_dir"])
+    observed = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
+    by_key = {conn_key(c): c for c in desired["connections"]}
+    for name, c in observed["controllers"].items():
+        want = by_key.get((c.get("subsysnqn"), c.get("transport"), c.get("traddr"), c.get("trsvcid") or ""))
+        if want and c.get("fabrics"):
+            cdir = os.path.join(paths["ctrl"], name)
+            c["_dhchap_secret_differs"] = secret_differs(cdir, "dhchap_secret", want["dhchap_secret"])
+            c["_dhchap_ctrl_secret_differs"] = secret_differs(cdir, "dhchap_ctrl_secret",
+                                                              want["dhchap_ctrl_secret"])
+
+    changes, ops = plan(desired, observed, paths["etc"])
+    fchanges, fops = _file_plan(p, desired, paths)
+    before = describe_observed(observed, desired) + "files:\n" + "".join(
+        "  %s: %s\n" % (ch["object"][5:] if ch["object"].startswith("file:") else ch["object"],
+                        "absent or differs" if ch["action"] == "write" else "present")
+        for ch in fchanges)
+    after = describe_desired(desired) + "files:\n" + "".join(
+        "  %s: %s\n" % (ch["object"][5:] if ch["object"].startswith("file:") else ch["object"],
+                        "removed" if ch["action"] == "remove" else "up to date")
+        for ch in fchanges)
+    result = dict(changed=bool(changes or fchanges), changes=changes + fchanges,
+                  diff={"before": redact(before, secrets), "after": redact(after, secrets)},
+                  controllers=public_controllers(observed, [conn_key(c) for c in desired["connections"]]
+                                                 + [tuple(k) for k in observed["managed"]]))
+
+    conflicts = [ch for ch in changes if ch["action"] == "conflict"]
+    if module.check_mode:
+        if conflicts:
+            result["warnings"] = [redact("%s: %s" % (ch["object"], ch["reason"]), secrets) for ch in conflicts]
+        module.exit_json(**result)
+    if conflicts:
+        module.fail_json(msg=redact("host identity conflict: %s: %s" % (
+            conflicts[0]["object"], conflicts[0]["reason"]), secrets), **result)
+
+    done, failures = [], []
+    nvme = module.get_bin_path("nvme") or "nvme"
+    timeout = desired["connect_timeout"]
+
+    # 1. identity files
+    for ch, op in zip(changes, ops):
+        if op["op"] == "identity":
+            write_file(os.path.join(paths["etc"], op["attr"]), op["value"] + "\n", 0o644)
+            done.append(ch)
+    # 2. disconnect dropped and duplicate paths; first half of reconnects
+    for ch, op in zip(changes, ops):
+        if op["op"] in ("disconnect", "reconnect"):
+            err = disconnect(op["name"], nvme)
+            if err:
+                failures.append("%s: %s" % (key_label(op["key"]), err))
+            elif op["op"] == "disconnect":
+                done.append(ch)
+    # 3. connect (new paths and second half of reconnects)
+    todo = [(ch, op) for ch, op in zip(changes, ops) if op["op"] in ("connect", "reconnect")]
+    if todo:
+        _, err = ensure_modules({op["conn"]["transport"] for _, op in todo}, paths["module"])
+        if err:
+            failures.append(err)
+    blocked = None
+    for ch, op in todo:
+        label = key_label(op["key"])
+        if blocked:
+            failures.append("%s: not attempted: the kernel serializes connects and the connect to "
+                            "%s is still blocked" % (label, blocked))
+            continue
+        res = connect(op["conn"], desired, paths, timeout, nvme)
+        if res["ok"]:
+            done.append(dict(ch, detail="%s -> %s" % (ch["detail"], res["controller"])))
+        else:
+            failures.append("connect %s failed (%s): %s%s" % (
+                label, res["category"], res["message"] or "no message",
+                " (%s)" % res["hint"] if res["hint"] else ""))
+            if res["category"] == "timeout":
+                blocked = label
+    # 4. iopolicy (also for subsystems that just appeared)
+    if desired["iopolicy"]:
+        now = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
+        for nqn in sorted({c["subsysnqn"] for c in desired["connections"]}):
+            s = now["subsystems"].get(nqn)
+            if s and s.get("iopolicy") and s["iopolicy"] != desired["iopolicy"]:
+                err = set_iopolicy(paths, s["name"], desired["iopolicy"])
+                if err:
+                    failures.append(err)
+                else:
+                    done.append({"object": "subsystem:%s" % nqn, "action": "set-iopolicy",
+                                 "detail": "%s -> %s" % (s["iopolicy"], desired["iopolicy"]),
+                                 "disruptive": False, "reason": "multipath I/O policy from the spec"})
+    # 5. files, unit, enable
+    unit_changed = False
+    for ch, op in zip(fchanges, fops):
+        try:
+            if op["op"] == "write":
+                write_file(op["path"], op["content"], op["mode"])
+                unit_changed |= op["path"].endswith(UNIT_NAME)
+            elif op["op"] == "remove":
+                if op["path"].endswith(UNIT_NAME) and "multi-user.target.wants" in op["path"]:
+                    err = _systemctl(module, p, "disable", UNIT_NAME)
+                    if err:
+                        failures.append(err)
+                if os.path.lexists(op["path"]):
+                    os.unlink(op["path"])
+                unit_changed |= op["path"].endswith(UNIT_NAME)
+            elif op["op"] == "enable":
+                continue
+            done.append(ch)
+        except OSError as exc:
+            failures.append("%s: %s" % (op["path"], exc.strerror or exc))
+    if unit_changed:
+        err = _systemctl(module, p, "daemon-reload")
+        if err:
+            failures.append(err)
+    for ch, op in zip(fchanges, fops):
+        if op["op"] == "enable":
+            err = _systemctl(module, p, "enable", UNIT_NAME)
+            if err is None and not os.path.lexists(op["wants"]):
+                try:
+                    os.makedirs(os.path.dirname(op["wants"]), exist_ok=True)
+                    os.symlink(op["unit"], op["wants"])
+                except OSError as exc:
+                    err = "enable %s: %s" % (UNIT_NAME, exc.strerror or exc)
+            if err:
+                failures.append(err)
+            else:
+                done.append(ch)
+
+    final = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
+    result.update(changed=bool(done), changes=done,
+                  controllers=public_controllers(final, [conn_key(c) for c in desired["connections"]]))
+    if failures:
+        result["failures"] = [redact(f, secrets) for f in failures]
+        msg = "; ".join(result["failures"])
+        module.fail_json(msg=msg, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

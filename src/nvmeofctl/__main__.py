@@ -1,0 +1,3 @@
+from nvmeofctl.cli.main import run
+
+run()

@@ -1,0 +1,89 @@
+"""`nvmeofctl health`: read-only RoCE v2 / NVMe-oF health of every host in the spec."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nvmeofctl.cli.context import stderr_console, stdout_console
+from nvmeofctl.errors import UsageError
+from nvmeofctl.health import expect as expect_mod
+from nvmeofctl.health import runner
+from nvmeofctl.health.model import exit_code_for
+from nvmeofctl.remote import ssh
+from nvmeofctl.report import health as health_report
+from nvmeofctl.report import prometheus
+from nvmeofctl.report.output import emit_json
+
+
+class HealthOutput(str, Enum):
+    table = "table"
+    json = "json"
+    prometheus = "prometheus"
+
+
+HELP = """Check the fabric and NVMe-oF state of every host in the spec (read-only).
+
+One SSH round trip per host (all in parallel) runs a read-only probe; counters are sampled twice, WINDOW seconds apart, and judged as deltas. Checks: kernel modules, fabric interface and IP, RDMA device bound to the interface, port ACTIVE/LINK_UP, RoCE v2 GID for the fabric IP, MTU and active_mtu (fleet-wide), link speed, rdma_cm default mode/TOS, DSCP trust, PFC, ECN, global pause (na on soft-RoCE), drop/retransmit/congestion counters, NVMe controllers live with the spec's reconnect policy and iopolicy, host NQN/ID (unique across GPU nodes), nvmet ports/subsystems on targets, GPUs and GPU-NIC affinity (PIX/PXB ok, NODE/PHB warn, SYS fail).
+
+\b
+Exit codes:
+  0   healthy (every finding ok or na)
+  10  degraded (any warn)
+  11  unhealthy (any fail)
+  6   some host unreachable: the result is incomplete, so 6 wins over 11/10
+\b
+Prometheus (--output prometheus, node_exporter textfile format):
+  nvmeofctl_health_check{host,check,device} = 0 ok, 1 warn, 2 fail, -1 na, 3 unreachable
+
+\b
+Example:
+  nvmeofctl health -f cluster.yaml
+  nvmeofctl health -f cluster.yaml --perf --output json
+  nvmeofctl health -f cluster.yaml -o prometheus > /var/lib/node_exporter/nvmeofctl.prom
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("health", help=HELP)(health_command)
+
+
+def _limit(exp: expect_mod.Expectations, limit: Optional[str]) -> list[str]:
+    if not limit:
+        return exp.order
+    names = [n.strip() for n in limit.split(",") if n.strip()]
+    unknown = [n for n in names if n not in exp.hosts]
+    if unknown:
+        raise UsageError(f"--limit: unknown host(s) {', '.join(unknown)}; the spec has {', '.join(exp.order)}")
+    return [n for n in exp.order if n in names]
+
+
+def health_command(
+    file: Path = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=True, dir_okay=False),
+    output: HealthOutput = typer.Option(HealthOutput.table, "--output", "-o", help="table | json | prometheus"),
+    perf: bool = typer.Option(False, "--perf", help="Also run rping + ib_write_bw for every GPU node/target pair."),
+    limit: Optional[str] = typer.Option(None, "--limit", help="Comma-separated host names to check."),
+    window: float = typer.Option(3.0, "--window", min=0, max=300, help="Seconds between the two counter samples."),
+    problems_only: bool = typer.Option(False, "--problems", help="Table: hide ok and na rows."),
+) -> None:
+    spec = expect_mod.load_spec(str(file))
+    exp = expect_mod.expectations_from_spec(spec)
+    names = _limit(exp, limit)
+    if limit:  # checks only see the limited hosts; fleet checks compare those
+        exp = expect_mod.Expectations(exp.fabric, {n: exp.hosts[n] for n in names})
+    err = stderr_console()
+    targets = runner.ssh_targets(spec, names)
+    err.print(f"probing {len(names)} host(s), counter window {window:g}s ...", markup=False)
+    rep = runner.health(exp, targets, window=window, do_perf=perf, run_many=ssh.run_many, run_on=ssh.run_on)
+    if output == HealthOutput.json:
+        emit_json(health_report.payload(rep.findings, rep.perf, exp.order, window))
+    elif output == HealthOutput.prometheus:
+        typer.echo(prometheus.render(rep.findings, rep.perf, exp.order), nl=False)
+    else:
+        health_report.render_table(stdout_console(), rep.findings, rep.perf, exp.order, show_ok=not problems_only)
+    # SystemExit, not typer.Exit: cli.main.run() runs click with standalone_mode=False, which
+    # returns (and so drops) typer.Exit codes.
+    raise SystemExit(int(exit_code_for(rep.findings)))

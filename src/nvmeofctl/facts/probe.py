@@ -1,0 +1,371 @@
+"""The health probe: ONE read-only bash script per host, sent on stdin over SSH.
+
+It prints ``### <section> [args]`` blocks (see ``PROBE_SCRIPT``) and samples counters twice,
+``window`` seconds apart, inside the same run, so deltas come back in one round trip.
+``parse_probe_output`` turns the text into a ``HostFacts``; it never raises on odd input.
+
+Read-only: no ``mkdir`` in configfs (rdma_cm is read only where someone created the entry),
+no module loading, and DH-HMAC-CHAP key files (nvmet hosts/, sysfs dhchap_*) are never read.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from nvmeofctl.facts import gpu as gpu_p
+from nvmeofctl.facts import net as net_p
+from nvmeofctl.facts import nvme as nvme_p
+from nvmeofctl.facts import rdma as rdma_p
+from nvmeofctl.facts.sections import Section, parse_kv, split_sections, to_int
+
+PROBE_VERSION = 1
+
+PROBE_SCRIPT = r"""
+# nvmeofctl health probe (read-only). Usage: bash -s -- IFACE WINDOW_SECONDS
+IF="${1:-}"; WIN="${2:-3}"
+export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/opt/mellanox/iproute2/sbin"
+sec() { printf '\n### %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+tmo() { if have timeout; then timeout 20 "$@"; else "$@"; fi; }
+kv() { # kv DIR attr... : print attr=value for each readable attribute (single line)
+  local d="$1" a v; shift
+  for a in "$@"; do
+    [ -e "$d/$a" ] || continue
+    v=$(tr '\n' ' ' < "$d/$a" 2>/dev/null) || continue
+    printf '%s=%s\n' "$a" "${v% }"
+  done
+}
+sample() { # counters; $1 = t0|t1
+  local d p c v
+  sec ts "$1"; date +%s.%N 2>/dev/null || date +%s
+  for d in /sys/class/infiniband/*; do
+    [ -d "$d" ] || continue
+    for p in "$d"/ports/*; do
+      [ -d "$p/hw_counters" ] || continue
+      sec hw_counters "${d##*/}" "${p##*/}" "$1"
+      for c in "$p"/hw_counters/*; do
+        [ -f "$c" ] || continue
+        read -r v < "$c" 2>/dev/null && printf '%s=%s\n' "${c##*/}" "$v"
+      done
+    done
+  done
+  if have rdma; then sec rdma_stat "$1"; tmo rdma -j statistic show 2>/dev/null; fi
+  if [ -n "$IF" ] && have ethtool; then sec ethtool_S "$IF" "$1"; tmo ethtool -S "$IF" 2>&1; fi
+}
+T0=$(date +%s)
+sec meta
+echo "probe_version=__PROBE_VERSION__"; echo "hostname=$(hostname 2>/dev/null)"
+echo "iface=$IF"; echo "window=$WIN"
+sample t0
+sec uname; uname -r
+sec modules; cut -d' ' -f1 /proc/modules 2>/dev/null
+sec sys_module; ls /sys/module 2>/dev/null
+if have ip; then
+  sec ip_link; ip -j link show 2>/dev/null
+  sec ip_addr; ip -j addr show 2>/dev/null
+fi
+if have rdma; then
+  sec rdma_link; tmo rdma -j link show 2>/dev/null || tmo rdma link show 2>/dev/null
+  sec rdma_dev; tmo rdma -j dev 2>/dev/null || tmo rdma dev 2>/dev/null
+fi
+for d in /sys/class/infiniband/*; do
+  [ -d "$d" ] || continue
+  dev=${d##*/}
+  sec ib_dev "$dev"
+  kv "$d" node_type fw_ver
+  drv=$(readlink "$d/device/driver" 2>/dev/null); echo "driver=${drv##*/}"
+  pci=$(readlink -f "$d/device" 2>/dev/null); [ -n "$pci" ] && [ -d "$d/device" ] && echo "pci=${pci##*/}"
+  kv "$d/device" numa_node
+  for p in "$d"/ports/*; do
+    [ -d "$p" ] || continue
+    port=${p##*/}
+    sec ib_port "$dev" "$port"
+    kv "$p" state phys_state rate link_layer
+    sec ib_gids "$dev" "$port"
+    for g in "$p"/gids/*; do
+      n=${g##*/}
+      read -r v < "$g" 2>/dev/null || continue
+      [ "$v" = "0000:0000:0000:0000:0000:0000:0000:0000" ] && continue
+      read -r t < "$p/gid_attrs/types/$n" 2>/dev/null || continue
+      nd=""; read -r nd < "$p/gid_attrs/ndevs/$n" 2>/dev/null
+      printf '%s %s type="%s" ndev=%s\n' "$n" "$v" "$t" "$nd"
+    done
+  done
+done
+if have ibv_devinfo; then sec ibv_devinfo; tmo ibv_devinfo 2>/dev/null; fi
+sec rdma_cm_configfs
+echo "configfs=$([ -d /sys/kernel/config ] && echo 1 || echo 0)"
+echo "rdma_cm=$([ -d /sys/kernel/config/rdma_cm ] && echo 1 || echo 0)"
+for d in /sys/kernel/config/rdma_cm/*; do
+  [ -d "$d/ports" ] || continue
+  for p in "$d"/ports/*; do
+    [ -d "$p" ] || continue
+    sec rdma_cm "${d##*/}" "${p##*/}"; kv "$p" default_roce_mode default_roce_tos
+  done
+done
+if [ -n "$IF" ]; then
+  N=/sys/class/net/$IF
+  sec netif "$IF"
+  echo "exists=$([ -d "$N" ] && echo 1 || echo 0)"
+  kv "$N" mtu operstate speed
+  drv=$(readlink "$N/device/driver" 2>/dev/null); echo "driver=${drv##*/}"
+  kv "$N/qos" trust
+  if [ -d "$N/ecn" ]; then
+    sec ecn "$IF"
+    for k in roce_np roce_rp; do
+      for f in "$N/ecn/$k/enable"/*; do
+        [ -f "$f" ] || continue
+        read -r v < "$f" 2>/dev/null && echo "$k/${f##*/}=$v"
+      done
+    done
+  fi
+  if have mlnx_qos; then sec mlnx_qos "$IF"; tmo mlnx_qos -i "$IF" 2>&1; fi
+  if have ethtool; then sec ethtool_a "$IF"; tmo ethtool -a "$IF" 2>&1; fi
+fi
+for c in /sys/class/nvme/nvme*; do
+  [ -d "$c" ] || continue
+  sec nvme_ctrl "${c##*/}"
+  kv "$c" transport address state subsysnqn hostnqn hostid ctrl_loss_tmo reconnect_delay kato cntrltype
+done
+for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+  [ -d "$s" ] || continue
+  sec nvme_subsys "${s##*/}"; kv "$s" subsysnqn iopolicy
+done
+sec etc_nvme; kv /etc/nvme hostnqn hostid
+M=/sys/kernel/config/nvmet
+if [ -d "$M" ]; then
+  sec nvmet; echo "present=1"
+  for p in "$M"/ports/*; do
+    [ -d "$p" ] || continue
+    sec nvmet_port "${p##*/}"
+    kv "$p" addr_trtype addr_traddr addr_trsvcid addr_adrfam
+    printf 'subsystems='; ls "$p/subsystems" 2>/dev/null | tr '\n' ' '; echo
+  done
+  for s in "$M"/subsystems/*; do
+    [ -d "$s" ] || continue
+    sec nvmet_subsys "${s##*/}"
+    kv "$s" attr_allow_any_host
+    printf 'allowed_hosts='; ls "$s/allowed_hosts" 2>/dev/null | tr '\n' ' '; echo
+    for n in "$s"/namespaces/*; do
+      [ -d "$n" ] || continue
+      read -r v < "$n/enable" 2>/dev/null && echo "ns.${n##*/}.enable=$v"
+    done
+  done
+fi
+if have nvidia-smi; then
+  sec nvidia_smi_L; tmo nvidia-smi -L 2>&1
+  sec nvidia_smi_pci; tmo nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader 2>&1
+  sec nvidia_topo; tmo nvidia-smi topo -m 2>&1
+  sec gpu_numa
+  tmo nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader 2>/dev/null | while read -r b; do
+    b=$(echo "$b" | tr 'A-F' 'a-f'); b=${b: -12}
+    printf '%s numa=%s\n' "$b" "$(cat "/sys/bus/pci/devices/$b/numa_node" 2>/dev/null)"
+  done
+fi
+NOW=$(date +%s); REST=$(( WIN - (NOW - T0) ))
+[ "$REST" -gt 0 ] 2>/dev/null && sleep "$REST"
+sample t1
+sec end
+exit 0
+""".replace("__PROBE_VERSION__", str(PROBE_VERSION))
+
+
+def probe_command(interface: str | None, window: float) -> str:
+    """The remote command line; the script itself goes on stdin."""
+    return f"bash -s -- {shlex.quote(interface or '')} {int(max(0, round(window)))}"
+
+
+@dataclass
+class CounterWindow:
+    """Two samples of the same counters and the seconds between them."""
+
+    t0: dict[str, int] = field(default_factory=dict)
+    t1: dict[str, int] = field(default_factory=dict)
+
+    def deltas(self) -> dict[str, int]:
+        return {k: self.t1[k] - v for k, v in self.t0.items() if k in self.t1}
+
+    @property
+    def present(self) -> bool:
+        return bool(self.t0) and bool(self.t1)
+
+
+@dataclass
+class HostFacts:
+    host: str
+    complete: bool = False  # the probe reached its end marker
+    probe_version: int | None = None
+    kernel: str | None = None
+    modules: set[str] = field(default_factory=set)  # loaded modules (/proc/modules)
+    sys_modules: set[str] = field(default_factory=set)  # /sys/module (includes built-ins)
+    links: dict[str, net_p.NetLink] = field(default_factory=dict)
+    rdma_tool: bool = False
+    rdma_links: list[rdma_p.RdmaLink] = field(default_factory=list)
+    ib_devices: dict[str, rdma_p.IbDevice] = field(default_factory=dict)
+    configfs: bool | None = None
+    rdma_cm_configfs: bool | None = None
+    rdma_cm: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    interface: str | None = None
+    netif: net_p.NetIf | None = None
+    ecn: dict[str, dict[int, bool]] | None = None
+    mlnx_qos: net_p.MlnxQos | None = None
+    pause: net_p.PauseParams | None = None
+    window_s: float | None = None
+    hw_counters: dict[tuple[str, int], CounterWindow] = field(default_factory=dict)
+    rdma_stat: dict[tuple[str, int], CounterWindow] = field(default_factory=dict)
+    ethtool: CounterWindow | None = None
+    nvme_ctrls: list[nvme_p.NvmeCtrl] = field(default_factory=list)
+    nvme_subsystems: list[nvme_p.NvmeSubsys] = field(default_factory=list)
+    etc_hostnqn: str | None = None
+    etc_hostid: str | None = None
+    nvmet: bool = False
+    nvmet_ports: list[nvme_p.NvmetPort] = field(default_factory=list)
+    nvmet_subsystems: dict[str, nvme_p.NvmetSubsys] = field(default_factory=dict)
+    nvidia_smi: bool = False
+    gpus: list[gpu_p.Gpu] = field(default_factory=list)
+    topology: gpu_p.Topology | None = None
+
+    def module_loaded(self, name: str) -> bool:
+        name = name.replace("-", "_")
+        return name in self.modules or name in self.sys_modules
+
+    def rdma_link_for(self, dev: str) -> list[rdma_p.RdmaLink]:
+        return [link for link in self.rdma_links if link.dev == dev]
+
+    def rdma_devs_on(self, netdev: str) -> list[str]:
+        """RDMA devices bound to a netdev (rdma link, else the GID table's ndevs)."""
+        devs = [link.dev for link in self.rdma_links if link.netdev == netdev]
+        if devs:
+            return sorted(set(devs))
+        return sorted({d.name for d in self.ib_devices.values() for p in d.ports.values()
+                       for g in p.gids if g.ndev == netdev})
+
+
+def _port_key(s: Section) -> tuple[str, int] | None:
+    if len(s.args) < 2:
+        return None
+    port = to_int(s.args[1])
+    return (s.args[0], port) if port is not None else None
+
+
+def parse_probe_output(host: str, text: str) -> HostFacts:
+    """Turn the probe's stdout into facts; unknown sections are ignored."""
+    f = HostFacts(host=host)
+    ts: dict[str, float] = {}
+    ethtool_samples: dict[str, dict[str, int]] = {}
+    ibv: dict[tuple[str, int], rdma_p.IbvPort] = {}
+    nvidia_pci: dict[int, str] = {}
+    gpu_numa: dict[str, int | None] = {}
+    for s in split_sections(text):
+        n, body = s.name, s.text
+        if n == "meta":
+            kv = parse_kv(body)
+            f.probe_version = to_int(kv.get("probe_version"))
+            f.interface = kv.get("iface") or None
+        elif n == "end":
+            f.complete = True
+        elif n == "ts" and s.args:
+            try:
+                ts[s.args[0]] = float(body.strip().split()[0])
+            except (ValueError, IndexError):
+                pass
+        elif n == "uname":
+            f.kernel = body.strip().splitlines()[0].strip() if body.strip() else None
+        elif n == "modules":
+            f.modules = {line.split()[0] for line in s.lines if line.strip()}
+        elif n == "sys_module":
+            f.sys_modules = {line.strip() for line in s.lines if line.strip()}
+        elif n == "ip_link":
+            f.links = net_p.parse_ip_json(body, "")
+        elif n == "ip_addr":
+            for name, link in net_p.parse_ip_json("", body).items():
+                cur = f.links.setdefault(name, link)
+                if cur is not link:
+                    cur.ipv4 = link.ipv4
+                    cur.mtu = cur.mtu or link.mtu
+        elif n == "rdma_link":
+            f.rdma_tool = True
+            f.rdma_links = rdma_p.parse_rdma_link(body)
+        elif n == "rdma_dev":
+            f.rdma_tool = True
+        elif n == "ib_dev" and s.args:
+            kv = parse_kv(body)
+            numa = to_int(kv.get("numa_node"))
+            dev = f.ib_devices.setdefault(s.args[0], rdma_p.IbDevice(s.args[0]))
+            dev.driver = kv.get("driver", "")
+            dev.numa_node = numa if numa is not None and numa >= 0 else None
+            dev.pci = kv.get("pci")
+            dev.node_type = kv.get("node_type")
+            dev.fw_ver = kv.get("fw_ver")
+        elif n in ("ib_port", "ib_gids") and (key := _port_key(s)):
+            dev = f.ib_devices.setdefault(key[0], rdma_p.IbDevice(key[0]))
+            if n == "ib_port":
+                gids = dev.ports[key[1]].gids if key[1] in dev.ports else []
+                dev.ports[key[1]] = rdma_p.parse_ib_port(key[1], body)
+                dev.ports[key[1]].gids = gids
+            else:
+                dev.ports.setdefault(key[1], rdma_p.IbPort(key[1])).gids = rdma_p.parse_gid_table(body)
+        elif n == "ibv_devinfo":
+            ibv = rdma_p.parse_ibv_devinfo(body)
+        elif n == "rdma_cm_configfs":
+            kv = parse_kv(body)
+            f.configfs = kv.get("configfs") == "1"
+            f.rdma_cm_configfs = kv.get("rdma_cm") == "1"
+        elif n == "rdma_cm" and (key := _port_key(s)):
+            f.rdma_cm[key] = parse_kv(body)
+        elif n == "netif" and s.args:
+            f.netif = net_p.parse_netif(s.args[0], body)
+        elif n == "ecn":
+            f.ecn = net_p.parse_ecn(body)
+        elif n == "mlnx_qos":
+            q = net_p.parse_mlnx_qos(body)
+            f.mlnx_qos = q if (q.trust or q.pfc_enabled is not None) else None
+        elif n == "ethtool_a":
+            f.pause = net_p.parse_ethtool_pause(body)
+        elif n == "hw_counters" and len(s.args) >= 3 and (key := _port_key(s)):
+            win = f.hw_counters.setdefault(key, CounterWindow())
+            setattr(win, s.args[2], rdma_p.parse_counters(body)) if s.args[2] in ("t0", "t1") else None
+        elif n == "rdma_stat" and s.args and s.args[0] in ("t0", "t1"):
+            for key, vals in rdma_p.parse_rdma_statistic(body).items():
+                setattr(f.rdma_stat.setdefault(key, CounterWindow()), s.args[0], vals)
+        elif n == "ethtool_S" and len(s.args) >= 2:
+            ethtool_samples[s.args[1]] = net_p.parse_ethtool_stats(body)
+        elif n == "nvme_ctrl" and s.args:
+            f.nvme_ctrls.append(nvme_p.parse_nvme_ctrl(s.args[0], body))
+        elif n == "nvme_subsys" and s.args:
+            f.nvme_subsystems.append(nvme_p.parse_nvme_subsys(s.args[0], body))
+        elif n == "etc_nvme":
+            kv = parse_kv(body)
+            f.etc_hostnqn, f.etc_hostid = kv.get("hostnqn") or None, kv.get("hostid") or None
+        elif n == "nvmet":
+            f.nvmet = True
+        elif n == "nvmet_port" and s.args:
+            f.nvmet = True
+            f.nvmet_ports.append(nvme_p.parse_nvmet_port(s.args[0], body))
+        elif n == "nvmet_subsys" and s.args:
+            f.nvmet = True
+            f.nvmet_subsystems[s.args[0]] = nvme_p.parse_nvmet_subsys(s.args[0], body)
+        elif n == "nvidia_smi_L":
+            f.nvidia_smi = True
+            f.gpus = gpu_p.parse_nvidia_smi_l(body)
+        elif n == "nvidia_smi_pci":
+            nvidia_pci = gpu_p.parse_gpu_pci(body)
+        elif n == "nvidia_topo":
+            f.topology = gpu_p.parse_topo(body)
+        elif n == "gpu_numa":
+            gpu_numa = gpu_p.parse_pci_numa(body)
+    for (devname, port), info in ibv.items():
+        dev = f.ib_devices.get(devname)
+        if dev and port in dev.ports:
+            dev.ports[port].active_mtu = info.active_mtu
+            dev.ports[port].max_mtu = info.max_mtu
+    for g in f.gpus:
+        g.bus_id = nvidia_pci.get(g.index)
+        if g.bus_id:
+            g.numa_node = gpu_numa.get(g.bus_id)
+    if "t0" in ethtool_samples or "t1" in ethtool_samples:
+        f.ethtool = CounterWindow(ethtool_samples.get("t0", {}), ethtool_samples.get("t1", {}))
+    if "t0" in ts and "t1" in ts:
+        f.window_s = round(ts["t1"] - ts["t0"], 3)
+    return f

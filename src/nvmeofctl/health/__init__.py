@@ -1,0 +1,1 @@
+"""Health checks: small pure functions ``(HostFacts, Expectations) -> list[Finding]``."""

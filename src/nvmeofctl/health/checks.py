@@ -1,0 +1,69 @@
+"""The check registry: every per-host check and fleet check, and ``run_checks`` over them."""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from nvmeofctl.facts.probe import HostFacts
+from nvmeofctl.health import checks_counters, checks_fleet, checks_gpu, checks_nvme, checks_qos, checks_rdma
+from nvmeofctl.health.common import finding
+from nvmeofctl.health.expect import Expectations
+from nvmeofctl.health.model import Finding, Status
+
+HostCheck = Callable[[HostFacts, Expectations], list[Finding]]
+FleetCheck = Callable[[dict[str, HostFacts], Expectations], list[Finding]]
+
+HOST_CHECKS: list[HostCheck] = [
+    checks_rdma.check_modules,
+    checks_rdma.check_interface,
+    checks_rdma.check_rdma_device,
+    checks_rdma.check_port,
+    checks_rdma.check_gid,
+    checks_rdma.check_mtu,
+    checks_rdma.check_rdma_cm,
+    checks_qos.check_qos,
+    checks_counters.check_counters,
+    checks_nvme.check_nvme_host,
+    checks_nvme.check_nvmet,
+    checks_gpu.check_gpus,
+]
+FLEET_CHECKS: list[FleetCheck] = [
+    checks_fleet.check_unique_identity,
+    checks_fleet.check_fabric_consistency,
+]
+
+
+def run_checks(
+    facts: Mapping[str, HostFacts],
+    exp: Expectations,
+    unreachable: Mapping[str, str] | None = None,
+    probe_errors: Mapping[str, str] | None = None,
+) -> list[Finding]:
+    """All findings: one ``unreachable`` finding per unreachable host, the rest checked as usual.
+
+    A check that raises is a bug; it becomes one ``fail`` finding instead of hiding the others."""
+    out: list[Finding] = []
+    for host, reason in (unreachable or {}).items():
+        out.append(Finding(host, "ssh", Status.unreachable, reason, "reachable over SSH",
+                           "check the address, key and known_hosts in the spec; is the host up?"))
+    for host, err in (probe_errors or {}).items():
+        out.append(finding(host, "probe", Status.fail, err, "probe completes",
+                           "run the probe by hand with -v; see stderr"))
+    for host in exp.order:
+        f = facts.get(host)
+        if f is None:
+            continue
+        for check in HOST_CHECKS:
+            try:
+                out.extend(check(f, exp))
+            except Exception as exc:  # noqa: BLE001 - keep the other checks
+                out.append(finding(host, check.__name__.removeprefix("check_"), Status.fail,
+                                   f"internal error: {type(exc).__name__}: {exc}", "", "report this bug"))
+    present = {h: f for h, f in facts.items() if h in exp.hosts}
+    for fc in FLEET_CHECKS:
+        try:
+            out.extend(fc(present, exp))
+        except Exception as exc:  # noqa: BLE001
+            out.append(finding("fleet", fc.__name__.removeprefix("check_"), Status.fail,
+                               f"internal error: {type(exc).__name__}: {exc}", "", "report this bug"))
+    return out

@@ -1,0 +1,161 @@
+"""NVMe-oF checks: GPU-node controllers, reconnect policy, iopolicy, host identity; target ports."""
+
+from __future__ import annotations
+
+from nvmeofctl.facts.probe import HostFacts
+from nvmeofctl.health.common import finding
+from nvmeofctl.health.expect import Expectations
+from nvmeofctl.health.model import Finding, Status
+
+OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
+
+
+def _connect_hint(exp: Expectations, nqn: str, ip: str) -> str:
+    return f"nvmeofctl apply (or nvme connect -t {exp.fabric.transport} -a {ip} -s {exp.fabric.port} -n {nqn})"
+
+
+def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
+    h = exp.hosts[facts.host]
+    if not h.is_gpu_node:
+        return []
+    fab = exp.fabric
+    out: list[Finding] = []
+    fabrics = [c for c in facts.nvme_ctrls if c.is_fabrics and not c.is_discovery]
+    used: set[str] = set()
+    for e in h.exports:
+        ip = e.target_ips[0] if e.target_ips else "?"
+        mine = [c for c in fabrics if c.subsysnqn == e.nqn]
+        right = [c for c in mine if c.transport == fab.transport and (not e.target_ips or c.traddr in e.target_ips)
+                 and c.trsvcid in (None, str(fab.port))]
+        used.update(c.name for c in mine)
+        exp_s = f"live over {fab.transport} to {ip}:{fab.port}"
+        if not mine:
+            out.append(finding(facts, "nvme_controller", FAIL, "not connected", exp_s,
+                               _connect_hint(exp, e.nqn, ip), e.nqn))
+            continue
+        live = [c for c in right if c.state == "live"]
+        if live:
+            c = live[0]
+            out.append(finding(facts, "nvme_controller", OK, f"{c.name} live {c.transport} {c.traddr}:{c.trsvcid}",
+                               exp_s, device=e.nqn))
+        elif right:
+            c = right[0]
+            out.append(finding(facts, "nvme_controller", FAIL, f"{c.name} {c.state}", exp_s,
+                               f"controller not live: check the target and the fabric path to {ip}", e.nqn))
+        else:
+            c = mine[0]
+            out.append(finding(facts, "nvme_controller", FAIL, f"{c.name} {c.transport} {c.traddr}:{c.trsvcid}",
+                               exp_s, "disconnect it and reconnect over the spec's transport/address: "
+                               + _connect_hint(exp, e.nqn, ip), e.nqn))
+        for c in (live or right or mine)[:1]:
+            out.extend(_reconnect_policy(facts, exp, c, e.nqn))
+    extra = [c for c in fabrics if c.name not in used]
+    if extra:
+        out.append(finding(facts, "nvme_unexpected", WARN,
+                           ", ".join(f"{c.name} {c.subsysnqn} {c.transport} {c.traddr}" for c in extra),
+                           "only the spec's subsystems", "nvme disconnect -d <ctrl> for controllers not in the spec"))
+    else:
+        out.append(finding(facts, "nvme_unexpected", OK, "none", "only the spec's subsystems"))
+    out.extend(_iopolicy(facts, exp, [e.nqn for e in h.exports]))
+    out.extend(_identity(facts, exp))
+    return out
+
+
+def _reconnect_policy(facts, exp: Expectations, c, nqn: str) -> list[Finding]:
+    fab = exp.fabric
+    want = {"ctrl_loss_tmo": fab.ctrl_loss_tmo, "reconnect_delay": fab.reconnect_delay, "kato": fab.keep_alive_tmo}
+    got = {"ctrl_loss_tmo": c.ctrl_loss_tmo, "reconnect_delay": c.reconnect_delay, "kato": c.kato}
+    checked = {k: v for k, v in want.items() if v is not None and got[k] is not None}
+    if not checked:
+        return [finding(facts, "nvme_reconnect", NA, "no reconnect policy in spec or sysfs", device=nqn)]
+    bad = {k: got[k] for k, v in checked.items() if got[k] != v}
+    obs = " ".join(f"{k}={got[k]}" for k in checked)
+    exp_s = " ".join(f"{k}={v}" for k, v in checked.items())
+    return [finding(facts, "nvme_reconnect", WARN if bad else OK, obs, exp_s,
+                    "reconnect with the spec's --ctrl-loss-tmo/--reconnect-delay/--keep-alive-tmo (nvmeofctl apply)",
+                    nqn)]
+
+
+def _iopolicy(facts, exp: Expectations, nqns: list[str]) -> list[Finding]:
+    want = exp.fabric.iopolicy
+    if not want or not nqns:
+        return []
+    out = []
+    for nqn in nqns:
+        sub = next((s for s in facts.nvme_subsystems if s.nqn == nqn), None)
+        if sub is None:
+            out.append(finding(facts, "nvme_iopolicy", NA, "subsystem not present (see nvme_controller)", device=nqn))
+        elif sub.iopolicy is None:
+            out.append(finding(facts, "nvme_iopolicy", NA, "no iopolicy (native NVMe multipath off)", want, device=nqn))
+        else:
+            out.append(finding(facts, "nvme_iopolicy", OK if sub.iopolicy == want else WARN, sub.iopolicy, want,
+                               f"echo {want} > /sys/class/nvme-subsystem/{sub.name}/iopolicy (persist via udev rule)",
+                               nqn))
+    return out
+
+
+def _identity(facts, exp: Expectations) -> list[Finding]:
+    h = exp.hosts[facts.host]
+    out = []
+    for what, got, want in (("host_nqn", facts.etc_hostnqn, h.host_nqn), ("host_id", facts.etc_hostid, h.host_id)):
+        fname = "/etc/nvme/hostnqn" if what == "host_nqn" else "/etc/nvme/hostid"
+        if got is None:
+            out.append(finding(facts, what, FAIL, f"{fname} missing", want or "present",
+                               "nvmeofctl apply writes the spec's host NQN/ID"))
+        elif want and got.lower() != want.lower():
+            out.append(finding(facts, what, FAIL, got, want,
+                               f"write the spec's value to {fname} (nvmeofctl apply); targets allow only the spec's NQN"))
+        else:
+            out.append(finding(facts, what, OK, got, want or "present"))
+    if h.host_nqn:
+        wrong = [c.name for c in facts.nvme_ctrls if c.is_fabrics and c.hostnqn and c.hostnqn != h.host_nqn]
+        if wrong:
+            out.append(finding(facts, "host_nqn_in_use", WARN, f"{', '.join(wrong)} connected with another host NQN",
+                               h.host_nqn, "reconnect after fixing /etc/nvme/hostnqn (nvmeofctl apply)"))
+    return out
+
+
+def check_nvmet(facts: HostFacts, exp: Expectations) -> list[Finding]:
+    h = exp.hosts[facts.host]
+    if not h.is_target:
+        return []
+    fab = exp.fabric
+    want = f"{fab.transport} {'|'.join(h.ips) or '?'}:{fab.port}"
+    if not facts.nvmet:
+        return [finding(facts, "nvmet_port", FAIL, "nvmet configfs absent", want,
+                        f"modprobe -a nvmet nvmet-{fab.transport} && nvmeofctl apply")]
+    ports = [p for p in facts.nvmet_ports if p.trtype == fab.transport and p.trsvcid == str(fab.port)
+             and (not h.ips or p.traddr in h.ips)]
+    out: list[Finding] = []
+    if not ports:
+        have = ", ".join(f"{p.id}:{p.trtype} {p.traddr}:{p.trsvcid}" for p in facts.nvmet_ports) or "no ports"
+        out.append(finding(facts, "nvmet_port", FAIL, have, want, "nvmeofctl apply (creates the port)"))
+    else:
+        out.append(finding(facts, "nvmet_port", OK, f"port {ports[0].id} {want}", want, device=ports[0].id))
+    linked = {s for p in ports for s in p.subsystems}
+    for nqn, allowed in h.subsystems.items():
+        s = facts.nvmet_subsystems.get(nqn)
+        if s is None:
+            out.append(finding(facts, "nvmet_subsystem", FAIL, "absent", "present, linked to the port",
+                               "nvmeofctl apply", nqn))
+            continue
+        problems = []
+        if nqn not in linked:
+            problems.append("not linked to the listening port")
+        if s.namespaces and not any(s.namespaces.values()):
+            problems.append("no enabled namespace")
+        elif not s.namespaces:
+            problems.append("no namespaces")
+        if s.allow_any_host:
+            problems.append("allow_any_host=1")
+        missing = [a for a in allowed if a and a not in s.allowed_hosts]
+        if missing:
+            problems.append(f"{len(missing)} GPU node NQN(s) not allowed")
+        if problems:
+            out.append(finding(facts, "nvmet_subsystem", FAIL, "; ".join(problems),
+                               "linked, namespaces enabled, only the spec's hosts allowed", "nvmeofctl apply", nqn))
+        else:
+            ns = ",".join(str(n) for n, on in sorted(s.namespaces.items()) if on)
+            out.append(finding(facts, "nvmet_subsystem", OK, f"linked, ns {ns}, {len(s.allowed_hosts)} host(s)",
+                               "linked, namespaces enabled, only the spec's hosts allowed", device=nqn))
+    return out

@@ -1,0 +1,71 @@
+"""Findings, statuses and the one mapping from findings to the health exit code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Iterable
+
+from nvmeofctl.exitcodes import ExitCode
+
+
+class Status(str, Enum):
+    ok = "ok"
+    warn = "warn"
+    fail = "fail"
+    na = "na"
+    unreachable = "unreachable"
+
+
+# Order for "problems first" (lower sorts first).
+SEVERITY = {Status.unreachable: 0, Status.fail: 1, Status.warn: 2, Status.ok: 3, Status.na: 4}
+
+# Prometheus gauge values (documented in --help and in the HELP line).
+METRIC_VALUE = {Status.ok: 0, Status.warn: 1, Status.fail: 2, Status.na: -1, Status.unreachable: 3}
+
+
+@dataclass(frozen=True)
+class Finding:
+    host: str
+    check: str
+    status: Status
+    observed: str = ""
+    expected: str = ""
+    remedy: str = ""
+    device: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+
+def exit_code_for(findings: Iterable[Finding]) -> ExitCode:
+    """6 if any host was unreachable (the result is incomplete: scripts must not read it as
+    healthy or as a definite fault), else 11 on any fail, 10 on any warn, 0 otherwise."""
+    statuses = {f.status for f in findings}
+    if Status.unreachable in statuses:
+        return ExitCode.UNREACHABLE
+    if Status.fail in statuses:
+        return ExitCode.UNHEALTHY
+    if Status.warn in statuses:
+        return ExitCode.DEGRADED
+    return ExitCode.OK
+
+
+def overall_status(findings: Iterable[Finding]) -> str:
+    return {
+        ExitCode.UNREACHABLE: "unreachable",
+        ExitCode.UNHEALTHY: "unhealthy",
+        ExitCode.DEGRADED: "degraded",
+        ExitCode.OK: "healthy",
+    }[exit_code_for(findings)]
+
+
+def sort_findings(findings: Iterable[Finding], host_order: list[str] | None = None) -> list[Finding]:
+    """Grouped by host (spec order), problems first inside each host."""
+    order = {h: i for i, h in enumerate(host_order or [])}
+    return sorted(
+        findings,
+        key=lambda f: (order.get(f.host, len(order)), f.host, SEVERITY[f.status], f.check, f.device or ""),
+    )

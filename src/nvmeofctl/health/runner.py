@@ -1,0 +1,83 @@
+"""Gather facts from every host in parallel (one SSH round trip each) and check them.
+
+The only module in ``health`` that does I/O; the SSH fan-out is injectable for tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from nvmeofctl.facts.probe import PROBE_SCRIPT, HostFacts, parse_probe_output, probe_command
+from nvmeofctl.health import perf as perf_mod
+from nvmeofctl.health.checks import run_checks
+from nvmeofctl.health.expect import Expectations, host_spec_objects
+from nvmeofctl.health.model import Finding
+from nvmeofctl.remote import ssh
+
+
+@dataclass
+class HealthReport:
+    expectations: Expectations
+    facts: dict[str, HostFacts] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    probe_errors: dict[str, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    perf: list[perf_mod.PerfResult] | None = None
+    window_s: float = 3.0
+
+
+def ssh_targets(spec: Any, names: list[str]) -> dict[str, ssh.SshTarget]:
+    objs = host_spec_objects(spec)
+    return {n: ssh.SshTarget.from_host_spec(objs[n]) for n in names}
+
+
+def gather(
+    exp: Expectations,
+    targets: dict[str, ssh.SshTarget],
+    window: float,
+    *,
+    run_many: Callable[..., dict] | None = None,
+) -> tuple[dict[str, HostFacts], dict[str, str], dict[str, str]]:
+    run_many = run_many or ssh.run_many
+    by_name = {t.name: t for t in targets.values()}
+    results = run_many(
+        list(targets.values()),
+        lambda t: probe_command(exp.hosts[t.name].interface, window),
+        stdin=PROBE_SCRIPT,
+        timeout=window + 90,
+    )
+    facts: dict[str, HostFacts] = {}
+    unreachable: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in by_name:
+        r = results.get(name)
+        if r is None:
+            unreachable[name] = "no result"
+        elif isinstance(r, ssh.Unreachable) or not hasattr(r, "stdout"):
+            unreachable[name] = getattr(r, "reason", "unreachable")
+        else:
+            f = parse_probe_output(name, r.stdout)
+            facts[name] = f
+            if r.rc != 0 or not f.complete:
+                tail = (r.stderr or "").strip().splitlines()[-1:] or ["no end marker"]
+                errors[name] = f"probe rc={r.rc}: {tail[0]}"
+    return facts, unreachable, errors
+
+
+def health(
+    exp: Expectations,
+    targets: dict[str, ssh.SshTarget],
+    *,
+    window: float = 3.0,
+    do_perf: bool = False,
+    run_many: Callable[..., dict] | None = None,
+    run_on: Callable[..., object] | None = None,
+) -> HealthReport:
+    facts, unreachable, errors = gather(exp, targets, window, run_many=run_many)
+    rep = HealthReport(exp, facts, unreachable, errors, window_s=window)
+    rep.findings = run_checks(facts, exp, unreachable, errors)
+    if do_perf:
+        rep.perf = perf_mod.run_perf(exp, facts, targets, run_on=run_on or ssh.run_on,
+                                     unreachable=set(unreachable))
+        rep.findings += perf_mod.to_findings(rep.perf)
+    return rep

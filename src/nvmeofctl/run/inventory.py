@@ -1,0 +1,36 @@
+"""Ansible inventory for a cluster spec: groups by role, SSH with pinned host keys."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+
+def ssh_host_vars(host) -> dict[str, Any]:
+    """Connection variables of one spec host (host key checking stays ON)."""
+    ssh = host.ssh
+    args = ["-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+            "-o", "ControlMaster=auto", "-o", "ControlPersist=120s"]
+    if ssh.known_hosts:
+        args += ["-o", f"UserKnownHostsFile={ssh.known_hosts}"]
+    hv: dict[str, Any] = {
+        "ansible_host": str(ssh.address),
+        "ansible_port": int(ssh.port),
+        "ansible_user": ssh.user,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_ssh_common_args": " ".join(shlex.quote(a) for a in args),
+    }
+    if ssh.key:
+        hv["ansible_ssh_private_key_file"] = str(ssh.key)
+    if ssh.user != "root":
+        hv["ansible_become"] = True
+    return hv
+
+
+def build_inventory(spec, host_vars: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``host_vars`` adds per-host variables (the desired state) to the connection variables."""
+    groups: dict[str, dict[str, Any]] = {"targets": {"hosts": {}}, "gpu_nodes": {"hosts": {}}}
+    for host in spec.hosts:
+        group = "targets" if host.role == "target" else "gpu_nodes"
+        groups[group]["hosts"][host.name] = {**ssh_host_vars(host), **host_vars.get(host.name, {})}
+    return {"all": {"children": groups}}

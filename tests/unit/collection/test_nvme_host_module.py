@@ -1,0 +1,190 @@
+"""plugins/modules/nvme_host.py run in-process against a fake node (fake sysfs + fake nvme and
+modprobe on PATH that change the fake sysfs like the kernel would)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tests" / "fixtures" / "nvme"))
+sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+import fakesys  # noqa: E402
+from fakesys import CTRL_SECRET, NQN, SECRET, FakeNode  # noqa: E402
+
+from ansible.module_utils import basic  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.modules import nvme_host as module  # noqa: E402
+
+RDMA = {"subsysnqn": NQN, "transport": "rdma", "traddr": "192.168.100.1", "trsvcid": "4420"}
+TCP = dict(RDMA, transport="tcp")
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    n = FakeNode(tmp_path / "node")
+    n.log = tmp_path / "nvme.log"
+    n.log.write_text("")
+    fakesys.install_fakes(tmp_path / "bin", monkeypatch, n, log=n.log)
+    return n
+
+
+def run(monkeypatch, capsys, params, check=False):
+    args = dict(params)
+    if check:
+        args["_ansible_check_mode"] = True
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
+    with pytest.raises(SystemExit):
+        module.main()
+    raw = capsys.readouterr().out
+    return json.loads(raw), raw
+
+
+def nvme_calls(node):
+    return [json.loads(line) for line in node.log.read_text().splitlines()]
+
+
+def pairs(changes):
+    return [(c["object"], c["action"]) for c in changes]
+
+
+def test_fresh_node_check_mode_predicts_then_apply_then_noop(node, monkeypatch, capsys):
+    params = node.params(connections=[RDMA, TCP], iopolicy="round-robin")
+    pred, _ = run(monkeypatch, capsys, params, check=True)
+    assert pred["changed"] is True
+    assert nvme_calls(node) == [] and not node.state_dir.exists() and not node.lib_dir.exists()
+    assert ("connection:rdma://192.168.100.1:4420/" + NQN, "connect") in pairs(pred["changes"])
+
+    res, _ = run(monkeypatch, capsys, params)
+    assert res["changed"] is True and not res.get("failed")
+    applied = pairs(res["changes"])
+    # the prediction named everything that was done (iopolicy of a new subsystem is extra)
+    assert [p for p in applied if p[1] != "set-iopolicy"] == pred_sorted(pred, applied)
+    ctrls = {c["name"]: c for c in res["controllers"]}
+    assert sorted(ctrls) == ["nvme0", "nvme1"]
+    assert ctrls["nvme0"]["state"] == "live" and ctrls["nvme0"]["managed"] is True
+    assert node.iopolicy(NQN) == "round-robin"
+    calls = [c for c in nvme_calls(node) if c[0] == "connect"]
+    assert len(calls) == 2 and all("--ctrl-loss-tmo=600" in c and "--hostid=" + fakesys.HOSTID in c for c in calls)
+    # persistence
+    conf = node.state_dir / "connections.json"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert json.loads(conf.read_text())["connections"][0]["subsysnqn"] == NQN
+    unit = node.etc / "systemd/system/nvmeofctl-connect.service"
+    assert "After=network-online.target nvmeofctl-rdma.service" in unit.read_text()
+    assert os.path.islink(node.etc / "systemd/system/multi-user.target.wants/nvmeofctl-connect.service")
+    assert (node.lib_dir / "nvme_host.py").read_text() == fakesys.MODULE_UTILS.read_text()
+    assert json.loads((node.state_dir / "initiator-managed.json").read_text())["connections"] == [
+        [NQN, "rdma", "192.168.100.1", "4420"], [NQN, "tcp", "192.168.100.1", "4420"]]
+
+    n_calls = len(nvme_calls(node))
+    again, _ = run(monkeypatch, capsys, params)
+    assert again["changed"] is False and again["changes"] == []
+    assert len(nvme_calls(node)) == n_calls  # a converged node runs no nvme-cli at all
+    pred2, _ = run(monkeypatch, capsys, params, check=True)
+    assert pred2["changed"] is False
+
+
+def pred_sorted(pred, applied):
+    order = {p: i for i, p in enumerate(applied)}
+    return sorted(pairs(pred["changes"]), key=lambda p: order.get(p, 1 << 20))
+
+
+def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
+    conn = dict(RDMA, dhchap_secret=SECRET, dhchap_ctrl_secret=CTRL_SECRET)
+    params = node.params(connections=[conn])
+    for check in (True, False):
+        res, raw = run(monkeypatch, capsys, params, check=check)
+        assert SECRET not in raw and CTRL_SECRET not in raw
+        assert "dhchap=yes" in res["diff"]["after"]
+    # the secret did reach nvme connect and the 0600 boot config
+    assert any("--dhchap-secret=" + SECRET in c for c in nvme_calls(node))
+    assert SECRET in (node.state_dir / "connections.json").read_text()
+    # rotate the secret: detected by comparing in place, reported without the value
+    rotated = dict(conn, dhchap_secret="DHHC-1:01:" + "A" * 48 + ":")
+    res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]), check=True)
+    assert ("connection:rdma://192.168.100.1:4420/" + NQN, "reconnect") in pairs(res["changes"])
+    assert "dhchap_secret changed" in raw and "A" * 48 not in raw and SECRET not in raw
+    # a failing connect: message names the subsystem, one line, no secret
+    monkeypatch.setenv("FAKE_NVME_MODE", "nokey")
+    res, raw = run(monkeypatch, capsys, node.params(connections=[dict(conn, traddr="192.168.100.7")]))
+    assert res["failed"] is True and "\n" not in res["msg"]
+    assert "rdma://192.168.100.7:4420/" + NQN in res["msg"] and "missing_secret" in res["msg"]
+    assert SECRET not in raw and CTRL_SECRET not in raw
+
+
+def test_removed_export_disconnects_only_managed_and_leaves_others(node, monkeypatch, capsys):
+    node.add_ctrl("nvme5", nqn="nqn.2019-01.com.other:vol", traddr="10.0.0.9")  # unmanaged
+    node.add_ctrl("nvme6", nqn="nqn.2014-08.org.nvmexpress:local", transport="pcie", traddr="0000:4f:00.0",
+                  multipath=False)
+    run(monkeypatch, capsys, node.params(connections=[RDMA, TCP]))
+    pred, _ = run(monkeypatch, capsys, node.params(connections=[TCP]), check=True)
+    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP]))
+    dis = [c for c in res["changes"] if c["action"] == "disconnect"]
+    assert len(dis) == 1 and dis[0]["disruptive"] is True
+    assert pairs(pred["changes"]) == pairs(res["changes"])
+    names = sorted(p.name for p in node.ctrl_dir.iterdir())
+    assert "nvme5" in names and "nvme6" in names
+    disconnects = [c for c in nvme_calls(node) if c[0] == "disconnect"]
+    assert disconnects == [["disconnect", "-d", dis[0]["object"].split(":", 1)[1]]]  # by name, not NQN
+
+
+def test_connect_failure_fails_with_one_line_naming_the_subsystem(node, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_NVME_EIO_ADDRS", "192.168.100.9")
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA, dict(RDMA, traddr="192.168.100.9")]))
+    assert res["failed"] is True and res["changed"] is True
+    assert res["msg"].startswith("connect rdma://192.168.100.9:4420/%s failed (refused)" % NQN)
+    assert [c["name"] for c in res["controllers"]] == ["nvme0"]
+
+
+def test_connect_timeout_bounds_the_run_and_skips_later_connects(node, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_NVME_MODE", "sleep")
+    monkeypatch.setenv("FAKE_NVME_SLEEP", "30")
+    import time
+    t0 = time.monotonic()
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA, TCP], connect_timeout=1))
+    assert time.monotonic() - t0 < 10
+    assert res["failed"] is True
+    assert "(timeout)" in res["failures"][0] and "not attempted" in res["failures"][1]
+
+
+def test_hostnqn_cloned_from_image_is_fixed(tmp_path, monkeypatch, capsys):
+    n = FakeNode(tmp_path / "n", hostnqn="nqn.2014-08.org.nvmexpress:uuid:image-default", hostid=None)
+    n.log = tmp_path / "log"
+    fakesys.install_fakes(tmp_path / "bin", monkeypatch, n, log=n.log)
+    res, _ = run(monkeypatch, capsys, n.params(persist=False))
+    assert ("file:%s/nvme/hostnqn" % n.etc, "update") in pairs(res["changes"])
+    assert (n.etc / "nvme/hostnqn").read_text() == fakesys.HOSTNQN + "\n"
+    assert (n.etc / "nvme/hostid").read_text() == fakesys.HOSTID + "\n"
+
+
+def test_persist_false_removes_boot_files(node, monkeypatch, capsys):
+    run(monkeypatch, capsys, node.params(connections=[RDMA]))
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA], persist=False))
+    assert {c["action"] for c in res["changes"]} == {"remove"}
+    assert not (node.state_dir / "connections.json").exists()
+    assert not (node.etc / "systemd/system/nvmeofctl-connect.service").exists()
+
+
+def test_bad_options_fail_cleanly(node, monkeypatch, capsys):
+    res, _ = run(monkeypatch, capsys, node.params(hostid="not-a-uuid"))
+    assert res["failed"] and "not a UUID" in res["msg"]
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA, dict(RDMA)]))
+    assert res["failed"] and "listed twice" in res["msg"]
+
+
+def test_initiator_playbook_is_two_tasks_on_gpu_nodes():
+    plays = yaml.safe_load((REPO / "playbooks" / "initiator.yml").read_text())
+    assert len(plays) == 1
+    play = plays[0]
+    assert play["hosts"] == "gpu_nodes" and play["gather_facts"] is False
+    assert [list(t.keys() - {"name", "no_log"}) for t in play["tasks"]] == [
+        ["nvmeofctl.fabric.rdma_link"], ["nvmeofctl.fabric.nvme_host"]]
+    assert play["tasks"][0]["nvmeofctl.fabric.rdma_link"] == "{{ nvmeofctl_rdma }}"
+    assert play["tasks"][1]["nvmeofctl.fabric.nvme_host"] == "{{ nvmeofctl_nvme_host }}"

@@ -1,0 +1,155 @@
+"""`nvmeofctl health` through typer's CliRunner with the SSH fan-out replaced by captured probes."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nvmeofctl.cli.main import app, run
+from nvmeofctl.facts.probe import PROBE_SCRIPT
+from nvmeofctl.health import expect as expect_mod
+from nvmeofctl.remote import ssh
+
+from healthfx import FIX, ns, read
+
+SPEC = str(FIX / "lab-cluster.yaml")
+
+
+@pytest.fixture
+def spec_dict():
+    return yaml.safe_load(read("lab-cluster.yaml"))
+
+
+@pytest.fixture
+def fake(monkeypatch, spec_dict):
+    """Patch the spec loader and the fan-out; returns a dict to tweak outputs/unreachable hosts."""
+    state = {"outputs": {"stor1": read("probe/lab-target.txt"), "gpu1": read("probe/lab-gpu1.txt")},
+             "unreachable": set(), "calls": [], "spec": spec_dict, "run_on": []}
+    monkeypatch.setattr(expect_mod, "load_spec", lambda path: ns(state["spec"]))
+
+    def run_many(targets, command, *, stdin=None, timeout=60.0, **kw):
+        out = {}
+        for t in targets:
+            cmd = command(t) if callable(command) else command
+            state["calls"].append((t.name, cmd, stdin, timeout))
+            if t.name in state["unreachable"]:
+                out[t.name] = ssh.Unreachable(t.name, f"ssh {t.address}:{t.port}: timed out after 15s")
+            else:
+                out[t.name] = ssh.CommandResult(t.name, 0, state["outputs"][t.name], "", 3.1)
+        return out
+
+    def run_on(target, command, *, stdin=None, timeout=60.0, **kw):
+        state["run_on"].append((target.name, command))
+        if "rping -c" in command:
+            return ssh.CommandResult(target.name, 0, read("lab/rping-client.txt"), "", 0.2)
+        if "ib_write_bw" in command and target.name == "gpu1":
+            return ssh.CommandResult(target.name, 0, read("lab/ib_write_bw-client-rdmacm.txt"), "", 2.5)
+        return ssh.CommandResult(target.name, 0, "", "", 0.1)
+
+    monkeypatch.setattr(ssh, "run_many", run_many)
+    monkeypatch.setattr(ssh, "run_on", run_on)
+    return state
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["health", "-f", SPEC, *args], terminal_width=200)
+
+
+def test_healthy_lab_table(fake):
+    r = invoke()
+    assert r.exit_code == 0, r.output
+    assert "healthy:" in r.output and "roce_v2_gid" in r.output and "index 1 = 192.168.100.2" in r.output
+    assert "not applicable: soft-RoCE exposes no PFC/ECN" in r.output
+    # one round trip per host, the probe on stdin, interface and window on the command line
+    assert sorted(c[0] for c in fake["calls"]) == ["gpu1", "stor1"]
+    assert all(c[1] == "bash -s -- eth1 3" and c[2] == PROBE_SCRIPT for c in fake["calls"])
+
+
+def test_json_output(fake):
+    r = invoke("--output", "json", "--window", "5")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["schema_version"] == 1 and doc["status"] == "healthy" and doc["exit_code"] == 0
+    assert doc["perf"] is None and doc["window_s"] == 5
+    assert {"host", "check", "status", "observed", "expected", "remedy", "device"} == set(doc["findings"][0])
+    assert fake["calls"][0][1].endswith(" 5")
+
+
+def test_prometheus_output(fake):
+    r = invoke("-o", "prometheus")
+    assert r.exit_code == 0
+    assert r.stdout.startswith("# HELP nvmeofctl_health_check")
+    assert 'nvmeofctl_health_check{host="gpu1",check="nvme_controller",device="nqn.2024-01.io.lab:gpu-pool-1"} 0' in r.stdout
+    assert "nvmeofctl_health_exit_code 0" in r.stdout
+
+
+def test_unreachable_host_exit_6_others_still_checked(fake):
+    fake["unreachable"].add("stor1")
+    r = invoke("-o", "json")
+    assert r.exit_code == 6
+    doc = json.loads(r.stdout)
+    stor = [f for f in doc["findings"] if f["host"] == "stor1"]
+    assert len(stor) == 1 and stor[0]["status"] == "unreachable" and "timed out" in stor[0]["observed"]
+    assert any(f["host"] == "gpu1" and f["check"] == "nvme_controller" and f["status"] == "ok" for f in doc["findings"])
+
+
+def test_unhealthy_exit_11(fake):
+    fake["outputs"]["gpu1"] = fake["outputs"]["gpu1"].replace("state=live", "state=connecting")
+    r = invoke("-o", "json")
+    assert r.exit_code == 11
+    assert json.loads(r.stdout)["status"] == "unhealthy"
+
+
+def test_degraded_exit_10(fake):
+    fake["spec"]["fabric"]["iopolicy"] = "round-robin"
+    r = invoke()
+    assert r.exit_code == 10 and "degraded" in r.output and "nvme_iopolicy" in r.output
+
+
+def test_incomplete_probe_is_a_fail(fake):
+    text = fake["outputs"]["stor1"]
+    fake["outputs"]["stor1"] = text[: text.index("### nvmet")]
+    r = invoke("-o", "json")
+    assert r.exit_code == 11
+    doc = json.loads(r.stdout)
+    assert any(f["check"] == "probe" and f["host"] == "stor1" for f in doc["findings"])
+
+
+def test_limit(fake):
+    r = invoke("--limit", "gpu1", "-o", "json")
+    assert [c[0] for c in fake["calls"]] == ["gpu1"]
+    assert {f["host"] for f in json.loads(r.stdout)["findings"]} == {"gpu1"}
+
+
+def test_limit_unknown_host_is_usage_error(fake, capsys):
+    with pytest.raises(SystemExit) as e:
+        run(["health", "-f", SPEC, "--limit", "nope"])
+    assert e.value.code == 2
+    assert "unknown host(s) nope" in capsys.readouterr().err
+
+
+def test_exit_code_survives_main_run(fake, capsys):
+    fake["spec"]["fabric"]["iopolicy"] = "round-robin"
+    with pytest.raises(SystemExit) as e:
+        run(["health", "-f", SPEC, "-o", "json"])
+    assert e.value.code == 10
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 10
+
+
+def test_perf_matrix_and_json(fake):
+    r = invoke("--perf")
+    assert r.exit_code == 0, r.output
+    assert "RDMA write bandwidth" in r.output and "0.04" in r.output
+    servers = [c for c in fake["run_on"] if c[0] == "stor1"]
+    assert any("ib_write_bw" in c[1] and "-R" in c[1] for c in servers)
+    r = invoke("--perf", "-o", "json")
+    (p,) = json.loads(r.stdout)["perf"]
+    assert p["gpu_node"] == "gpu1" and p["target"] == "stor1" and p["soft_roce"] and p["status"] == "na"
+
+
+def test_help_documents_exit_codes_and_metric_values():
+    r = CliRunner().invoke(app, ["health", "--help"], terminal_width=120)
+    assert r.exit_code == 0
+    for s in ("10", "11", "6", "-1 na", "3 unreachable", "nvmeofctl health -f cluster.yaml"):
+        assert s in r.output
