@@ -40,7 +40,14 @@ class LabVm:
     name: str
     role: str
     fabric_ip: str
-    target: SshTarget
+
+    @property
+    def target(self) -> SshTarget:
+        """Read each time: `lab up` may move a VM's SSH port when another program took it."""
+        from nvmeofctl.lab.manager import Lab
+
+        lab = Lab(LAB)
+        return lab.ssh_target(lab.layout().vm(self.name))
 
     def run(self, command: str, timeout: float = 120, check: bool = True) -> str:
         res = run_on(self.target, command, timeout=timeout)
@@ -80,7 +87,7 @@ def lab() -> LabInfo:
     lab_obj = Lab(LAB)
     vms = {}
     for vm in lab_obj.layout().vms:
-        vms[vm.name] = LabVm(vm.name, vm.role, vm.fabric_ip, lab_obj.ssh_target(vm))
+        vms[vm.name] = LabVm(vm.name, vm.role, vm.fabric_ip)
     info = LabInfo(LAB, lab_obj.dir, Path(data["spec"]), vms, data)
     yield info
     if os.environ.get("NVMEOFCTL_KEEP_LAB") != "1":

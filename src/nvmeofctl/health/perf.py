@@ -19,6 +19,7 @@ from nvmeofctl.health.expect import Expectations
 from nvmeofctl.health.model import Finding, Status
 
 THRESHOLD = 0.90  # of the port rate (FACTS.md, ngc_multinode_perf)
+START_DELAY = 1.0  # seconds between starting a server and its client (clients also retry)
 
 
 @dataclass
@@ -171,10 +172,11 @@ def _pair_run(run_on: RunOn, server, client, server_cmd: str, client_cmd: str, t
 
 
 def run_perf(exp: Expectations, facts: dict[str, HostFacts], ssh_targets: dict, *, run_on: RunOn,
-             duration: int = 2, start_delay: float = 1.0, unreachable: set[str] | None = None) -> list[PerfResult]:
+             duration: int = 2, start_delay: float | None = None, unreachable: set[str] | None = None) -> list[PerfResult]:
     if exp.fabric.transport != "rdma":
         return na_results(exp, "not applicable: fabric transport is tcp")
     unreachable = unreachable or set()
+    start_delay = START_DELAY if start_delay is None else start_delay
     tmo = duration + 20
     results: dict[tuple[str, str], PerfResult] = {}
     for rnd in schedule_rounds(plan_pairs(exp)):

@@ -16,8 +16,9 @@ import shutil
 import socket
 import subprocess
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -142,20 +143,35 @@ class Lab:
         return True, ""
 
 
-def _free_ports(n: int) -> list[int]:
-    ports, socks = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_ports(n: int, lab_name: str, avoid: set[int] = frozenset()) -> list[int]:
+    """Free loopback ports below the ephemeral range (outgoing connections cannot steal them),
+    starting from a per-lab base so two labs rarely collide."""
+    lo, _ = _ephemeral_range()
+    top = min(lo, 32768) - 1
+    base = 20000 + (zlib.crc32(lab_name.encode()) % 400) * 20
+    ports: list[int] = []
+    port = base
+    while len(ports) < n:
+        if port > top:
+            port = 10000
+        if port not in avoid and _port_free(port):
+            ports.append(port)
+        port += 1
     return ports
 
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # QEMU's hostfwd binds with SO_REUSEADDR: connections in TIME_WAIT do not block it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -184,7 +200,7 @@ class LabManager:
         lab.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(lab.dir, 0o700)
         n = targets + gpu_nodes
-        layout = make_layout(lab.name, targets, gpu_nodes, _free_ports(n), memory_mb)
+        layout = make_layout(lab.name, targets, gpu_nodes, _free_ports(n, lab.name), memory_mb)
         write_ed25519_keypair(lab.client_key, f"nvmeofctl-lab-{lab.name}")
         known = []
         for vm in layout.vms:
@@ -293,8 +309,9 @@ class LabManager:
                     self._delete_snapshots(vm, [SNAP_SAVED])
             else:
                 plans[vm.name] = None
-            if not _port_free(vm.ssh_port):
-                raise LabError(f"{vm.name}: SSH port 127.0.0.1:{vm.ssh_port} is taken by another program")
+        busy = [vm for vm in vms if not _port_free(vm.ssh_port)]
+        if busy:
+            vms = self._reassign_ports(busy, vms, state)
         for vm in vms:
             files = lab.vm_files(vm)
             for stale in (files.pidfile, files.monitor):
@@ -350,6 +367,30 @@ class LabManager:
             self.progress("saving the booted state so the next `lab up` takes seconds")
             with ThreadPoolExecutor(max_workers=len(cold)) as pool:
                 list(pool.map(lambda vm: self._savevm(vm, SNAP_BOOTED), cold))
+
+    def _reassign_ports(self, busy: list[VmSpec], vms: list[VmSpec], state: dict) -> list[VmSpec]:
+        """Another program took a VM's SSH port: move the forward (not part of the saved VM
+        state) and update known_hosts and the lab's cluster spec to match."""
+        lab = self.lab
+        layout = LabLayout.from_dict(state["layout"])
+        taken = {v.ssh_port for v in layout.vms}
+        new_ports = _free_ports(len(busy), lab.name, avoid=taken)
+        moved = {vm.name: port for vm, port in zip(busy, new_ports)}
+        spec_text = lab.spec_file.read_text() if lab.spec_file.exists() else None
+        known = lab.known_hosts.read_text()
+        for vm in busy:
+            new = moved[vm.name]
+            self.progress(f"{vm.name}: SSH port {vm.ssh_port} is taken by another program: using {new}")
+            known = known.replace(f"[127.0.0.1]:{vm.ssh_port} ", f"[127.0.0.1]:{new} ")
+            if spec_text is not None:
+                spec_text = spec_text.replace(f"port: {vm.ssh_port},", f"port: {new},")
+        layout.vms = [replace(v, ssh_port=moved.get(v.name, v.ssh_port)) for v in layout.vms]
+        state["layout"] = layout.to_dict()
+        lab.save_state(state)
+        lab.known_hosts.write_text(known)
+        if spec_text is not None:
+            lab.spec_file.write_text(spec_text)
+        return [layout.vm(v.name) for v in vms]
 
     def _sync_clocks(self, vms: list[VmSpec]) -> None:
         """A restored guest's clock resumes from the snapshot: set it to now (and re-arm NTP-less time)."""

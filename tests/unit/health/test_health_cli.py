@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from nvmeofctl.cli.main import app, run
 from nvmeofctl.facts.probe import PROBE_SCRIPT
 from nvmeofctl.health import expect as expect_mod
+from nvmeofctl.health import perf as perf_mod
 from nvmeofctl.remote import ssh
 
 from healthfx import FIX, ns, read
@@ -47,13 +48,14 @@ def fake(monkeypatch, spec_dict):
             return ssh.CommandResult(target.name, 0, read("lab/ib_write_bw-client-rdmacm.txt"), "", 2.5)
         return ssh.CommandResult(target.name, 0, "", "", 0.1)
 
+    monkeypatch.setattr(perf_mod, "START_DELAY", 0.0)
     monkeypatch.setattr(ssh, "run_many", run_many)
     monkeypatch.setattr(ssh, "run_on", run_on)
     return state
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, ["health", "-f", SPEC, *args], terminal_width=200)
+    return CliRunner(env={"COLUMNS": "250", "NO_COLOR": "1"}).invoke(app, ["health", "-f", SPEC, *args])
 
 
 def test_healthy_lab_table(fake):
@@ -149,7 +151,18 @@ def test_perf_matrix_and_json(fake):
 
 
 def test_help_documents_exit_codes_and_metric_values():
-    r = CliRunner().invoke(app, ["health", "--help"], terminal_width=120)
+    r = CliRunner(env={"COLUMNS": "160"}).invoke(app, ["health", "--help"])
     assert r.exit_code == 0
     for s in ("10", "11", "6", "-1 na", "3 unreachable", "nvmeofctl health -f cluster.yaml"):
         assert s in r.output
+
+
+def test_real_spec_loader_end_to_end(fake, monkeypatch):
+    """The landed spec models through the adapter (no loader patch): same healthy result."""
+    spec_mod = pytest.importorskip("nvmeofctl.spec")
+    monkeypatch.setattr(expect_mod, "load_spec", lambda path: spec_mod.load_spec(path))
+    r = invoke("-o", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "healthy"
+    assert any(f["check"] == "nvme_controller" and f["status"] == "ok" for f in doc["findings"])

@@ -102,11 +102,17 @@ def _ls(path):
         return []
 
 
-def _strip_num(value):
-    # sysfs port state reads "4: ACTIVE", phys_state "5: LinkUp"
+# iproute2 rdma's names for the numeric sysfs values ("4: ACTIVE", "5: LinkUp")
+_PORT_STATES = {"0": "NOP", "1": "DOWN", "2": "INIT", "3": "ARMED", "4": "ACTIVE", "5": "ACTIVE_DEFER"}
+_PHYS_STATES = {"1": "SLEEP", "2": "POLLING", "3": "DISABLED", "4": "PORT_CONFIGURATION_TRAINING",
+                "5": "LINK_UP", "6": "LINK_ERROR_RECOVERY", "7": "PHY_TEST"}
+
+
+def _state_name(value, names):
     if value is None:
         return None
-    return value.split(":", 1)[1].strip() if ":" in value else value
+    num, _, text = value.partition(":")
+    return names.get(num.strip(), text.strip() or value)
 
 
 def read_gid_table(dev, port=1, sysfs_root=SYSFS_ROOT):
@@ -140,8 +146,8 @@ def read_links_sysfs(sysfs_root=SYSFS_ROOT):
             parent = _read(os.path.join(ib, dev, "parent"))  # rxe exposes its netdev here
             netdev = ndevs[0] if ndevs else (parent or None)
             out.append({"device": dev, "port": int(port),
-                        "state": _strip_num(_read(os.path.join(base, "state"))),
-                        "physical_state": _strip_num(_read(os.path.join(base, "phys_state"))),
+                        "state": _state_name(_read(os.path.join(base, "state")), _PORT_STATES),
+                        "physical_state": _state_name(_read(os.path.join(base, "phys_state")), _PHYS_STATES),
                         "netdev": netdev})
     return out
 

@@ -1,0 +1,201 @@
+"""plugins/modules/nvmet_target.py run in-process (main(), SystemExit, stdout JSON) against a fake
+configfs tree, with modprobe/systemctl recorded instead of run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "tests" / "fixtures" / "collection" / "target"))
+sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+import faketarget  # noqa: E402
+from faketarget import CTRL_KEY, HOSTNQN, KEY, SUBNQN  # noqa: E402
+
+from ansible.module_utils import basic  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.modules import nvmet_target as module  # noqa: E402
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Fake target: configfs root, state/lib/unit dirs; commands recorded, all succeed."""
+    e = {"root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
+         "unit": tmp_path / "units", "data": tmp_path / "data", "cmds": []}
+    e["root"].mkdir()
+
+    def run_command(self, args, **kw):
+        e["cmds"].append([os.path.basename(args[0])] + list(args[1:]))
+        if os.path.basename(args[0]) == "systemctl" and args[1] == "enable":
+            wants = e["unit"] / "multi-user.target.wants"
+            wants.mkdir(parents=True, exist_ok=True)
+            (wants / args[2]).symlink_to(e["unit"] / args[2])
+        return 0, "", ""
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/usr/sbin/" + name)
+    return e
+
+
+def params(e, **over):
+    p = {
+        "configfs_root": str(e["root"]), "state_dir": str(e["state"]), "lib_dir": str(e["lib"]),
+        "unit_dir": str(e["unit"]),
+        "hosts": [{"nqn": HOSTNQN, "dhchap_key": KEY, "dhchap_ctrl_key": CTRL_KEY}],
+        "subsystems": [{"nqn": SUBNQN, "serial": "0123456789abcdef", "allowed_hosts": [HOSTNQN],
+                        "namespaces": [{"nsid": 1, "device_path": str(e["data"] / "pool1.img"), "size": 1 << 20,
+                                        "create_file": True, "uuid": "fbd61f08-fde1-48e3-b431-57fda06e7aa9"}]}],
+        "ports": [{"id": 1, "trtype": "rdma", "traddr": "192.168.100.1", "trsvcid": 4420, "subsystems": [SUBNQN]}],
+    }
+    p.update(over)
+    return p
+
+
+def run(monkeypatch, capsys, args, check=False):
+    args = dict(args)
+    if check:
+        args["_ansible_check_mode"] = True
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
+    with pytest.raises(SystemExit):
+        module.main()
+    raw = capsys.readouterr().out
+    return json.loads(raw), raw
+
+
+def snapshot(*dirs):
+    out = {}
+    for d in dirs:
+        for dirpath, dirnames, filenames in os.walk(d):
+            for n in filenames + dirnames:
+                p = os.path.join(dirpath, n)
+                st = os.lstat(p)
+                out[p] = (st.st_mode, st.st_ino, st.st_mtime_ns, os.readlink(p) if os.path.islink(p) else None)
+    return out
+
+
+def test_check_mode_predicts_apply_then_rerun_is_a_noop(env, monkeypatch, capsys):
+    pred, _ = run(monkeypatch, capsys, params(env), check=True)
+    assert pred["changed"] is True
+    assert os.listdir(env["root"]) == [] and not env["state"].exists() and not env["data"].exists()  # nothing written
+    assert env["cmds"] == []
+
+    res, _ = run(monkeypatch, capsys, params(env))
+    assert res["changed"] is True and "failed" not in res
+    assert res["changes"] == pred["changes"]  # the prediction is exactly what was done
+    assert res["diff"] == pred["diff"]
+    objects = [c["object"] for c in res["changes"]]
+    assert objects[:6] == ["host %s" % HOSTNQN, "subsystem %s" % SUBNQN, "file %s" % (env["data"] / "pool1.img"),
+                           "subsystem %s / namespace 1" % SUBNQN, "subsystem %s / allowed host %s" % (SUBNQN, HOSTNQN),
+                           "port 1"]
+    assert {"file %s" % (env["state"] / "nvmet.json"), "file %s" % (env["lib"] / "nvmet.py"),
+            "file %s" % (env["unit"] / "nvmeofctl-nvmet.service")} <= set(objects)
+    assert res["managed"] == {"hosts": [HOSTNQN], "subsystems": [SUBNQN], "ports": ["1"]}
+
+    again, _ = run(monkeypatch, capsys, params(env))
+    assert again["changed"] is False and again["changes"] == []
+    assert again["diff"]["before"] == again["diff"]["after"]
+    check_again, _ = run(monkeypatch, capsys, params(env), check=True)
+    assert check_again["changed"] is False
+
+
+def test_secrets_never_leave_the_module(env, monkeypatch, capsys):
+    _, raw1 = run(monkeypatch, capsys, params(env), check=True)
+    _, raw2 = run(monkeypatch, capsys, params(env))
+    rotated = params(env, hosts=[{"nqn": HOSTNQN, "dhchap_key": CTRL_KEY, "dhchap_ctrl_key": KEY}])
+    res, raw3 = run(monkeypatch, capsys, rotated)
+    for raw in (raw1, raw2, raw3):
+        for secret in (KEY, CTRL_KEY, KEY[10:40], CTRL_KEY[10:40]):
+            assert secret not in raw
+    host_change = [c for c in res["changes"] if c["object"] == "host %s" % HOSTNQN][0]
+    assert host_change["disruptive"] is True and "<changed>" in host_change["detail"]
+    assert "<changed>" in res["diff"]["after"]
+    # the key file on disk holds them, mode 0600
+    cfg = env["state"] / "nvmet.json"
+    assert oct(cfg.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(cfg.read_text())["desired"]["hosts"][HOSTNQN]["dhchap_key"] == CTRL_KEY
+
+
+def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsys):
+    run(monkeypatch, capsys, params(env))
+    unit = env["unit"] / "nvmeofctl-nvmet.service"
+    text = unit.read_text()
+    assert "Type=oneshot" in text and "RemainAfterExit=yes" in text
+    assert "After=nvmeofctl-rdma.service network-online.target local-fs.target" in text
+    assert "ExecStart=%s %s --config %s" % (sys.executable, env["lib"] / "nvmet.py", env["state"] / "nvmet.json") in text
+    restore = env["lib"] / "nvmet.py"
+    assert restore.read_text() == (faketarget.MODULE_UTILS / "nvmet.py").read_text()
+    before = snapshot(env["state"], env["lib"], env["unit"])
+    res, _ = run(monkeypatch, capsys, params(env))
+    assert res["changed"] is False
+    assert snapshot(env["state"], env["lib"], env["unit"]) == before  # not even rewritten
+    # persist: false writes no persistence (managed state still recorded)
+    env2 = dict(env, state=env["state"].parent / "etc2", lib=env["lib"].parent / "lib2", unit=env["unit"].parent / "u2")
+    run(monkeypatch, capsys, params(env2, persist=False))
+    assert sorted(os.listdir(env2["state"])) == ["nvmet-managed.json"]
+    assert not env2["lib"].exists() and not env2["unit"].exists()
+
+
+def test_modprobe_once_and_systemctl_only_when_the_unit_changes(env, monkeypatch, capsys, tmp_path):
+    # pretend the tree and unit dir are the real ones, so the module loads modules and runs systemctl
+    monkeypatch.setattr(module, "CONFIGFS_ROOT", str(env["root"]))
+    monkeypatch.setattr(module, "UNIT_DIR", str(env["unit"]))
+    monkeypatch.setattr(module, "SYS_MODULE_DIR", str(tmp_path / "sysmodule"))
+    os.rmdir(env["root"])  # nvmet not loaded yet: no configfs tree
+
+    real_run = basic.AnsibleModule.run_command
+
+    def run_command(self, args, **kw):
+        if os.path.basename(args[0]) == "modprobe":
+            env["root"].mkdir()  # loading nvmet creates its configfs tree
+            for m in args[2:]:
+                (tmp_path / "sysmodule" / m).mkdir(parents=True)
+        return real_run(self, args, **kw)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    p = params(env)
+    p["ports"].append({"id": 2, "trtype": "tcp", "traddr": "192.168.100.1", "subsystems": [SUBNQN]})
+    pred, _ = run(monkeypatch, capsys, p, check=True)
+    assert pred["changes"][0]["object"] == "kernel modules"
+    assert pred["changes"][0]["detail"] == "modprobe -a nvmet nvmet_rdma nvmet_tcp"
+    assert env["cmds"] == []
+    res, _ = run(monkeypatch, capsys, p)
+    assert res["changes"] == pred["changes"]
+    assert env["cmds"] == [["modprobe", "-a", "nvmet", "nvmet_rdma", "nvmet_tcp"],
+                           ["systemctl", "daemon-reload"], ["systemctl", "enable", "nvmeofctl-nvmet.service"]]
+    env["cmds"].clear()
+    res, _ = run(monkeypatch, capsys, p)
+    assert res["changed"] is False and env["cmds"] == []  # no-op: no command at all
+
+
+def test_disruptive_changes_refused_when_not_allowed(env, monkeypatch, capsys):
+    run(monkeypatch, capsys, params(env))
+    p = params(env, allow_disruptive=False)
+    p["ports"][0]["traddr"] = "192.168.100.2"
+    res, _ = run(monkeypatch, capsys, p)
+    assert res["failed"] is True and "disruptive change(s) refused" in res["msg"] and "update port 1" in res["msg"]
+    assert (env["root"] / "ports" / "1" / "addr_traddr").read_text() == "192.168.100.1"
+
+
+def test_bad_spec_fails_with_one_line_message(env, monkeypatch, capsys):
+    p = params(env)
+    p["ports"][0]["subsystems"] = ["nqn.2024-01.io.lab:nope"]
+    res, _ = run(monkeypatch, capsys, p)
+    assert res["failed"] is True
+    assert res["msg"] == "nvmet_target: ports[0].subsystems: nqn.2024-01.io.lab:nope is not in subsystems"
+
+
+def test_apply_failure_reports_what_was_done(env, monkeypatch, capsys):
+    p = params(env)
+    p["subsystems"][0]["namespaces"][0].update(create_file=False, size=None)
+    # the fake tree cannot fail like the kernel; make the namespace dir a file to force an error
+    (env["root"] / "subsystems" / SUBNQN / "namespaces").mkdir(parents=True)
+    (env["root"] / "subsystems" / SUBNQN / "namespaces" / "1").write_text("")
+    res, raw = run(monkeypatch, capsys, p)
+    assert res["failed"] is True
+    assert res["msg"].startswith("nvmet_target: subsystem %s / namespace 1: create failed" % SUBNQN)
+    assert [c["object"] for c in res["changes"]] == ["host %s" % HOSTNQN, "subsystem %s" % SUBNQN]
+    assert KEY not in raw
