@@ -35,3 +35,24 @@ def collections_dir() -> Path:
 
 def module_utils_dir() -> Path:
     return collections_dir() / "ansible_collections" / "nvmeofctl" / "fabric" / "plugins" / "module_utils"
+
+
+@cache
+def load_module_utils(name: str):
+    """The collection's ``module_utils/<name>.py``, loaded by file path (stdlib only, no Ansible).
+
+    The planner and the nvme-cli wrapper share the modules' own parsers and diff logic this way,
+    so plan and apply cannot disagree.
+    """
+    import importlib.util
+    import sys
+
+    path = module_utils_dir() / f"{name}.py"
+    modname = f"nvmeofctl._module_utils.{name}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - packaging error
+        raise ImportError(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    spec.loader.exec_module(mod)
+    return mod

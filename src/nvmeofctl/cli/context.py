@@ -24,6 +24,7 @@ def stderr_console() -> Console:
         no_color="NO_COLOR" in os.environ,
         force_terminal=None,
         highlight=False,
+        emoji=False,
         soft_wrap=True,
     )
 
@@ -31,7 +32,7 @@ def stderr_console() -> Console:
 def stdout_console() -> Console:
     """Data (tables) go to stdout."""
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
-    return Console(no_color="NO_COLOR" in os.environ, highlight=False, width=width)
+    return Console(no_color="NO_COLOR" in os.environ, highlight=False, emoji=False, width=width)
 
 
 def is_interactive() -> bool:

@@ -29,25 +29,16 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
-from nvmeofctl.resources import module_utils_dir
+from nvmeofctl.resources import load_module_utils
 
 Runner = Callable[[list[str], float], "tuple[int, str, str]"]
 
 TIMEOUT_RC = 124
 
 
-@cache
 def host_utils() -> ModuleType:
     """module_utils/nvme_host.py, loaded by file path (no Ansible import)."""
-    path = module_utils_dir() / "nvme_host.py"
-    name = "nvmeofctl._module_utils.nvme_host"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:  # pragma: no cover - packaging error
-        raise ImportError(f"cannot load {path}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module_utils("nvme_host")
 
 
 # --------------------------------------------------------------------------- results

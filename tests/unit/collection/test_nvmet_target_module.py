@@ -199,3 +199,21 @@ def test_apply_failure_reports_what_was_done(env, monkeypatch, capsys):
     assert res["msg"].startswith("nvmet_target: subsystem %s / namespace 1: create failed" % SUBNQN)
     assert [c["object"] for c in res["changes"]] == ["host %s" % HOSTNQN, "subsystem %s" % SUBNQN]
     assert KEY not in raw
+
+
+def test_target_playbook_is_two_module_calls_with_safe_output():
+    import yaml
+
+    plays = yaml.safe_load((REPO / "playbooks" / "target.yml").read_text())
+    assert len(plays) == 1
+    play = plays[0]
+    assert play["hosts"] == "targets" and play["gather_facts"] is False and play["become"] is True
+    assert [next(k for k in t if k.startswith("nvmeofctl.fabric.")) for t in play["tasks"]] == [
+        "nvmeofctl.fabric.rdma_link", "nvmeofctl.fabric.nvmet_target"]
+    nvmet_task = play["tasks"][1]
+    # secrets are masked by the module's no_log options; task no_log would hide `changes`
+    assert "no_log" not in nvmet_task
+    spec = module.ARGUMENT_SPEC["hosts"]["options"]
+    assert spec["dhchap_key"]["no_log"] is True and spec["dhchap_ctrl_key"]["no_log"] is True
+    # every option the play passes exists in the module's argument spec
+    assert set(nvmet_task["nvmeofctl.fabric.nvmet_target"]) <= set(module.ARGUMENT_SPEC)

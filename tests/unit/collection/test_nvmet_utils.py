@@ -3,7 +3,6 @@ configfs trees that enforce the kernel's rules (tests/fixtures/collection/target
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os

@@ -22,10 +22,22 @@ from nvmeofctl.spec import (
 )
 
 
+def _example_with_dhchap(dest: Path) -> Path:
+    """inventory/example.yaml with its commented DH-HMAC-CHAP block switched on."""
+    text = (REPO / "inventory" / "example.yaml").read_text()
+    for old, new in (("    # dhchap:", "    dhchap:"), ("    #   gpu1:", "      gpu1:"),
+                     ("    #     secret_file", "        secret_file"),
+                     ("    #     ctrl_secret_file", "        ctrl_secret_file")):
+        assert old in text
+        text = text.replace(old, new)
+    dest.write_text(text)
+    return dest
+
+
 @pytest.fixture
 def example(tmp_path: Path) -> Path:
-    """inventory/example.yaml with the secret files it names."""
-    shutil.copy(REPO / "inventory" / "example.yaml", tmp_path / "example.yaml")
+    """inventory/example.yaml with DH-HMAC-CHAP on and the secret files it names."""
+    _example_with_dhchap(tmp_path / "example.yaml")
     shutil.copytree(FIXTURES / "good" / "secrets", tmp_path / "secrets")
     return tmp_path / "example.yaml"
 
@@ -50,8 +62,13 @@ def test_example_spec_loads(example: Path) -> None:
     assert auth.secret_file == example.parent / "secrets" / "gpu1.key"
 
 
+def test_example_as_shipped_is_valid() -> None:
+    spec = load_spec(REPO / "inventory" / "example.yaml")
+    assert [s.nqn.rsplit(":", 1)[1] for s in spec.subsystems] == ["train", "ckpt"]
+
+
 def test_example_without_secret_files_names_them(tmp_path: Path) -> None:
-    shutil.copy(REPO / "inventory" / "example.yaml", tmp_path / "example.yaml")
+    _example_with_dhchap(tmp_path / "example.yaml")
     with pytest.raises(SpecError) as err:
         load_spec(tmp_path / "example.yaml")
     assert err.value.exit_code == ExitCode.INVALID_SPEC

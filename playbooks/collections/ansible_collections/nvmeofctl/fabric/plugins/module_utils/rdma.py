@@ -180,6 +180,66 @@ def read_rdma_cm(dev, port=1, configfs_root=CONFIGFS_ROOT):
     return out
 
 
+def dump_command(interface, sysfs_root=SYSFS_ROOT, configfs_root=CONFIGFS_ROOT):
+    """Read-only shell for the planner: what ``rdma_link`` observes, in one SSH round trip."""
+    q = shlex.quote
+    net = q(os.path.join(sysfs_root, "class", "net", interface, "mtu"))
+    mod = q(os.path.join(sysfs_root, "module"))
+    cm = q(os.path.join(configfs_root, "rdma_cm"))
+    return "; ".join([
+        "echo \"mtu=$(cat %s 2>/dev/null)\"" % net,
+        "echo \"links=$(rdma -j link show 2>/dev/null | tr -d '\\n')\"",
+        "for m in rdma_rxe rdma_cm; do [ -d %s/$m ] && echo mod_$m=1 || echo mod_$m=0; done" % mod,
+        "[ -d %s ] && echo cm_exposed=1 || echo cm_exposed=0" % cm,
+        "for d in %s/*/; do [ -d \"$d\" ] || continue; n=$(basename \"$d\"); "
+        "echo \"cm_mode.$n=$(cat \"$d\"ports/1/default_roce_mode 2>/dev/null)\"; "
+        "echo \"cm_tos.$n=$(cat \"$d\"ports/1/default_roce_tos 2>/dev/null)\"; done" % cm,
+    ])
+
+
+def parse_dump(text, interface):
+    """``observed`` for :func:`plan` from :func:`dump_command` output (rdma_cm for the device
+    the module would use)."""
+    kv = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            kv[k.strip()] = v.strip()
+    mtu = kv.get("mtu", "")
+    try:
+        links = parse_link_show(kv.get("links") or "[]")
+    except ValueError:
+        links = []
+    obs = {
+        "interface": interface,
+        "mtu": int(mtu) if mtu.isdigit() else None,
+        "links": [l for l in links if l.get("netdev") == interface],
+        "modules": {"rdma_rxe": kv.get("mod_rdma_rxe") == "1",
+                    "rdma_cm": kv.get("mod_rdma_cm") == "1" or kv.get("cm_exposed") == "1"},
+        "rdma_cm_devices": {},
+    }
+    for k, v in kv.items():
+        if k.startswith("cm_mode."):
+            dev = k[len("cm_mode."):]
+            tos = kv.get("cm_tos." + dev, "")
+            obs["rdma_cm_devices"][dev] = {"default_roce_mode": v or None,
+                                           "default_roce_tos": int(tos) if tos.isdigit() else None}
+    obs["cm_exposed"] = kv.get("cm_exposed") == "1"
+    return obs
+
+
+def plan_from_dump(desired_opts, observed):
+    """The planner's entry: (changes, device) exactly as ``rdma_link`` would compute them."""
+    desired = normalize(desired_opts)
+    device, _create = choose_device(desired, observed.get("links") or [])
+    cm = observed.get("rdma_cm_devices", {}).get(device)
+    obs = dict(observed)
+    obs["rdma_cm"] = {"exposed": observed.get("cm_exposed", False), "exists": cm is not None,
+                      "default_roce_mode": (cm or {}).get("default_roce_mode"),
+                      "default_roce_tos": (cm or {}).get("default_roce_tos")}
+    return plan(desired, obs)
+
+
 # --------------------------------------------------------------------------------------------
 # desired state and plan
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""`nvmeofctl plan` and `nvmeofctl apply`: from one cluster spec to configured hosts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from nvmeofctl.cli.context import stderr_console, stdout_console
+from nvmeofctl.errors import NvmeofctlError, PreflightError, UsageError
+from nvmeofctl.exitcodes import ExitCode
+from nvmeofctl.facts.hoststate import gather
+from nvmeofctl.plan.desired import host_vars
+from nvmeofctl.plan.planner import Plan, make_plan
+from nvmeofctl.plan.preflight import evaluate
+from nvmeofctl.report.output import OutputFormat, emit_json
+from nvmeofctl.run.inventory import build_inventory
+from nvmeofctl.run.runner import run_playbook
+from nvmeofctl.spec import load_spec
+
+FileOpt = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=False)
+LimitOpt = typer.Option(None, "--limit", "-l", help="Only these hosts (comma-separated names).")
+OutputOpt = typer.Option(OutputFormat.table, "--output", "-o", help="table (people) or json (scripts).")
+
+_SYMBOL = {"create": "+", "connect": "+", "update": "~", "reconnect": "~", "delete": "-", "disconnect": "-"}
+
+
+def _progress():
+    console = stderr_console()
+    start = time.monotonic()
+
+    def say(msg: str) -> None:
+        console.print(f"[{time.monotonic() - start:6.1f}s] {msg}", markup=False, highlight=False)
+
+    return say
+
+
+def _limit(spec, limit: str | None) -> list[str] | None:
+    if not limit:
+        return None
+    names = [n.strip() for n in limit.split(",") if n.strip()]
+    unknown = [n for n in names if n not in {h.name for h in spec.hosts}]
+    if unknown:
+        raise UsageError(f"--limit: unknown host(s) {', '.join(unknown)} (hosts: {', '.join(h.name for h in spec.hosts)})")
+    return names
+
+
+def _read_hosts(spec, names, say) -> dict[str, dict]:
+    """Preflight + observed state of every selected host (one SSH round trip each)."""
+    hosts = names or [h.name for h in spec.hosts]
+    say(f"reading {len(hosts)} host(s): {', '.join(hosts)}")
+    states = gather(spec, names)
+    problems = evaluate(spec, states)
+    if problems:
+        unreachable = [p for p in problems if p.kind == "unreachable"]
+        code = ExitCode.UNREACHABLE if unreachable else ExitCode.PREFLIGHT
+        raise NvmeofctlError("\n".join(f"preflight: {p}" for p in problems), exit_code=code)
+    say("preflight ok: every host has the tools, kernel modules and features the spec needs")
+    return {name: st.observed() for name, st in states.items()}
+
+
+def _render_plan(plan: Plan, title: str) -> None:
+    out = stdout_console()
+    for hp in plan.hosts:
+        head = f"{hp.host} ({hp.role}): "
+        if hp.error:
+            out.print(head + f"cannot plan: {hp.error}", markup=False)
+            continue
+        n, d = len(hp.changes), len(hp.disruptive)
+        out.print(head + (f"{n} change{'s' if n != 1 else ''}" + (f", {d} DISRUPTIVE" if d else "") if n else "no changes"),
+                  markup=False)
+        for c in hp.changes:
+            flag = "  DISRUPTIVE" if c.disruptive else ""
+            out.print(f"  {_SYMBOL.get(c.action, '*')} {c.object}: {c.detail}{flag}", markup=False)
+            if c.disruptive and c.reason:
+                out.print(f"      why: {c.reason}", markup=False)
+    total, dis = len(plan.changes), len(plan.disruptive)
+    out.print(f"{title}: {total} change{'s' if total != 1 else ''}, {dis} disruptive", markup=False)
+
+
+def plan_cmd(
+    file: Path = FileOpt,
+    limit: Optional[str] = LimitOpt,
+    output: OutputFormat = OutputOpt,
+) -> None:
+    """Show, per host, the ordered changes `apply` would make; disruptive ones are marked.
+
+    Reads every host (read-only, one SSH session each) and diffs with the same code the
+    modules run. Changes nothing.
+
+    Example: nvmeofctl plan -f cluster.yaml --output json
+    """
+    spec = load_spec(file)
+    names = _limit(spec, limit)
+    say = _progress()
+    observed = _read_hosts(spec, names, say)
+    plan = make_plan(spec, observed)
+    if output == OutputFormat.json:
+        emit_json({"spec": str(file), **plan.to_dict()})
+    else:
+        _render_plan(plan, "plan")
+    if any(h.error for h in plan.hosts):
+        raise typer.Exit(int(ExitCode.PREFLIGHT))
+
+
+def apply_cmd(
+    file: Path = FileOpt,
+    check: bool = typer.Option(False, "--check", help="Dry run: predict and show the changes, change nothing."),
+    limit: Optional[str] = LimitOpt,
+    allow_disruptive: bool = typer.Option(
+        False, "--allow-disruptive",
+        help="Also make disruptive changes (port moves, namespace device changes, removals, disconnects).",
+    ),
+    output: OutputFormat = OutputOpt,
+) -> None:
+    """Configure every host as the spec says: RoCE v2 link, nvmet targets, GPU-node connections.
+
+    Idempotent: a second apply changes nothing. Disruptive changes (anything that can drop a
+    GPU node's I/O) are refused unless --allow-disruptive is given. Exit 5 when tasks failed on
+    some hosts, 6 when hosts were unreachable, 4 when preflight failed.
+
+    Example: nvmeofctl apply -f cluster.yaml --check
+    """
+    spec = load_spec(file)
+    names = _limit(spec, limit)
+    say = _progress()
+    observed = _read_hosts(spec, names, say)
+    plan = make_plan(spec, observed)
+    errors = [h for h in plan.hosts if h.error]
+    if errors:
+        raise PreflightError("\n".join(f"{h.host}: {h.error}" for h in errors))
+    say(f"plan: {len(plan.changes)} change(s), {len(plan.disruptive)} disruptive")
+    if plan.disruptive and not allow_disruptive and not check:
+        lines = [f"{c.host}: {c.object}: {c.detail} ({c.reason})" for c in plan.disruptive]
+        raise UsageError(
+            f"{len(lines)} disruptive change(s) need --allow-disruptive (see `nvmeofctl plan`):\n" + "\n".join(lines)
+        )
+    hv = host_vars(spec)
+    for h in hv.values():
+        if "nvmeofctl_nvmet" in h:
+            h["nvmeofctl_nvmet"]["allow_disruptive"] = bool(allow_disruptive)
+    inventory = build_inventory(spec, hv)
+    say("running playbooks/site.yml" + (" in check mode" if check else ""))
+    result = run_playbook("site.yml", inventory, check=check, limit=",".join(names) if names else None, progress=say)
+    rows = []
+    for host in spec.hosts:
+        if names and host.name not in names:
+            continue
+        st = result.stats.get(host.name, {})
+        tasks = [t for t in result.tasks if t.host == host.name]
+        changes = [c for t in tasks for c in t.changes]
+        failure = next((t.msg for t in tasks if t.status in ("failed", "unreachable")), "")
+        rows.append({
+            "host": host.name, "role": host.role, "status": result.host_status(host.name),
+            "changed_tasks": st.get("changed", 0), "changes": changes, "failure": failure or None,
+        })
+    if output == OutputFormat.json:
+        emit_json({"spec": str(file), "check": check, "exit_code": int(result.exit_code),
+                   "stats": result.stats, "hosts": rows})
+    else:
+        table = Table(title="apply (check mode: nothing changed)" if check else "apply", title_justify="left")
+        for col in ("host", "role", "status", "changed tasks", "changes", "failure"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["host"], r["role"], r["status"], str(r["changed_tasks"]), str(len(r["changes"])),
+                          r["failure"] or "")
+        stdout_console().print(table)
+        for r in rows:
+            for c in r["changes"]:
+                flag = "  DISRUPTIVE" if c.get("disruptive") else ""
+                stdout_console().print(
+                    f"  {r['host']}: {_SYMBOL.get(c.get('action'), '*')} {c.get('object')}: {c.get('detail')}{flag}",
+                    markup=False,
+                )
+    if result.exit_code != ExitCode.OK:
+        raise typer.Exit(int(result.exit_code))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_cmd)
+    app.command("apply")(apply_cmd)

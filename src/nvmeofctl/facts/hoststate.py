@@ -1,0 +1,142 @@
+"""What plan and apply need to know about each host, read in ONE SSH round trip per host.
+
+The read-only script prints sections: ``preflight`` (kernel, tools, modules, kernel config),
+then the collection's own dump commands (nvmet configfs tree on targets, NVMe host state on GPU
+nodes, RDMA links everywhere), so the planner diffs with exactly the logic the modules apply.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from nvmeofctl.remote.ssh import CommandResult, SshTarget, Unreachable, run_many
+from nvmeofctl.resources import load_module_utils
+
+MODULES = ("nvmet", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "rdma_rxe", "nvme_auth")
+MARK = "### nvmeofctl-section "
+
+
+def _section(name: str) -> str:
+    return f"echo '{MARK}{name}'"
+
+
+def preflight_script(interface: str) -> str:
+    iface = shlex.quote(interface)
+    mods = " ".join(MODULES)
+    return "\n".join([
+        _section("preflight"),
+        'echo "kernel=$(uname -r)"',
+        'command -v python3 >/dev/null 2>&1 && echo python3=yes || echo python3=no',
+        'command -v nvme >/dev/null 2>&1 && echo "nvme_cli=$(nvme version 2>/dev/null | head -n1)" || echo nvme_cli=',
+        'command -v rdma >/dev/null 2>&1 && echo rdma_tool=yes || echo rdma_tool=no',
+        f'for m in {mods}; do if [ -d /sys/module/$m ] || modinfo -n $m >/dev/null 2>&1; '
+        'then echo "mod_$m=yes"; else echo "mod_$m=no"; fi; done',
+        'cfg=/boot/config-$(uname -r); for o in CONFIG_NVME_AUTH CONFIG_NVME_TARGET_AUTH; do '
+        'v=$(grep "^$o=" "$cfg" 2>/dev/null | cut -d= -f2); echo "$o=${v:-unknown}"; done',
+        f'[ -d /sys/class/net/{iface} ] && echo "iface=yes" || echo "iface=no"',
+        f'echo "iface_mtu=$(cat /sys/class/net/{iface}/mtu 2>/dev/null)"',
+        '[ -d /sys/kernel/config ] && echo configfs=yes || echo configfs=no',
+        '[ "$(id -u)" = 0 ] && echo root=yes || { sudo -n true 2>/dev/null && echo root=sudo || echo root=no; }',
+    ])
+
+
+def _isolated(command: str) -> str:
+    """A dump in a subshell: its `cd`/`exit` stay inside, and it cannot read the script on stdin."""
+    return f"( {command}\n) </dev/null"
+
+
+def host_script(role: str, interface: str) -> str:
+    """The whole read-only script for one host."""
+    parts = [preflight_script(interface)]
+    if role == "target":
+        nvmet = load_module_utils("nvmet")
+        parts += [_section("nvmet-managed"), "cat /etc/nvmeofctl/nvmet-managed.json 2>/dev/null || true",
+                  _section("nvmet"), _isolated(nvmet.DUMP_COMMAND)]
+    else:
+        host = load_module_utils("nvme_host")
+        parts += [_section("nvme_host"), _isolated(host.dump_command(state_dir="/etc/nvmeofctl"))]
+    parts += [_section("rdma"), _isolated(load_module_utils("rdma").dump_command(interface))]
+    return "\n".join(parts) + "\n"
+
+
+def split_sections(text: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith(MARK):
+            current = line[len(MARK):].strip()
+            out[current] = []
+        elif current is not None:
+            out[current].append(line)
+    return {k: "\n".join(v) + ("\n" if v else "") for k, v in out.items()}
+
+
+def parse_kv(text: str) -> dict[str, str]:
+    kv = {}
+    for line in text.splitlines():
+        if "=" in line:
+            k, _, v = line.partition("=")
+            kv[k.strip()] = v.strip()
+    return kv
+
+
+@dataclass
+class HostState:
+    name: str
+    role: str
+    interface: str
+    reachable: bool
+    error: str = ""
+    error_kind: str = ""
+    preflight: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, str] = field(default_factory=dict)
+
+    def observed(self) -> dict[str, Any]:
+        """Observed state per concern, parsed with the modules' own parsers."""
+        obs: dict[str, Any] = {}
+        if "nvmet" in self.sections:
+            nvmet = load_module_utils("nvmet")
+            obs["nvmet"] = nvmet.parse_dump(self.sections["nvmet"])
+            import json
+
+            try:
+                obs["nvmet_managed"] = json.loads(self.sections.get("nvmet-managed", "").strip() or "{}")
+            except ValueError:
+                obs["nvmet_managed"] = {}
+        if "nvme_host" in self.sections:
+            host = load_module_utils("nvme_host")
+            obs["nvme_host"] = host.parse_dump(self.sections["nvme_host"], state_dir="/etc/nvmeofctl")
+        if "rdma" in self.sections:
+            obs["rdma"] = load_module_utils("rdma").parse_dump(self.sections["rdma"], self.interface)
+        return obs
+
+
+def gather(spec, names: list[str] | None = None, timeout: float = 120.0) -> dict[str, HostState]:
+    """Read every (selected) host in parallel: one SSH session each."""
+    hosts = [h for h in spec.hosts if names is None or h.name in names]
+    by_name = {h.name: h for h in hosts}
+    targets = [SshTarget.from_host_spec(h) for h in hosts]
+
+    def command(t: SshTarget) -> str:
+        return "sudo -n bash -s" if by_name[t.name].ssh.user != "root" else "bash -s"
+
+    results = run_many(
+        targets, command, stdin=lambda t: host_script(by_name[t.name].role, by_name[t.name].fabric.interface),
+        timeout=timeout,
+    )
+    states: dict[str, HostState] = {}
+    for name, res in results.items():
+        role, iface = by_name[name].role, by_name[name].fabric.interface
+        if isinstance(res, Unreachable):
+            states[name] = HostState(name, role, iface, False, res.reason, res.kind)
+            continue
+        assert isinstance(res, CommandResult)
+        sections = split_sections(res.stdout)
+        st = HostState(name, role, iface, True, preflight=parse_kv(sections.get("preflight", "")), sections=sections)
+        if "preflight" not in sections:
+            st.error = f"the read-only probe failed (rc {res.rc}): {res.stderr.strip()[-200:]}"
+            st.error_kind = "probe"
+        states[name] = st
+    return states

@@ -1,0 +1,74 @@
+"""Preflight: does each host have what the spec needs? Pure: facts in, problems out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    host: str
+    message: str
+    kind: str = "preflight"  # preflight | unreachable | hostkey
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.message}"
+
+
+def _uses_dhchap(spec, host) -> bool:
+    if host.role == "target":
+        return any(s.dhchap for s in spec.subsystems_on(host.name))
+    return any(e.dhchap_secret is not None for e in spec.exports_for(host.name))
+
+
+def evaluate(spec, states) -> list[Problem]:
+    """``states``: name -> facts.hoststate.HostState."""
+    problems: list[Problem] = []
+    transport = spec.fabric.transport
+    for name, st in states.items():
+        host = spec.host(name)
+        if not st.reachable:
+            kind = "hostkey" if st.error_kind in ("hostkey", "auth") else "unreachable"
+            hint = {
+                "hostkey": " (pin the host's key in the spec's known_hosts; never disable checking)",
+                "auth": " (check ssh.user and ssh.key in the spec)",
+            }.get(st.error_kind, "")
+            problems.append(Problem(name, f"cannot connect: {st.error}{hint}", kind))
+            continue
+        if st.error:
+            problems.append(Problem(name, st.error))
+            continue
+        p = st.preflight
+        need = []
+        if p.get("root") == "no":
+            need.append(f"user {host.ssh.user} is neither root nor allowed passwordless sudo")
+        if p.get("python3") != "yes":
+            need.append("python3 is missing (the Ansible modules need it): install python3")
+        if p.get("configfs") != "yes":
+            need.append("configfs is not mounted (/sys/kernel/config)")
+        if p.get("iface") != "yes":
+            need.append(f"fabric interface {host.fabric.interface} does not exist")
+        mods: list[str] = []
+        if host.role == "target":
+            mods += ["nvmet", "nvmet_rdma" if transport == "rdma" else "nvmet_tcp"]
+        else:
+            mods += ["nvme_rdma" if transport == "rdma" else "nvme_tcp"]
+            if not p.get("nvme_cli"):
+                need.append("nvme-cli is missing: install the nvme-cli package")
+        if transport == "rdma" and spec.fabric.soft_roce:
+            mods.append("rdma_rxe")
+            if p.get("rdma_tool") != "yes":
+                need.append("the `rdma` tool (iproute2) is missing")
+        missing = [m for m in mods if p.get(f"mod_{m}") != "yes"]
+        if missing:
+            need.append(f"kernel {p.get('kernel', '?')} has no module {', '.join(missing)}")
+        if _uses_dhchap(spec, host):
+            opt = "CONFIG_NVME_TARGET_AUTH" if host.role == "target" else "CONFIG_NVME_AUTH"
+            val = p.get(opt, "unknown")
+            if val not in ("y", "m", "unknown") or (val == "unknown" and p.get("mod_nvme_auth") != "yes"):
+                need.append(
+                    f"kernel {p.get('kernel', '?')} lacks DH-HMAC-CHAP ({opt} is not set) but the spec "
+                    f"gives it DH-HMAC-CHAP keys: use a kernel >= 6.x built with {opt}"
+                )
+        problems += [Problem(name, msg) for msg in need]
+    return problems
