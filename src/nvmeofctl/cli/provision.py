@@ -140,8 +140,9 @@ def apply_cmd(
         )
     hv = host_vars(spec)
     for h in hv.values():
-        if "nvmeofctl_nvmet" in h:
-            h["nvmeofctl_nvmet"]["allow_disruptive"] = bool(allow_disruptive)
+        for key in ("nvmeofctl_nvmet", "nvmeofctl_nvme_host"):
+            if key in h:  # the modules re-check on the host, against what they see there
+                h[key]["allow_disruptive"] = bool(allow_disruptive)
     inventory = build_inventory(spec, hv)
     say("running playbooks/site.yml" + (" in check mode" if check else ""))
     result = run_playbook("site.yml", inventory, check=check, limit=",".join(names) if names else None, progress=say)

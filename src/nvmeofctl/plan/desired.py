@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
+CONNECT_WAIT = 120  # seconds a GPU node retries a target that is not listening yet
+
+
 def _secret(value) -> str | None:
     return value.get_secret_value() if value is not None else None
 
@@ -107,6 +110,8 @@ def nvme_host_args(spec, gpu) -> dict[str, Any]:
         "reconnect_delay": rc.reconnect_delay,
         "keep_alive_tmo": rc.keep_alive_tmo,
         "iopolicy": spec.fabric.iopolicy,
+        # targets are configured in parallel (one play, strategy free): wait for their ports
+        "connect_wait": CONNECT_WAIT,
     }
     if spec.fabric.nr_io_queues:
         args["nr_io_queues"] = spec.fabric.nr_io_queues

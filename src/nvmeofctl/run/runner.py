@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from nvmeofctl.errors import NvmeofctlError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.resources import collections_dir, playbooks_dir
 
@@ -82,10 +84,13 @@ def run_playbook(
     import ansible_runner  # imported lazily: it is slow to import
 
     tasks: list[TaskResult] = []
+    final_stats: dict[str, Any] = {}
 
     def on_event(event: dict) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {}) or {}
+        if kind == "playbook_on_stats":
+            final_stats.update(data)
         if kind in _STATUS_BY_EVENT and data.get("host"):
             res = data.get("res", {}) or {}
             status = _STATUS_BY_EVENT[kind]
@@ -123,7 +128,9 @@ def run_playbook(
             cmdline += ["--check", "--diff"]
         if limit:
             cmdline += ["--limit", limit]
+        bindir = os.path.dirname(sys.executable)  # ansible-playbook lives beside our interpreter
         env = {
+            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_COLLECTIONS_PATH": str(collections_dir()),
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "ANSIBLE_PIPELINING": "True",
@@ -146,7 +153,7 @@ def run_playbook(
             suppress_env_files=True,
             rotate_artifacts=1,
         )
-        raw = r.stats or {}
+        raw = final_stats or r.stats or {}
         stats: dict[str, dict[str, int]] = {}
         for key, name in (("ok", "ok"), ("changed", "changed"), ("failures", "failures"),
                           ("dark", "unreachable"), ("skipped", "skipped")):
@@ -155,6 +162,13 @@ def run_playbook(
                 stats[host][name] = n
         for host in (raw.get("processed") or {}):
             stats.setdefault(host, {"ok": 0, "changed": 0, "failures": 0, "unreachable": 0, "skipped": 0})
+        if r.rc != 0 and not stats:
+            try:
+                out = r.stdout.read()
+            except Exception:  # noqa: BLE001 - best effort
+                out = ""
+            tail = " | ".join(line.strip() for line in out.strip().splitlines()[-3:] if line.strip())
+            raise NvmeofctlError(f"ansible-playbook {playbook} did not run (rc {r.rc}): {tail or r.status}")
         return RunResult(rc=r.rc, stats=stats, tasks=tasks)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

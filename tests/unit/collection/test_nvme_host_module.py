@@ -179,12 +179,11 @@ def test_bad_options_fail_cleanly(node, monkeypatch, capsys):
     assert res["failed"] and "listed twice" in res["msg"]
 
 
-def test_initiator_playbook_is_two_tasks_on_gpu_nodes():
-    plays = yaml.safe_load((REPO / "playbooks" / "initiator.yml").read_text())
-    assert len(plays) == 1
-    play = plays[0]
-    assert play["hosts"] == "gpu_nodes" and play["gather_facts"] is False
-    assert [list(t.keys() - {"name", "no_log"}) for t in play["tasks"]] == [
-        ["nvmeofctl.fabric.rdma_link"], ["nvmeofctl.fabric.nvme_host"]]
-    assert play["tasks"][0]["nvmeofctl.fabric.rdma_link"] == "{{ nvmeofctl_rdma }}"
-    assert play["tasks"][1]["nvmeofctl.fabric.nvme_host"] == "{{ nvmeofctl_nvme_host }}"
+def test_site_playbook_passes_only_known_nvme_host_options():
+    plays = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    task = plays[0]["tasks"][2]
+    assert "no_log" not in task
+    src = (REPO / "playbooks" / "collections" / "ansible_collections" / "nvmeofctl" / "fabric" / "plugins"
+           / "modules" / "nvme_host.py").read_text()
+    for option in task["nvmeofctl.fabric.nvme_host"]:
+        assert f"{option}=dict(" in src, option

@@ -260,9 +260,12 @@ def dump_command(sysfs="/sys/class/nvme", etc="/etc/nvme", state_dir=None):
     p = paths_for(sysfs, etc, state_dir)
     q = _shq
     return (
-        "f(){ [ -f \"$1\" ] && [ -r \"$1\" ] && printf 'F\\t%s\\t%s\\n' \"$1\" "
-        "\"$(cat \"$1\" 2>/dev/null | tr '\\n\\t' '  ')\"; return 0; }; "
-        "g(){ [ -f \"$1\" ] || return 0; v=$(cat \"$1\" 2>/dev/null) || v='?'; "
+        # shell builtins only (read, printf): no fork per attribute, a slow VM pays for each
+        "f(){ [ -f \"$1\" ] && [ -r \"$1\" ] || return 0; v=; "
+        "while IFS= read -r l || [ -n \"$l\" ]; do v=\"${v:+$v }$l\"; l=; done < \"$1\" 2>/dev/null; "
+        "printf 'F\\t%s\\t%s\\n' \"$1\" \"$v\"; }; "
+        "g(){ [ -f \"$1\" ] || return 0; if [ -r \"$1\" ]; then v=; IFS= read -r v < \"$1\" 2>/dev/null; "
+        "else v='?'; fi; "
         "case \"$v\" in ''|none) v=none;; '?') ;; *) v=set;; esac; "
         "printf 'F\\t%s\\t%s\\n' \"$1\" \"$v\"; }; "
         "d(){ printf 'D\\t%s\\n' \"$1\"; }; "

@@ -265,21 +265,22 @@ def dump_command(root=CONFIGFS_ROOT):
 
     Modelled on the ``k612-nvmet-configfs-attrs.txt`` capture (``./path=value``), plus
     ``./dir/`` lines for objects and ``./path -> target`` lines for symlinks. Only the
-    attributes nvmeofctl compares are read (fewer forks in a slow VM), and DH-HMAC-CHAP keys
+    attributes nvmeofctl compares are read, with shell builtins (no fork per file: a slow VM
+    pays for every process), and DH-HMAC-CHAP keys
     are hashed on the host (``sha256:<hex>``) so they never cross the wire in clear.
     """
     return (
         "cd %s 2>/dev/null || exit 0; "
-        "find . -mindepth 2 \\( -type d -o -type l -o -type f \\( -name 'addr_*' "
+        "find . -mindepth 2 \\( -type l -printf '%%p -> %%l\\n' \\) -o \\( -type d -printf '%%p/\\n' \\) "
+        "-o \\( -type f \\( -name 'addr_*' "
         "-o -name attr_allow_any_host -o -name attr_serial -o -name attr_model "
-        "-o -name 'device_*' -o -name enable -o -name buffered_io -o -name 'dhchap_*' \\) \\) "
+        "-o -name 'device_*' -o -name enable -o -name buffered_io -o -name 'dhchap_*' \\) -print \\) "
         "| LC_ALL=C sort | while IFS= read -r f; do "
-        "if [ -L \"$f\" ]; then printf '%%s -> %%s\\n' \"$f\" \"$(readlink \"$f\")\"; "
-        "elif [ -d \"$f\" ]; then printf '%%s/\\n' \"$f\"; "
-        "else v=$(cat \"$f\" 2>/dev/null) || continue; "
+        "case $f in *' -> '*|*/) printf '%%s\\n' \"$f\"; continue;; esac; "
+        "[ -r \"$f\" ] || continue; v=; IFS= read -r v < \"$f\" 2>/dev/null; "
         "case $f in */dhchap_key|*/dhchap_ctrl_key) [ -n \"$v\" ] && "
         "v=sha256:$(printf %%s \"$v\" | sha256sum | cut -d' ' -f1);; esac; "
-        "printf '%%s=%%s\\n' \"$f\" \"$v\"; fi; done"
+        "printf '%%s=%%s\\n' \"$f\" \"$v\"; done"
     ) % shlex.quote(root)
 
 

@@ -4,6 +4,10 @@
 # Apache-2.0
 from __future__ import annotations
 
+# connect failures that mean "the target is not ready yet" (retried within connect_wait)
+NOT_READY = ("no_listener", "refused", "unreachable")
+RETRY_INTERVAL = 3
+
 DOCUMENTATION = r"""
 module: nvme_host
 short_description: Converge a GPU node's NVMe-oF initiator (identity, connections, persistence)
@@ -44,6 +48,17 @@ options:
   queue_size: {type: int, description: Applied at connect time only (not compared afterwards).}
   iopolicy: {type: str, choices: [numa, round-robin, queue-depth], description: Multipath I/O policy; unset leaves it alone.}
   connect_timeout: {type: int, default: 30, description: Hard limit per nvme connect, in seconds.}
+  connect_wait:
+    type: int
+    default: 0
+    description: >-
+      Keep retrying, for at most this many seconds, a connect that fails because the target is
+      not ready yet (no listener, connection refused, host not yet allowed): lets GPU nodes be
+      configured in parallel with the targets they connect to.
+  allow_disruptive:
+    type: bool
+    default: true
+    description: When false, fail before changing anything if a change would drop or re-create a connection.
   persist: {type: bool, default: true}
   sysfs_root: {type: path, default: /sys}
   etc_root: {type: path, default: /etc}
@@ -85,6 +100,7 @@ failures:
 """
 
 import os
+import time
 import re
 
 from ansible.module_utils.basic import AnsibleModule
@@ -167,6 +183,8 @@ def main():
             queue_size=dict(type="int"),
             iopolicy=dict(type="str", choices=["numa", "round-robin", "queue-depth"]),
             connect_timeout=dict(type="int", default=30),
+            connect_wait=dict(type="int", default=0),
+            allow_disruptive=dict(type="bool", default=True),
             persist=dict(type="bool", default=True),
             sysfs_root=dict(type="path", default="/sys"),
             etc_root=dict(type="path", default="/etc"),
@@ -224,6 +242,11 @@ def main():
         if conflicts:
             result["warnings"] = [redact("%s: %s" % (ch["object"], ch["reason"]), secrets) for ch in conflicts]
         module.exit_json(**result)
+    disruptive = [ch for ch in changes if ch.get("disruptive")]
+    if disruptive and not p["allow_disruptive"]:
+        module.fail_json(msg=redact("refusing %d disruptive change(s) without allow_disruptive: %s" % (
+            len(disruptive), "; ".join("%s (%s)" % (ch["object"], ch["reason"]) for ch in disruptive)), secrets),
+            **result)
     if conflicts:
         module.fail_json(msg=redact("host identity conflict: %s: %s" % (
             conflicts[0]["object"], conflicts[0]["reason"]), secrets), **result)
@@ -259,6 +282,10 @@ def main():
                             "%s is still blocked" % (label, blocked))
             continue
         res = connect(op["conn"], desired, paths, timeout, nvme)
+        deadline = time.monotonic() + p["connect_wait"]
+        while not res["ok"] and res["category"] in NOT_READY and time.monotonic() < deadline:
+            time.sleep(RETRY_INTERVAL)  # the target is still being configured: retry, bounded
+            res = connect(op["conn"], desired, paths, timeout, nvme)
         if res["ok"]:
             done.append(dict(ch, detail="%s -> %s" % (ch["detail"], res["controller"])))
         else:
