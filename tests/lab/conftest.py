@@ -35,6 +35,16 @@ def nvmeofctl(*args: str, timeout: float = 1800, check: bool = False) -> subproc
     return proc
 
 
+def nvmeofctl_json(*args: str, timeout: float = 1800) -> tuple[int, dict, str]:
+    """Run the CLI with --output json; returns (exit code, parsed stdout, stderr)."""
+    proc = nvmeofctl(*args, "--output", "json", timeout=timeout)
+    try:
+        data = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    except ValueError as exc:
+        raise AssertionError(f"not JSON from nvmeofctl {' '.join(args)}: {exc}\n{proc.stdout}\n{proc.stderr}")
+    return proc.returncode, data, proc.stderr
+
+
 @dataclass
 class LabVm:
     name: str
@@ -54,6 +64,23 @@ class LabVm:
         if not getattr(res, "rc", None) == 0 and check:
             raise AssertionError(f"{self.name}: {command!r} failed: {res}")
         return getattr(res, "stdout", "")
+
+    def reboot(self, timeout: float = 420) -> None:
+        """Reboot the VM for real and wait until the NEW boot answers SSH (same pinned host key)
+        and systemd has finished starting units."""
+        import time
+
+        old = self.run("cat /proc/sys/kernel/random/boot_id").strip()
+        self.run("systemd-run --on-active=1 systemctl reboot >/dev/null", timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(5)
+            res = run_on(self.target, "cat /proc/sys/kernel/random/boot_id; systemctl is-system-running --wait",
+                         timeout=180, connect_timeout=10)
+            out = getattr(res, "stdout", "").split()
+            if out and out[0] != old:
+                return
+        raise AssertionError(f"{self.name} did not come back from its reboot within {timeout:.0f}s")
 
     def rc(self, command: str, timeout: float = 120) -> tuple[int, str, str]:
         res = run_on(self.target, command, timeout=timeout)
@@ -78,7 +105,9 @@ class LabInfo:
 def lab() -> LabInfo:
     if os.environ.get("NVMEOFCTL_SKIP_LAB") == "1":
         pytest.skip("NVMEOFCTL_SKIP_LAB=1")
-    proc = nvmeofctl("lab", "up", "--name", LAB, "--fresh", "--output", "json")
+    # NVMEOFCTL_TEST_REUSE=1 (development only) keeps the VMs' current state instead of --fresh
+    fresh = [] if os.environ.get("NVMEOFCTL_TEST_REUSE") == "1" else ["--fresh"]
+    proc = nvmeofctl("lab", "up", "--name", LAB, *fresh, "--output", "json")
     sys.stderr.write(proc.stderr)
     assert proc.returncode == 0, f"lab up failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
     data = json.loads(proc.stdout)

@@ -1,0 +1,277 @@
+"""Provision the lab from its spec over RoCE v2 (Soft-RoCE), and prove it on the VMs themselves.
+
+One ordered story on the shared lab (the tests depend on each other's state, as an operator's
+session would): apply -> what each GPU node sees -> ACLs -> data -> idempotence -> plan/check of
+an edit -> apply of the edit without disturbing live connections -> reboots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from nvmeofctl.spec import load_spec
+
+from .conftest import nvmeofctl, nvmeofctl_json
+
+pytestmark = pytest.mark.lab
+
+NVMET = "/sys/kernel/config/nvmet"
+
+
+@pytest.fixture(scope="module")
+def spec(lab):
+    return load_spec(lab.spec)
+
+
+def nqn_of(spec, name: str) -> str:
+    return next(s.nqn for s in spec.subsystems if s.nqn.endswith(":" + name))
+
+
+def ns_uuid(spec, name: str) -> str:
+    return next(str(n.uuid) for s in spec.subsystems for n in s.namespaces if n.name == name)
+
+
+def controllers(vm) -> dict[str, dict[str, str]]:
+    """Fabrics controllers as the kernel sees them (sysfs), by name."""
+    out = vm.run(
+        "for c in /sys/class/nvme/nvme*; do [ -e $c/transport ] || continue; "
+        "echo \"$(basename $c)|$(cat $c/transport)|$(cat $c/subsysnqn)|$(cat $c/state)|$(cat $c/cntlid)|"
+        "$(cat $c/address | tr ',' ' ')\"; done"
+    )
+    ctrls = {}
+    for line in out.strip().splitlines():
+        name, transport, nqn, state, cntlid, address = line.split("|")
+        ctrls[name] = {"transport": transport, "nqn": nqn, "state": state, "cntlid": cntlid, "address": address}
+    return ctrls
+
+
+def by_uuid(vm, uuid: str) -> str | None:
+    """The block device the namespace UUID resolves to (never a /dev/nvmeXnY guess)."""
+    rc, out, _ = vm.rc(f"readlink -f /dev/disk/by-id/nvme-uuid.{uuid}")
+    dev = out.strip()
+    return dev if rc == 0 and dev.startswith("/dev/nvme") else None
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 3.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def test_apply_fresh_lab(lab, spec):
+    code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
+    assert code == 0, err
+    assert {h["host"]: h["status"] for h in data["hosts"]} == {"tgt1": "changed", "gpu1": "changed", "gpu2": "changed"}
+    # the DH-HMAC-CHAP keys never reach the output
+    secrets = [p.read_text().strip() for p in (lab.dir / "secrets").iterdir()]
+    for s in secrets:
+        assert s not in err and s not in json.dumps(data)
+
+
+def test_target_configfs_matches_the_spec(lab, spec):
+    tgt = lab.vm("tgt1")
+    train, ckpt = nqn_of(spec, "train"), nqn_of(spec, "ckpt")
+    gpu1, gpu2 = spec.host("gpu1").host_nqn, spec.host("gpu2").host_nqn
+    out = tgt.run(
+        f"cd {NVMET}; ls subsystems; echo --; ls subsystems/{train}/allowed_hosts; echo --; "
+        f"ls subsystems/{ckpt}/allowed_hosts; echo --; cat subsystems/*/attr_allow_any_host; echo --; "
+        f"cat ports/1/addr_trtype ports/1/addr_traddr ports/1/addr_trsvcid; ls ports/1/subsystems; echo --; "
+        # configfs attributes always claim 4096 bytes: look at the content, not the size
+        f"cat hosts/{gpu1}/dhchap_hash; grep -q '^DHHC-1:' hosts/{gpu1}/dhchap_ctrl_key && echo ctrl-key-set; "
+        f"grep -q . hosts/{gpu2}/dhchap_key && echo gpu2-has-key || echo gpu2-no-key"
+    )
+    subs, train_hosts, ckpt_hosts, any_host, rest, auth = out.split("--\n")
+    assert sorted(subs.split()) == sorted([train, ckpt])
+    assert sorted(train_hosts.split()) == sorted([gpu1, gpu2])
+    assert ckpt_hosts.split() == [gpu1]
+    assert set(any_host.split()) == {"0"}  # never allow-any-host
+    assert rest.split()[:3] == ["rdma", "192.168.100.11", "4420"]
+    assert sorted(rest.split()[3:]) == sorted([train, ckpt])
+    assert auth.split() == ["hmac(sha256)", "ctrl-key-set", "gpu2-no-key"]
+
+
+def test_gpu1_sees_both_namespaces_by_uuid_over_rdma(lab, spec):
+    gpu1 = lab.vm("gpu1")
+    assert gpu1.run("cat /etc/nvme/hostnqn").strip() == spec.host("gpu1").host_nqn
+    assert gpu1.run("cat /etc/nvme/hostid").strip() == str(spec.host("gpu1").host_id)
+    ctrls = controllers(gpu1)
+    assert sorted(c["nqn"] for c in ctrls.values()) == sorted([nqn_of(spec, "train"), nqn_of(spec, "ckpt")])
+    assert all(c["transport"] == "rdma" and c["state"] == "live" for c in ctrls.values()), ctrls
+    assert all("traddr=192.168.100.11" in c["address"] for c in ctrls.values())
+    assert by_uuid(gpu1, ns_uuid(spec, "train")) and by_uuid(gpu1, ns_uuid(spec, "ckpt"))
+    # the NGUID the spec fixed is what the namespace reports
+    nguid = next(str(n.nguid) for s in spec.subsystems for n in s.namespaces if n.name == "ckpt")
+    dev = by_uuid(gpu1, ns_uuid(spec, "ckpt")).rsplit("/", 1)[1]
+    assert gpu1.run(f"cat /sys/block/{dev}/nguid").strip() == nguid
+    # DH-HMAC-CHAP is in use on the ckpt controller (bidirectional: both secrets set)
+    ckpt_ctrl = next(n for n, c in ctrls.items() if c["nqn"] == nqn_of(spec, "ckpt"))
+    assert gpu1.run(f"cat /sys/class/nvme/{ckpt_ctrl}/dhchap_ctrl_secret").strip().startswith("DHHC-1:")
+
+
+def test_gpu2_sees_only_train(lab, spec):
+    gpu2 = lab.vm("gpu2")
+    ctrls = controllers(gpu2)
+    assert [c["nqn"] for c in ctrls.values()] == [nqn_of(spec, "train")]
+    assert by_uuid(gpu2, ns_uuid(spec, "train")) and not by_uuid(gpu2, ns_uuid(spec, "ckpt"))
+    assert spec.host("gpu1").host_nqn != spec.host("gpu2").host_nqn
+
+
+def test_gpu2_cannot_connect_to_ckpt_by_hand(lab, spec):
+    gpu2 = lab.vm("gpu2")
+    rc, out, err = gpu2.rc(
+        f"timeout 60 nvme connect -t rdma -a 192.168.100.11 -s 4420 -n {nqn_of(spec, 'ckpt')}", timeout=90
+    )
+    assert rc != 0, out + err
+    assert [c["nqn"] for c in controllers(gpu2).values()] == [nqn_of(spec, "train")]
+    assert not by_uuid(gpu2, ns_uuid(spec, "ckpt"))
+
+
+def test_ckpt_data_survives_reconnect_and_is_in_the_backing_store(lab, spec):
+    gpu1, tgt = lab.vm("gpu1"), lab.vm("tgt1")
+    dev = by_uuid(gpu1, ns_uuid(spec, "ckpt"))
+    written = gpu1.run(
+        f"head -c 4194304 /dev/urandom > /root/ckpt.bin && dd if=/root/ckpt.bin of={dev} bs=1M oflag=direct "
+        f"conv=fsync status=none && sha256sum < /root/ckpt.bin"
+    ).split()[0]
+    ckpt_ctrl = next(n for n, c in controllers(gpu1).items() if c["nqn"] == nqn_of(spec, "ckpt"))
+    gpu1.run(f"nvme disconnect -d {ckpt_ctrl}")
+    assert not by_uuid(gpu1, ns_uuid(spec, "ckpt"))
+    # apply notices the missing connection and restores exactly that
+    code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
+    assert code == 0, err
+    changed = {h["host"]: h["changes"] for h in data["hosts"]}
+    assert [c["object"] for c in changed["gpu1"] if c["object"].startswith("connection:")] == [
+        f"connection:rdma://192.168.100.11:4420/{nqn_of(spec, 'ckpt')}"
+    ]
+    assert changed["tgt1"] == [] and changed["gpu2"] == []
+    dev = wait_for(lambda: by_uuid(gpu1, ns_uuid(spec, "ckpt")), 60, "ckpt block device")
+    read_back = gpu1.run(f"dd if={dev} bs=1M count=4 iflag=direct status=none | sha256sum").split()[0]
+    assert read_back == written
+    on_target = tgt.run(
+        "dd if=/var/lib/nvmeofctl/ckpt.img bs=1M count=4 iflag=direct status=none | sha256sum"
+    ).split()[0]
+    assert on_target == written
+
+
+def test_second_apply_changes_nothing(lab):
+    code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
+    assert code == 0, err
+    assert set(data["stats"]) == {"tgt1", "gpu1", "gpu2"}
+    for host, st in data["stats"].items():
+        assert st["changed"] == 0 and st["failures"] == 0 and st["unreachable"] == 0, (host, st)
+        assert st["ok"] >= 1
+    assert all(h["status"] == "ok" for h in data["hosts"])
+
+
+def _add_scratch(lab, spec) -> str:
+    """A copy of the lab spec with one more namespace, exported to gpu2 only."""
+    text = lab.spec.read_text()
+    text += (
+        f"  - nqn: nqn.2024-01.io.nvmeofctl.{spec.name}:scratch\n"
+        "    target: tgt1\n"
+        "    allowed_gpu_nodes: [gpu2]\n"
+        "    namespaces:\n"
+        "      - nsid: 1\n"
+        "        name: scratch\n"
+        "        backing: {file: /var/lib/nvmeofctl/scratch.img, size: 64MiB}\n"
+    )
+    edited = lab.dir / "cluster-scratch.yaml"
+    edited.write_text(text)
+    return str(edited)
+
+
+def _snapshot(lab) -> dict[str, str]:
+    return {
+        "tgt1": lab.vm("tgt1").run(f"cd {NVMET} && find . | sort; ls /var/lib/nvmeofctl"),
+        "gpu1": json.dumps(controllers(lab.vm("gpu1")), sort_keys=True),
+        "gpu2": json.dumps(controllers(lab.vm("gpu2")), sort_keys=True),
+    }
+
+
+def test_plan_and_check_show_exactly_the_edit_and_change_nothing(lab, spec):
+    edited = _add_scratch(lab, spec)
+    scratch = f"nqn.2024-01.io.nvmeofctl.{spec.name}:scratch"
+    before = _snapshot(lab)
+    code, plan, err = nvmeofctl_json("plan", "-f", edited)
+    assert code == 0, err
+    per_host = {h["host"]: h["changes"] for h in plan["hosts"]}
+    assert per_host["gpu1"] == []
+    assert [c["object"] for c in per_host["gpu2"]] == [f"connection:rdma://192.168.100.11:4420/{scratch}"]
+    tgt_objects = [c["object"] for c in per_host["tgt1"]]
+    assert tgt_objects and all(scratch in o or "scratch.img" in o for o in tgt_objects), tgt_objects
+    assert any(o.endswith("namespace 1") for o in tgt_objects)
+    assert any("allowed host " + spec.host("gpu2").host_nqn in o for o in tgt_objects)
+    assert plan["disruptive"] == 0
+    # apply --check predicts the same and changes nothing either
+    code, check, err = nvmeofctl_json("apply", "-f", edited, "--check")
+    assert code == 0, err
+    predicted = {h["host"]: [c["object"] for c in h["changes"]] for h in check["hosts"]}
+    assert predicted["gpu1"] == []
+    assert f"connection:rdma://192.168.100.11:4420/{scratch}" in predicted["gpu2"]
+    assert set(tgt_objects) <= set(predicted["tgt1"])
+    assert _snapshot(lab) == before
+
+
+def test_apply_of_the_edit_keeps_existing_connections(lab, spec):
+    edited = lab.dir / "cluster-scratch.yaml"
+    gpu1_before = controllers(lab.vm("gpu1"))
+    gpu2_before = controllers(lab.vm("gpu2"))
+    code, data, err = nvmeofctl_json("apply", "-f", str(edited))
+    assert code == 0, err
+    gpu1_after = controllers(lab.vm("gpu1"))
+    assert gpu1_after == gpu1_before  # same controller instances (names and cntlids), still live
+    gpu2_after = controllers(lab.vm("gpu2"))
+    for name, c in gpu2_before.items():
+        assert gpu2_after[name] == c
+    new = [c for n, c in gpu2_after.items() if n not in gpu2_before]
+    assert [c["nqn"] for c in new] == [f"nqn.2024-01.io.nvmeofctl.{spec.name}:scratch"]
+    # and back to the lab spec: removing an export is disruptive, so it needs the flag
+    proc = nvmeofctl("apply", "-f", str(lab.spec))
+    assert proc.returncode == 2 and "--allow-disruptive" in proc.stderr, proc.stderr
+    assert "scratch" in proc.stderr
+    assert len(controllers(lab.vm("gpu2"))) == 2  # refused before touching anything
+    code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec), "--allow-disruptive")
+    assert code == 0, err
+    assert [c["nqn"] for c in controllers(lab.vm("gpu2")).values()] == [nqn_of(spec, "train")]
+    assert "scratch" not in lab.vm("tgt1").run(f"ls {NVMET}/subsystems")
+
+
+def test_target_reboot_restores_configfs_and_gpu_nodes_reconnect(lab, spec):
+    tgt = lab.vm("tgt1")
+    configfs_before = tgt.run(f"cd {NVMET} && find . -type l | sort")
+    tgt.reboot()
+    assert tgt.run(f"cd {NVMET} && find . -type l | sort") == configfs_before
+    assert tgt.run("rdma link show | grep -c ACTIVE").strip() == "1"
+
+    def all_live():
+        return all(
+            len(c) == n and all(x["state"] == "live" for x in c.values())
+            for c, n in ((controllers(lab.vm("gpu1")), 2), (controllers(lab.vm("gpu2")), 1))
+        )
+
+    wait_for(all_live, 240, "both GPU nodes to reconnect on their own")
+    gpu1 = lab.vm("gpu1")
+    dev = by_uuid(gpu1, ns_uuid(spec, "ckpt"))
+    assert gpu1.run(f"dd if={dev} bs=1M count=4 iflag=direct status=none | sha256sum").split()[0] == \
+        gpu1.run("sha256sum < /root/ckpt.bin").split()[0]
+
+
+def test_gpu_node_reboot_reconnects_on_its_own(lab, spec):
+    gpu2 = lab.vm("gpu2")
+    gpu2.reboot()
+    wait_for(lambda: [c["nqn"] for c in controllers(gpu2).values() if c["state"] == "live"] == [nqn_of(spec, "train")],
+             240, "gpu2's train connection to come back")
+    assert by_uuid(gpu2, ns_uuid(spec, "train"))
+    assert gpu2.run("cat /etc/nvme/hostnqn").strip() == spec.host("gpu2").host_nqn
+    # and the tool agrees nothing is left to do
+    code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
+    assert code == 0, err
+    assert all(st["changed"] == 0 for st in data["stats"].values()), data["stats"]
