@@ -37,3 +37,16 @@ def stdout_console() -> Console:
 
 def is_interactive() -> bool:
     return sys.stderr.isatty()
+
+
+def progress_printer():
+    """A callable printing timestamped progress lines on stderr (plain lines: safe for logs)."""
+    import time
+
+    console = stderr_console()
+    start = time.monotonic()
+
+    def say(msg: str) -> None:
+        console.print(f"[{time.monotonic() - start:6.1f}s] {msg}", markup=False, highlight=False)
+
+    return say

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import List, Optional
 
 import typer
 from rich.table import Table
 
-from nvmeofctl.cli.context import stderr_console, stdout_console
+from nvmeofctl.cli.context import progress_printer, stderr_console, stdout_console
 from nvmeofctl.errors import LabError, UsageError
 from nvmeofctl.lab.manager import LabManager, VmStatus
 from nvmeofctl.report.output import OutputFormat, emit_json
@@ -29,14 +28,6 @@ NameOpt = typer.Option(
 )
 
 
-def _progress():
-    console = stderr_console()
-    start = time.monotonic()
-
-    def say(msg: str) -> None:
-        console.print(f"[{time.monotonic() - start:6.1f}s] {msg}", markup=False, highlight=False)
-
-    return say
 
 
 def _render(statuses: list[VmStatus], output: OutputFormat, lab_name: str, spec: str | None = None) -> None:
@@ -81,7 +72,7 @@ def up(
     """
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel must be auto, kvm or tcg, not {accel!r}")
-    mgr = LabManager(name, _progress())
+    mgr = LabManager(name, progress_printer())
     statuses = mgr.up(targets, gpu_nodes, accel, fresh, memory, mirror)
     _render(statuses, output, name, str(mgr.lab.spec_file))
     if not all(s.ssh_ready for s in statuses):
@@ -97,7 +88,7 @@ def down(
 
     Example: nvmeofctl lab down
     """
-    mgr = LabManager(name, _progress())
+    mgr = LabManager(name, progress_printer())
     mgr.down(save=not no_save)
     stderr_console().print(f"lab {name!r} is down", markup=False)
 
@@ -113,7 +104,7 @@ def destroy(
     """
     if not yes:
         raise UsageError("`lab destroy` deletes the lab's VM disks: add --yes to confirm")
-    LabManager(name, _progress()).destroy()
+    LabManager(name, progress_printer()).destroy()
 
 
 @app.command()

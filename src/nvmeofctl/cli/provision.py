@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from nvmeofctl.cli.context import stderr_console, stdout_console
+from nvmeofctl.cli.context import progress_printer, stdout_console
 from nvmeofctl.errors import NvmeofctlError, PreflightError, UsageError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.facts.hoststate import gather
@@ -28,14 +27,6 @@ OutputOpt = typer.Option(OutputFormat.table, "--output", "-o", help="table (peop
 _SYMBOL = {"create": "+", "connect": "+", "update": "~", "reconnect": "~", "delete": "-", "disconnect": "-"}
 
 
-def _progress():
-    console = stderr_console()
-    start = time.monotonic()
-
-    def say(msg: str) -> None:
-        console.print(f"[{time.monotonic() - start:6.1f}s] {msg}", markup=False, highlight=False)
-
-    return say
 
 
 def _limit(spec, limit: str | None) -> list[str] | None:
@@ -95,7 +86,7 @@ def plan_cmd(
     """
     spec = load_spec(file)
     names = _limit(spec, limit)
-    say = _progress()
+    say = progress_printer()
     observed = _read_hosts(spec, names, say)
     plan = make_plan(spec, observed)
     if output == OutputFormat.json:
@@ -126,7 +117,7 @@ def apply_cmd(
     """
     spec = load_spec(file)
     names = _limit(spec, limit)
-    say = _progress()
+    say = progress_printer()
     observed = _read_hosts(spec, names, say)
     plan = make_plan(spec, observed)
     errors = [h for h in plan.hosts if h.error]

@@ -18,14 +18,11 @@ nvme-cli JSON is a convenience here, not the source of truth.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import signal
-import sys
 from dataclasses import dataclass, field
-from functools import cache
 from types import ModuleType
 from typing import Any, Callable, Iterable
 

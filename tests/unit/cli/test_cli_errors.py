@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 

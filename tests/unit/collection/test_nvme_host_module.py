@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "nvme"))
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 import fakesys  # noqa: E402
+from modrun import run_module  # noqa: E402
 from fakesys import CTRL_SECRET, NQN, SECRET, FakeNode  # noqa: E402
 
-from ansible.module_utils import basic  # noqa: E402
 from ansible_collections.nvmeofctl.fabric.plugins.modules import nvme_host as module  # noqa: E402
 
 RDMA = {"subsysnqn": NQN, "transport": "rdma", "traddr": "192.168.100.1", "trsvcid": "4420"}
@@ -35,15 +35,7 @@ def node(tmp_path, monkeypatch):
 
 
 def run(monkeypatch, capsys, params, check=False):
-    args = dict(params)
-    if check:
-        args["_ansible_check_mode"] = True
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
-    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
-    with pytest.raises(SystemExit):
-        module.main()
-    raw = capsys.readouterr().out
-    return json.loads(raw), raw
+    return run_module(module, monkeypatch, capsys, params, check)
 
 
 def nvme_calls(node):

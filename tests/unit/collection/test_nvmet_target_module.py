@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "collection" / "target"))
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 import faketarget  # noqa: E402
+from modrun import run_module  # noqa: E402
 from faketarget import CTRL_KEY, HOSTNQN, KEY, SUBNQN  # noqa: E402
 
 from ansible.module_utils import basic  # noqa: E402
@@ -55,15 +56,7 @@ def params(e, **over):
 
 
 def run(monkeypatch, capsys, args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
-    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
-    with pytest.raises(SystemExit):
-        module.main()
-    raw = capsys.readouterr().out
-    return json.loads(raw), raw
+    return run_module(module, monkeypatch, capsys, args, check)
 
 
 def snapshot(*dirs):

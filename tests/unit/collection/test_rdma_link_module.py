@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "collection" / "target"))
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 import faketarget  # noqa: E402
+from modrun import run_module  # noqa: E402
 
 from ansible.module_utils import basic  # noqa: E402
 from ansible_collections.nvmeofctl.fabric.plugins.modules import rdma_link as module  # noqa: E402
@@ -102,14 +103,7 @@ def node_factory(tmp_path, monkeypatch):
 
 
 def run(monkeypatch, capsys, args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode())
-    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
-    with pytest.raises(SystemExit):
-        module.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(module, monkeypatch, capsys, args, check)[0]
 
 
 def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, capsys):

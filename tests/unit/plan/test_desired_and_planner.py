@@ -117,7 +117,6 @@ def test_converged_target_plan_is_empty_and_edits_are_exact(spec):
 
 
 def test_gpu_node_plan_fresh_then_converged(spec):
-    nh = load_module_utils("nvme_host")
     fresh = {"hostnqn": None, "hostid": None, "controllers": {}, "subsystems": {}, "managed": [], "modules": {}}
     hp = plan_host(spec, spec.host("gpu2"), {"nvme_host": fresh})
     assert [c.action for c in hp.changes].count("connect") == 1
@@ -129,3 +128,62 @@ def test_make_plan_counts(spec):
     p = make_plan(spec, {"gpu2": {"nvme_host": {"controllers": {}, "managed": []}}})
     d = p.to_dict()
     assert d["changes"] == len(p.changes) and [h["host"] for h in d["hosts"]] == ["gpu2"]
+
+
+# ---- real host states captured from the provisioned lab (tests/fixtures/plan/lab-real/) ------
+REAL = FIXTURES / "plan" / "lab-real"
+
+
+def _real_observed(spec_obj):
+    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+
+    observed = {}
+    for host in spec_obj.hosts:
+        sections = split_sections((REAL / f"{host.name}.txt").read_text())
+        st = HostState(host.name, host.role, host.fabric.interface, True,
+                       preflight=parse_kv(sections["preflight"]), sections=sections)
+        observed[host.name] = st.observed()
+    return observed
+
+
+def test_real_converged_lab_plans_no_change():
+    spec_obj = load_spec(REAL / "cluster.yaml")
+    plan = make_plan(spec_obj, _real_observed(spec_obj))
+    assert [(h.host, h.error) for h in plan.hosts] == [("tgt1", ""), ("gpu1", ""), ("gpu2", "")]
+    assert plan.changes == []
+
+
+def test_real_lab_preflight_passes():
+    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+    from nvmeofctl.plan.preflight import evaluate
+
+    spec_obj = load_spec(REAL / "cluster.yaml")
+    states = {}
+    for host in spec_obj.hosts:
+        sections = split_sections((REAL / f"{host.name}.txt").read_text())
+        states[host.name] = HostState(host.name, host.role, host.fabric.interface, True,
+                                      preflight=parse_kv(sections["preflight"]), sections=sections)
+    assert evaluate(spec_obj, states) == []
+    # the same host without DH-HMAC-CHAP in its kernel is refused, naming what is missing
+    states["tgt1"].preflight["CONFIG_NVME_TARGET_AUTH"] = "n"
+    problems = evaluate(spec_obj, states)
+    assert [p.host for p in problems] == ["tgt1"] and "CONFIG_NVME_TARGET_AUTH" in problems[0].message
+
+
+def test_real_lab_plan_of_an_added_export_is_exact(tmp_path):
+    text = (REAL / "cluster.yaml").read_text().replace("../../specs/good/secrets", str(FIXTURES / "specs/good/secrets"))
+    text += ("  - nqn: nqn.2024-01.io.nvmeofctl.lab:scratch\n    target: tgt1\n    allowed_gpu_nodes: [gpu2]\n"
+             "    namespaces:\n      - {nsid: 1, name: scratch, backing: {file: /var/lib/nvmeofctl/scratch.img, size: 64MiB}}\n")
+    (tmp_path / "cluster.yaml").write_text(text)
+    edited = load_spec(tmp_path / "cluster.yaml")
+    plan = make_plan(edited, _real_observed(edited))
+    by_host = {h.host: [(c.action, c.object) for c in h.changes] for h in plan.hosts}
+    assert by_host["gpu1"] == []
+    assert by_host["gpu2"] == [("connect", "connection:rdma://192.168.100.11:4420/nqn.2024-01.io.nvmeofctl.lab:scratch")]
+    sub = "subsystem nqn.2024-01.io.nvmeofctl.lab:scratch"
+    gpu2 = edited.host("gpu2").host_nqn
+    assert by_host["tgt1"] == [
+        ("create", sub), ("create", f"{sub} / namespace 1"), ("create", f"{sub} / allowed host {gpu2}"),
+        ("create", "port 1 / subsystem nqn.2024-01.io.nvmeofctl.lab:scratch"),
+    ]
+    assert not plan.disruptive
