@@ -9,7 +9,10 @@ import struct
 import zlib
 from pathlib import Path
 
+import jinja2
+
 from nvmeofctl.lab.layout import FABRIC_IF, LAB_MTU, LabLayout
+from nvmeofctl.resources import templates_dir
 
 
 def generate_dhchap_secret() -> str:
@@ -29,55 +32,20 @@ def _secret_file(path: Path) -> Path:
 
 
 def render_lab_spec(layout: LabLayout, lab_dir: Path, transport: str = "rdma") -> str:
-    """YAML text of the lab's cluster spec (hosts from the layout, demo subsystems on tgt1)."""
-    lines = [
-        "# Written by `nvmeofctl lab up`: the lab's VMs and a demo export.",
-        "# Edit freely; `nvmeofctl lab up` rewrites it only when it is missing.",
-        f"name: {layout.name}",
-        "fabric:",
-        f"  transport: {transport}",
-        "  port: 4420",
-        f"  mtu: {LAB_MTU}",
-        "  soft_roce: true            # the lab's NICs have no RDMA offload: Soft-RoCE (rdma_rxe)",
-        "  reconnect: {ctrl_loss_tmo: -1, reconnect_delay: 5, keep_alive_tmo: 5}",
-        "hosts:",
-    ]
-    for vm in layout.vms:
-        lines += [
-            f"  - name: {vm.name}",
-            f"    role: {vm.role}",
-            f"    ssh: {{address: 127.0.0.1, port: {vm.ssh_port}, user: root, key: id_ed25519, known_hosts: known_hosts}}",
-            f"    fabric: {{interface: {FABRIC_IF}, ips: [{vm.fabric_ip}]}}",
-        ]
-    targets = [v for v in layout.vms if v.role == "target"]
-    gpus = [v for v in layout.vms if v.role == "gpu_node"]
+    """YAML text of the lab's cluster spec (templates/lab-cluster.yaml.j2): the hosts of the
+    layout, and a demo export on the first target (train to every GPU node, ckpt to the first
+    one with bidirectional DH-HMAC-CHAP, its secrets generated into the lab folder, 0600)."""
+    targets = [v.name for v in layout.vms if v.role == "target"]
+    gpus = [v.name for v in layout.vms if v.role == "gpu_node"]
+    ctx = {
+        "name": layout.name, "transport": transport, "mtu": LAB_MTU, "interface": FABRIC_IF,
+        "vms": layout.vms, "target": targets[0] if targets else None, "gpus": gpus,
+    }
     if targets and gpus:
-        tgt = targets[0].name
-        gpu_names = ", ".join(v.name for v in gpus)
-        first = gpus[0].name
-        host_secret = _secret_file(lab_dir / "secrets" / f"{first}-dhchap.key")
-        ctrl_secret = _secret_file(lab_dir / "secrets" / f"{tgt}-ctrl-dhchap.key")
-        lines += [
-            "subsystems:",
-            f"  - nqn: nqn.2024-01.io.nvmeofctl.{layout.name}:train",
-            f"    target: {tgt}",
-            f"    allowed_gpu_nodes: [{gpu_names}]",
-            "    namespaces:",
-            "      - nsid: 1",
-            "        name: train",
-            "        backing: {file: /var/lib/nvmeofctl/train.img, size: 256MiB}",
-            f"  - nqn: nqn.2024-01.io.nvmeofctl.{layout.name}:ckpt",
-            f"    target: {tgt}",
-            f"    allowed_gpu_nodes: [{first}]",
-            "    dhchap:                   # bidirectional DH-HMAC-CHAP",
-            f"      {first}:",
-            f"        secret_file: {host_secret.relative_to(lab_dir)}",
-            f"        ctrl_secret_file: {ctrl_secret.relative_to(lab_dir)}",
-            "    namespaces:",
-            "      - nsid: 1",
-            "        name: ckpt",
-            "        backing: {file: /var/lib/nvmeofctl/ckpt.img, size: 128MiB}",
-        ]
-    else:
-        lines.append("subsystems: []")
-    return "\n".join(lines) + "\n"
+        ctx["host_secret_file"] = _secret_file(lab_dir / "secrets" / f"{gpus[0]}-dhchap.key").relative_to(lab_dir)
+        ctx["ctrl_secret_file"] = _secret_file(lab_dir / "secrets" / f"{targets[0]}-ctrl-dhchap.key").relative_to(lab_dir)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+    )
+    return env.get_template("lab-cluster.yaml.j2").render(**ctx)

@@ -201,9 +201,11 @@ def test_site_playbook_calls_each_module_once_with_safe_output():
     assert len(plays) == 1
     play = plays[0]
     assert play["gather_facts"] is False and play["strategy"] == "free"
+    # one module run per host: the role module also reconciles the RDMA link (its `rdma` option)
     assert [next(k for k in t if k.startswith("nvmeofctl.fabric.")) for t in play["tasks"]] == [
-        "nvmeofctl.fabric.rdma_link", "nvmeofctl.fabric.nvmet_target", "nvmeofctl.fabric.nvme_host"]
-    nvmet_task = play["tasks"][1]
+        "nvmeofctl.fabric.nvmet_target", "nvmeofctl.fabric.nvme_host"]
+    nvmet_task = play["tasks"][0]
+    assert all("rdma" in next(v for k, v in t.items() if k.startswith("nvmeofctl.fabric.")) for t in play["tasks"])
     # secrets are masked by the module's no_log options; task no_log would hide `changes`
     assert all("no_log" not in t for t in play["tasks"])
     spec = module.ARGUMENT_SPEC["hosts"]["options"]

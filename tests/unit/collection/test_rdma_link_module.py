@@ -17,6 +17,7 @@ import faketarget  # noqa: E402
 from modrun import run_module  # noqa: E402
 
 from ansible.module_utils import basic  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils import rdma as rdma_mu  # noqa: E402
 from ansible_collections.nvmeofctl.fabric.plugins.modules import rdma_link as module  # noqa: E402
 
 rdma = faketarget.load_util("rdma")
@@ -108,7 +109,7 @@ def run(monkeypatch, capsys, args, check=False):
 
 def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, capsys):
     n = node_factory()
-    monkeypatch.setattr(module, "UNIT_DIR", str(n.unit))  # treat the fake unit dir as the real one
+    monkeypatch.setattr(rdma_mu, "UNIT_DIR", str(n.unit))  # treat the fake unit dir as the real one
     pred = run(monkeypatch, capsys, n.params(), check=True)
     assert pred["changed"] is True and pred["rdma_device"] == "rxe_eth1"
     assert n.cmds == [["rdma", "-j", "link", "show"]]  # check mode only reads

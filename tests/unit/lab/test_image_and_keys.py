@@ -54,3 +54,23 @@ def test_generated_dhchap_secret_has_valid_crc():
     key, crc = raw[:-4], raw[-4:]
     assert len(key) == 32 and struct.unpack("<I", crc)[0] == zlib.crc32(key)
     assert generate_dhchap_secret() != s
+
+
+def test_rendered_lab_spec_is_a_valid_cluster_spec(tmp_path):
+    from nvmeofctl.lab.clusterspec import render_lab_spec
+    from nvmeofctl.lab.layout import make_layout
+    from nvmeofctl.spec import load_spec
+
+    (tmp_path / "cluster.yaml").write_text(render_lab_spec(make_layout("lab", 1, 2, [2201, 2202, 2203]), tmp_path))
+    spec = load_spec(tmp_path / "cluster.yaml")
+    assert [h.name for h in spec.targets] == ["tgt1"] and [h.name for h in spec.gpu_nodes] == ["gpu1", "gpu2"]
+    assert spec.fabric.soft_roce and spec.fabric.transport == "rdma"
+    train, ckpt = spec.subsystems
+    assert train.allowed_gpu_nodes == ["gpu1", "gpu2"] and ckpt.allowed_gpu_nodes == ["gpu1"]
+    auth = ckpt.dhchap["gpu1"]
+    assert auth.secret is not None and auth.ctrl_secret is not None
+    for key in (tmp_path / "secrets").iterdir():
+        assert key.stat().st_mode & 0o777 == 0o600
+    # a lab without GPU nodes has no exports
+    (tmp_path / "solo.yaml").write_text(render_lab_spec(make_layout("solo", 1, 0, [2201]), tmp_path))
+    assert load_spec(tmp_path / "solo.yaml").subsystems == []

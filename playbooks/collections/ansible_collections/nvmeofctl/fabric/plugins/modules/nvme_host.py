@@ -26,6 +26,12 @@ description:
     the paths at boot and retries failures with backoff for about 10 minutes.
   - Check mode predicts C(changed) and the change list without writing anything.
 options:
+  rdma:
+    type: dict
+    description: >-
+      Optional rdma_link options (interface, mtu, soft_roce, rdma_device, roce_mode, roce_tos,
+      persist). When given, the RDMA fabric link is reconciled first, in this same module run
+      (a converged host then costs one module run, not two); its changes lead the returned list.
   hostnqn: {type: str, required: true, description: Host NQN of this node (unique fleet-wide).}
   hostid: {type: str, required: true, description: Host ID (UUID) paired with O(hostnqn).}
   connections:
@@ -104,6 +110,9 @@ import time
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
+    ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, merge_into, reconcile as rdma_reconcile, with_defaults,
+)
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import (
     CONNECTIONS_FILE, MANAGED_FILE, UNIT_NAME, conn_key, connect, connections_config,
     describe_desired, describe_observed, disconnect, ensure_modules, file_differs, key_label,
@@ -190,9 +199,12 @@ def main():
             etc_root=dict(type="path", default="/etc"),
             state_dir=dict(type="path", default="/etc/nvmeofctl"),
             lib_dir=dict(type="path", default="/usr/local/lib/nvmeofctl"),
+            rdma=dict(type="dict", options={k: v for k, v in RDMA_ARGUMENT_SPEC.items()}),
         ),
         supports_check_mode=True,
     )
+    if module.params.get("rdma"):  # the RDMA link first (ports/connections need it), same run
+        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode))
     p = module.params
     desired = normalize_desired({k: p[k] for k in (
         "hostnqn", "hostid", "connections", "ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo",

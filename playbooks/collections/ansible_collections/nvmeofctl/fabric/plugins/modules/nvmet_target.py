@@ -18,6 +18,12 @@ description:
   - Check mode predicts C(changed), C(changes) and C(diff) without writing anything.
   - DH-HMAC-CHAP keys never appear in results, diffs or errors; comparisons use sha256 digests.
 options:
+  rdma:
+    type: dict
+    description: >-
+      Optional rdma_link options (interface, mtu, soft_roce, rdma_device, roce_mode, roce_tos,
+      persist). When given, the RDMA fabric link is reconciled first, in this same module run
+      (a converged host then costs one module run, not two); its changes lead the returned list.
   hosts:
     description: Host NQNs that may be allowed on subsystems, with optional DH-HMAC-CHAP keys.
     type: list
@@ -129,6 +135,9 @@ import os
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
+    ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, merge_into, reconcile as rdma_reconcile, with_defaults,
+)
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, MANAGED_NAME, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR, UNIT_NAME,
     NvmetError, apply, changed_secrets, diff, file_state, foreign_objects, load_managed,
@@ -165,6 +174,7 @@ ARGUMENT_SPEC = dict(
         subsystems=dict(type="list", elements="str", default=[]),
     )),
     persist=dict(type="bool", default=True),
+    rdma=dict(type="dict", options={k: v for k, v in RDMA_ARGUMENT_SPEC.items()}),
     allow_disruptive=dict(type="bool", default=True),
     configfs_root=dict(type="path", default=CONFIGFS_ROOT),
     state_dir=dict(type="path", default=STATE_DIR),
@@ -306,6 +316,8 @@ def run(module):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if module.params.get("rdma"):  # the RDMA link first (ports/connections need it), same run
+        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode))
     run(module)
 
 
