@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nvmeofctl.remote.nvme_cli import parse_version
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -19,6 +21,21 @@ def _uses_dhchap(spec, host) -> bool:
     if host.role == "target":
         return any(s.dhchap for s in spec.subsystems_on(host.name))
     return any(e.dhchap_secret is not None for e in spec.exports_for(host.name))
+
+
+# nvme-cli learned --dhchap-secret/--dhchap-ctrl-secret in 2.0 and `-o json` for connect in 2.0
+MIN_NVME_CLI = (2, 0)
+
+
+def _nvme_cli_problems(version_line: str, dhchap: bool) -> list[str]:
+    try:
+        version = parse_version(version_line)
+    except ValueError:
+        return [f"cannot read the nvme-cli version ({version_line[:60]!r})"]
+    if version.major_minor < MIN_NVME_CLI:
+        what = "DH-HMAC-CHAP and JSON connect output" if dhchap else "JSON connect output"
+        return [f"nvme-cli {version.nvme} is too old ({what} need >= {MIN_NVME_CLI[0]}.{MIN_NVME_CLI[1]}): upgrade nvme-cli"]
+    return []
 
 
 def evaluate(spec, states) -> list[Problem]:
@@ -55,6 +72,8 @@ def evaluate(spec, states) -> list[Problem]:
             mods += ["nvme_rdma" if transport == "rdma" else "nvme_tcp"]
             if not p.get("nvme_cli"):
                 need.append("nvme-cli is missing: install the nvme-cli package")
+            else:
+                need += _nvme_cli_problems(p["nvme_cli"], _uses_dhchap(spec, host))
         if transport == "rdma" and spec.fabric.soft_roce:
             mods.append("rdma_rxe")
             if p.get("rdma_tool") != "yes":

@@ -168,6 +168,14 @@ def test_real_lab_preflight_passes():
     states["tgt1"].preflight["CONFIG_NVME_TARGET_AUTH"] = "n"
     problems = evaluate(spec_obj, states)
     assert [p.host for p in problems] == ["tgt1"] and "CONFIG_NVME_TARGET_AUTH" in problems[0].message
+    # an nvme-cli without --dhchap-secret (1.x) on the node that must authenticate
+    states["tgt1"].preflight["CONFIG_NVME_TARGET_AUTH"] = "y"
+    states["gpu1"].preflight["nvme_cli"] = "nvme version 1.16"
+    states["gpu2"].preflight["mod_nvme_rdma"] = "no"
+    assert [str(p) for p in evaluate(spec_obj, states)] == [
+        "gpu1: nvme-cli 1.16 is too old (DH-HMAC-CHAP and JSON connect output need >= 2.0): upgrade nvme-cli",
+        "gpu2: kernel 6.12.95+deb12-amd64 has no module nvme_rdma",
+    ]
 
 
 def test_real_lab_plan_of_an_added_export_is_exact(tmp_path):
