@@ -74,6 +74,16 @@ def test_provisioned_lab_is_healthy(healthy):
     assert finding(data, "gpu2", "gpus")["status"] == "na"
 
 
+def test_prometheus_textfile_of_the_healthy_lab(lab, healthy):
+    proc = nvmeofctl("health", "-f", str(lab.spec), "--window", "1", "--output", "prometheus", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "# TYPE nvmeofctl_health_check gauge" in lines
+    samples = [l for l in lines if l.startswith("nvmeofctl_health_check{")]
+    assert any('host="gpu1"' in l and 'check="nvme_controller"' in l and l.endswith(" 0") for l in samples)
+    assert all(l.rsplit(" ", 1)[1] in ("0", "-1") for l in samples)  # ok or na everywhere
+
+
 def _assert_named(data, code, host, check, expected_code=11):
     assert code == expected_code, problems(data)
     f = finding(data, host, check)
