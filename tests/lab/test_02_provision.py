@@ -55,6 +55,18 @@ def by_uuid(vm, uuid: str) -> str | None:
     return dev if rc == 0 and dev.startswith("/dev/nvme") else None
 
 
+def write_random(vm, dev: str, mib: int) -> str:
+    """Write `mib` MiB of random data at the start of `dev` with O_DIRECT; returns its sha256."""
+    return vm.run(
+        f"head -c {mib * 1048576} /dev/urandom > /root/data-{mib}.bin && dd if=/root/data-{mib}.bin of={dev} "
+        f"bs=1M oflag=direct conv=fsync status=none && sha256sum < /root/data-{mib}.bin"
+    ).split()[0]
+
+
+def read_sha(vm, path: str, mib: int) -> str:
+    return vm.run(f"dd if={path} bs=1M count={mib} iflag=direct status=none | sha256sum").split()[0]
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 3.0):
     deadline = time.monotonic() + timeout
     last = None
@@ -137,10 +149,7 @@ def test_gpu2_cannot_connect_to_ckpt_by_hand(lab, spec):
 def test_ckpt_data_survives_reconnect_and_is_in_the_backing_store(lab, spec):
     gpu1, tgt = lab.vm("gpu1"), lab.vm("tgt1")
     dev = by_uuid(gpu1, ns_uuid(spec, "ckpt"))
-    written = gpu1.run(
-        f"head -c 4194304 /dev/urandom > /root/ckpt.bin && dd if=/root/ckpt.bin of={dev} bs=1M oflag=direct "
-        f"conv=fsync status=none && sha256sum < /root/ckpt.bin"
-    ).split()[0]
+    written = write_random(gpu1, dev, 4)
     ckpt_ctrl = next(n for n, c in controllers(gpu1).items() if c["nqn"] == nqn_of(spec, "ckpt"))
     gpu1.run(f"nvme disconnect -d {ckpt_ctrl}")
     assert not by_uuid(gpu1, ns_uuid(spec, "ckpt"))
@@ -153,12 +162,8 @@ def test_ckpt_data_survives_reconnect_and_is_in_the_backing_store(lab, spec):
     ]
     assert changed["tgt1"] == [] and changed["gpu2"] == []
     dev = wait_for(lambda: by_uuid(gpu1, ns_uuid(spec, "ckpt")), 60, "ckpt block device")
-    read_back = gpu1.run(f"dd if={dev} bs=1M count=4 iflag=direct status=none | sha256sum").split()[0]
-    assert read_back == written
-    on_target = tgt.run(
-        "dd if=/var/lib/nvmeofctl/ckpt.img bs=1M count=4 iflag=direct status=none | sha256sum"
-    ).split()[0]
-    assert on_target == written
+    assert read_sha(gpu1, dev, 4) == written
+    assert read_sha(tgt, "/var/lib/nvmeofctl/ckpt.img", 4) == written  # in the target's backing store
 
 
 def test_second_apply_changes_nothing(lab):
@@ -260,8 +265,7 @@ def test_target_reboot_restores_configfs_and_gpu_nodes_reconnect(lab, spec):
     wait_for(all_live, 240, "both GPU nodes to reconnect on their own")
     gpu1 = lab.vm("gpu1")
     dev = by_uuid(gpu1, ns_uuid(spec, "ckpt"))
-    assert gpu1.run(f"dd if={dev} bs=1M count=4 iflag=direct status=none | sha256sum").split()[0] == \
-        gpu1.run("sha256sum < /root/ckpt.bin").split()[0]
+    assert read_sha(gpu1, dev, 4) == gpu1.run("sha256sum < /root/data-4.bin").split()[0]
 
 
 def test_gpu_node_reboot_reconnects_on_its_own(lab, spec):

@@ -7,7 +7,7 @@ import pytest
 from nvmeofctl.spec import load_spec
 
 from .conftest import LAB, nvmeofctl, nvmeofctl_json
-from .test_02_provision import by_uuid, controllers, nqn_of, ns_uuid
+from .test_02_provision import by_uuid, controllers, nqn_of, ns_uuid, read_sha, write_random
 
 pytestmark = pytest.mark.lab
 
@@ -47,18 +47,14 @@ def test_tcp_data_round_trip(lab, tcp_spec):
     path, spec = tcp_spec
     gpu1, tgt = lab.vm("gpu1"), lab.vm("tgt1")
     dev = by_uuid(gpu1, ns_uuid(spec, "ckpt"))
-    written = gpu1.run(
-        f"head -c 2097152 /dev/urandom > /root/tcp.bin && dd if=/root/tcp.bin of={dev} bs=1M oflag=direct "
-        f"conv=fsync status=none && sha256sum < /root/tcp.bin"
-    ).split()[0]
+    written = write_random(gpu1, dev, 2)
     ctrl = next(n for n, c in controllers(gpu1).items() if c["nqn"] == nqn_of(spec, "ckpt"))
     gpu1.run(f"nvme disconnect -d {ctrl}")
     code, data, err = nvmeofctl_json("apply", "-f", str(path))
     assert code == 0, err
     dev = by_uuid(gpu1, ns_uuid(spec, "ckpt"))
-    assert gpu1.run(f"dd if={dev} bs=1M count=2 iflag=direct status=none | sha256sum").split()[0] == written
-    assert tgt.run("dd if=/var/lib/nvmeofctl/ckpt.img bs=1M count=2 iflag=direct status=none | sha256sum"
-                   ).split()[0] == written
+    assert read_sha(gpu1, dev, 2) == written
+    assert read_sha(tgt, "/var/lib/nvmeofctl/ckpt.img", 2) == written
 
 
 def test_tcp_second_apply_changes_nothing(lab, tcp_spec):

@@ -25,13 +25,8 @@ description:
     helper to C(LIB_DIR/nvme_host.py) and enables C(nvmeofctl-connect.service), which connects
     the paths at boot and retries failures with backoff for about 10 minutes.
   - Check mode predicts C(changed) and the change list without writing anything.
+extends_documentation_fragment: [nvmeofctl.fabric.rdma]
 options:
-  rdma:
-    type: dict
-    description: >-
-      Optional rdma_link options (interface, mtu, soft_roce, rdma_device, roce_mode, roce_tos,
-      persist). When given, the RDMA fabric link is reconciled first, in this same module run
-      (a converged host then costs one module run, not two); its changes lead the returned list.
   hostnqn: {type: str, required: true, description: Host NQN of this node (unique fleet-wide).}
   hostid: {type: str, required: true, description: Host ID (UUID) paired with O(hostnqn).}
   connections:
@@ -40,16 +35,16 @@ options:
     default: []
     description: Every path this node must have. Identity is (subsysnqn, transport, traddr, trsvcid).
     suboptions:
-      subsysnqn: {type: str, required: true}
-      transport: {type: str, choices: [rdma, tcp], default: rdma}
-      traddr: {type: str, required: true}
-      trsvcid: {type: str, default: "4420"}
+      subsysnqn: {type: str, required: true, description: NQN of the subsystem to connect to.}
+      transport: {type: str, choices: [rdma, tcp], default: rdma, description: Fabric transport.}
+      traddr: {type: str, required: true, description: The target port's address.}
+      trsvcid: {type: str, default: "4420", description: The target port (service id).}
       host_traddr: {type: str, description: Local source address to bind.}
       dhchap_secret: {type: str, no_log: true, description: DH-HMAC-CHAP host secret (DHHC-1:..).}
       dhchap_ctrl_secret: {type: str, no_log: true, description: Controller secret (bidirectional).}
   ctrl_loss_tmo: {type: int, default: 600, description: Seconds before a lost controller is removed; -1 never.}
-  reconnect_delay: {type: int, default: 10}
-  keep_alive_tmo: {type: int, default: 5}
+  reconnect_delay: {type: int, default: 10, description: Seconds between reconnect attempts.}
+  keep_alive_tmo: {type: int, default: 5, description: Keep-alive timeout in seconds.}
   nr_io_queues: {type: int, description: Applied at connect time only (not compared afterwards).}
   queue_size: {type: int, description: Applied at connect time only (not compared afterwards).}
   iopolicy: {type: str, choices: [numa, round-robin, queue-depth], description: Multipath I/O policy; unset leaves it alone.}
@@ -65,11 +60,11 @@ options:
     type: bool
     default: true
     description: When false, fail before changing anything if a change would drop or re-create a connection.
-  persist: {type: bool, default: true}
-  sysfs_root: {type: path, default: /sys}
-  etc_root: {type: path, default: /etc}
-  state_dir: {type: path, default: /etc/nvmeofctl}
-  lib_dir: {type: path, default: /usr/local/lib/nvmeofctl}
+  persist: {type: bool, default: true, description: Install the boot-time reconnect unit and its config.}
+  sysfs_root: {type: path, default: /sys, description: sysfs root (tests use a fake tree).}
+  etc_root: {type: path, default: /etc, description: /etc root (tests use a fake tree).}
+  state_dir: {type: path, default: /etc/nvmeofctl, description: Where the managed-connection record and config live.}
+  lib_dir: {type: path, default: /usr/local/lib/nvmeofctl, description: Where the boot-time helper is copied.}
 author: nvmeofctl
 """
 
@@ -85,7 +80,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed: {type: bool, returned: always}
+changed: {type: bool, returned: always, description: Whether anything changed (or would, in check mode).}
 changes:
   description: What was (or, in check mode, would be) done.
   type: list

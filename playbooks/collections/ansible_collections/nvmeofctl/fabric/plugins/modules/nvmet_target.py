@@ -17,13 +17,8 @@ description:
     them as nvmeofctl's; foreign objects are left alone and returned in C(foreign).
   - Check mode predicts C(changed), C(changes) and C(diff) without writing anything.
   - DH-HMAC-CHAP keys never appear in results, diffs or errors; comparisons use sha256 digests.
+extends_documentation_fragment: [nvmeofctl.fabric.rdma]
 options:
-  rdma:
-    type: dict
-    description: >-
-      Optional rdma_link options (interface, mtu, soft_roce, rdma_device, roce_mode, roce_tos,
-      persist). When given, the RDMA fabric link is reconciled first, in this same module run
-      (a converged host then costs one module run, not two); its changes lead the returned list.
   hosts:
     description: Host NQNs that may be allowed on subsystems, with optional DH-HMAC-CHAP keys.
     type: list
