@@ -121,6 +121,7 @@ def test_fabric_link_down(lab, healthy):
         failing = {(f["host"], f["check"]) for f in data["findings"] if f["status"] == "fail"}
         assert ("gpu2", "fabric_interface") in failing
         assert all(h == "gpu2" for h, _ in failing), failing
+        assert "ip link set" in finding(data, "gpu2", "fabric_interface")["remedy"]
     finally:
         gpu2.run("ip link set dev eth1 up")
     wait_healthy(lab)
@@ -138,6 +139,7 @@ def test_cloned_host_identity(lab, healthy):
         assert {f["host"] for f in dup} == {"gpu1", "gpu2"}, dup
         assert any("gpu1" in f["observed"] + f["remedy"] for f in dup if f["host"] == "gpu2")
         assert finding(data, "gpu2", "host_id_unique")["status"] == "fail"
+        assert all(f["remedy"] for f in dup)
     finally:
         gpu2.run("cp /root/hostnqn.bak /etc/nvme/hostnqn; cp /root/hostid.bak /etc/nvme/hostid")
     wait_healthy(lab)
