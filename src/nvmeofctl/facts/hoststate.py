@@ -7,6 +7,7 @@ nodes, RDMA links everywhere), so the planner diffs with exactly the logic the m
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +106,6 @@ class HostState:
         if "nvmet" in self.sections:
             nvmet = load_module_utils("nvmet")
             obs["nvmet"] = nvmet.parse_dump(self.sections["nvmet"])
-            import json
-
             try:
                 obs["nvmet_managed"] = json.loads(self.sections.get("nvmet-managed", "").strip() or "{}")
             except ValueError:

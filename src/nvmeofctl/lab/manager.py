@@ -133,8 +133,11 @@ class Lab:
                 names.append(parts[1])
         return names
 
-    def ssh_ready(self, vm: VmSpec, timeout: float = 10.0) -> tuple[bool, str]:
-        res = run_on(self.ssh_target(vm), "hostname", timeout=timeout, connect_timeout=timeout)
+    def ssh_ready(self, vm: VmSpec, timeout: float = 10.0, set_clock: bool = False) -> tuple[bool, str]:
+        """Does the VM answer SSH (pinned host key) as itself? With ``set_clock``, the same
+        session also sets the guest clock to now: a restored guest resumes from its snapshot."""
+        command = f"date -u -s @{time.time():.3f} >/dev/null && hostname" if set_clock else "hostname"
+        res = run_on(self.ssh_target(vm), command, timeout=timeout, connect_timeout=timeout)
         if not res.ok:
             return False, getattr(res, "reason", "") or getattr(res, "stderr", "")
         name = res.stdout.strip()  # type: ignore[union-attr]
@@ -269,13 +272,14 @@ class LabManager:
                 self.progress("--fresh: stopping running VMs to restore their pristine state")
                 self._stop(running_vms, save=False)
                 to_start = list(layout.vms)
+        verified: set[str] = set()
         if not to_start:
             self.progress(f"lab {lab.name!r} is already up: nothing to do")
         else:
-            self._start(to_start, state, image, fresh)
+            verified = self._start(to_start, state, image, fresh)
         if not lab.spec_file.exists():
             lab.spec_file.write_text(render_lab_spec(layout, lab.dir))
-        return self.status()
+        return self.status(known_ready=verified)
 
     def _ensure_switch(self) -> None:
         lab = self.lab
@@ -296,7 +300,9 @@ class LabManager:
             time.sleep(0.1)
         raise LabError("the lab fabric switch (vde_switch) did not start")
 
-    def _start(self, vms: list[VmSpec], state: dict, image: image_mod.Image, fresh: bool) -> None:
+    def _start(self, vms: list[VmSpec], state: dict, image: image_mod.Image, fresh: bool) -> set[str]:
+        """Start ``vms`` (restoring saved states where they exist); returns the names of the VMs
+        verified SSH-ready."""
         lab = self.lab
         plans: dict[str, str | None] = {}
         for vm in vms:
@@ -347,7 +353,7 @@ class LabManager:
             while time.monotonic() < deadline:
                 if not lab.vm_pid(vm):
                     raise LabError(f"{vm.name}: QEMU exited during boot: {_console_tail(lab.vm_files(vm).console)}")
-                ok, reason = lab.ssh_ready(vm, timeout=10)
+                ok, reason = lab.ssh_ready(vm, timeout=10, set_clock=bool(plans[vm.name]))
                 if ok:
                     return vm, time.monotonic() - start
                 time.sleep(2)
@@ -359,14 +365,12 @@ class LabManager:
         with ThreadPoolExecutor(max_workers=len(vms)) as pool:
             for vm, elapsed in pool.map(wait, vms):
                 self.progress(f"{vm.name}: ssh-ready after {elapsed:.0f}s")
-        restored = [vm for vm in vms if plans[vm.name]]
-        if restored:
-            self._sync_clocks(restored)
         cold = [vm for vm in vms if not plans[vm.name]]
         if cold:
             self.progress("saving the booted state so the next `lab up` takes seconds")
             with ThreadPoolExecutor(max_workers=len(cold)) as pool:
                 list(pool.map(lambda vm: self._savevm(vm, SNAP_BOOTED), cold))
+        return {vm.name for vm in vms}
 
     def _reassign_ports(self, busy: list[VmSpec], vms: list[VmSpec], state: dict) -> list[VmSpec]:
         """Another program took a VM's SSH port: move the forward (not part of the saved VM
@@ -391,16 +395,6 @@ class LabManager:
         if spec_text is not None:
             lab.spec_file.write_text(spec_text)
         return [layout.vm(v.name) for v in vms]
-
-    def _sync_clocks(self, vms: list[VmSpec]) -> None:
-        """A restored guest's clock resumes from the snapshot: set it to now (and re-arm NTP-less time)."""
-
-        def sync(vm: VmSpec) -> None:
-            now = time.time()
-            run_on(self.lab.ssh_target(vm), f"date -u -s @{now:.3f} >/dev/null", timeout=20)
-
-        with ThreadPoolExecutor(max_workers=len(vms)) as pool:
-            list(pool.map(sync, vms))
 
     def _savevm(self, vm: VmSpec, tag: str) -> None:
         mon = self.lab.vm_files(vm).monitor
@@ -471,13 +465,17 @@ class LabManager:
         self.progress(f"lab {lab.name!r} destroyed")
 
     # ----- status ------------------------------------------------------------------------------
-    def status(self, probe_ssh: bool = True) -> list[VmStatus]:
+    def status(self, probe_ssh: bool = True, known_ready: set[str] = frozenset()) -> list[VmStatus]:
+        """Per VM: running, SSH-ready (probed, unless just verified: ``known_ready``), saved states."""
         lab = self.lab
         layout = lab.layout()
 
         def one(vm: VmSpec) -> VmStatus:
             pid = lab.vm_pid(vm)
-            ready, detail = (lab.ssh_ready(vm, timeout=8) if (pid and probe_ssh) else (False, ""))
+            if pid and vm.name in known_ready:
+                ready, detail = True, ""
+            else:
+                ready, detail = (lab.ssh_ready(vm, timeout=8) if (pid and probe_ssh) else (False, ""))
             if not pid:
                 detail = "stopped"
             return VmStatus(
