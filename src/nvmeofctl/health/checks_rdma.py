@@ -60,13 +60,21 @@ def check_rdma_device(facts: HostFacts, exp: Expectations) -> list[Finding]:
                     r.name)]
 
 
+def _rdma_port(facts: HostFacts, exp: Expectations, check: str):
+    """(resolved device, []) when the host has an RDMA port to check, else (None, [the na finding])."""
+    if not rdma_used(exp):
+        return None, [finding(facts, check, NA, TCP_NA)]
+    r = resolve_device(facts, exp.hosts[facts.host])
+    if r.port is None:
+        return None, [finding(facts, check, NA, "no RDMA device/port (see rdma_device)", device=r.name)]
+    return r, []
+
+
 def check_port(facts: HostFacts, exp: Expectations) -> list[Finding]:
     h = exp.hosts[facts.host]
-    if not rdma_used(exp):
-        return [finding(facts, "rdma_port", NA, TCP_NA)]
-    r = resolve_device(facts, h)
-    if r.port is None:
-        return [finding(facts, "rdma_port", NA, "no RDMA device/port (see rdma_device)", device=r.name)]
+    r, na = _rdma_port(facts, exp, "rdma_port")
+    if na:
+        return na
     p = r.port
     # rdma link show is the first source; sysfs state is the same value
     link = next((x for x in facts.rdma_link_for(r.name) if x.port == p.port), None)
@@ -83,11 +91,9 @@ def check_port(facts: HostFacts, exp: Expectations) -> list[Finding]:
 
 def check_gid(facts: HostFacts, exp: Expectations) -> list[Finding]:
     h = exp.hosts[facts.host]
-    if not rdma_used(exp):
-        return [finding(facts, "roce_v2_gid", NA, TCP_NA)]
-    r = resolve_device(facts, h)
-    if r.port is None:
-        return [finding(facts, "roce_v2_gid", NA, "no RDMA device/port (see rdma_device)", device=r.name)]
+    r, na = _rdma_port(facts, exp, "roce_v2_gid")
+    if na:
+        return na
     dev = f"{r.name}/{r.port.port}"
     want = set(h.ips)
     v2 = [g for g in r.port.gids if g.is_v2 and g.ipv4 in want]
@@ -133,12 +139,9 @@ def check_mtu(facts: HostFacts, exp: Expectations) -> list[Finding]:
 
 
 def check_rdma_cm(facts: HostFacts, exp: Expectations) -> list[Finding]:
-    h = exp.hosts[facts.host]
-    if not rdma_used(exp):
-        return [finding(facts, "rdma_cm_mode", NA, TCP_NA)]
-    r = resolve_device(facts, h)
-    if r.port is None:
-        return [finding(facts, "rdma_cm_mode", NA, "no RDMA device/port (see rdma_device)", device=r.name)]
+    r, na = _rdma_port(facts, exp, "rdma_cm_mode")
+    if na:
+        return na
     cm = facts.rdma_cm.get((r.name, r.port.port))
     dev = f"{r.name}/{r.port.port}"
     if not cm:

@@ -580,29 +580,20 @@ def diff(desired, observed, managed=None):
                                        "mkdir; %s" % auth, "not in configfs"))
             continue
         attrs, notes, recreate = [], [], False
-        want_kh = secret_hash(key)
-        want_ch = secret_hash(ctrl)
-        if want_kh != o.get("dhchap_key_hash"):
-            attrs.append("dhchap_key")
-            if want_kh is None:
-                recreate = True
-                notes.append("dhchap_key: %s -> none" % SECRET)
-            else:
-                notes.append("dhchap_key: %s" % SECRET_CHANGED)
-        if want_ch != o.get("dhchap_ctrl_key_hash"):
-            attrs.append("dhchap_ctrl_key")
-            if want_ch is None:
-                recreate = True
-                notes.append("dhchap_ctrl_key: %s -> none" % SECRET)
-            else:
-                notes.append("dhchap_ctrl_key: %s" % SECRET_CHANGED)
+        for attr, value in (("dhchap_key", key), ("dhchap_ctrl_key", ctrl)):
+            want_hash = secret_hash(value)
+            if want_hash != o.get(attr + "_hash"):  # compared as hashes: values never leave the host
+                attrs.append(attr)
+                if want_hash is None:
+                    recreate = True
+                    notes.append("%s: %s -> none" % (attr, SECRET))
+                else:
+                    notes.append("%s: %s" % (attr, SECRET_CHANGED))
         if key:
-            if o.get("dhchap_hash") != DHCHAP_HASH:
-                attrs.append("dhchap_hash")
-                notes.append("dhchap_hash: %s -> %s" % (o.get("dhchap_hash"), DHCHAP_HASH))
-            if o.get("dhchap_dhgroup") != DHCHAP_DHGROUP:
-                attrs.append("dhchap_dhgroup")
-                notes.append("dhchap_dhgroup: %s -> %s" % (o.get("dhchap_dhgroup"), DHCHAP_DHGROUP))
+            for attr, want in (("dhchap_hash", DHCHAP_HASH), ("dhchap_dhgroup", DHCHAP_DHGROUP)):
+                if o.get(attr) != want:
+                    attrs.append(attr)
+                    notes.append("%s: %s -> %s" % (attr, o.get(attr), want))
         if attrs:
             keys_changed = any(a in ("dhchap_key", "dhchap_ctrl_key") for a in attrs)
             detail = "; ".join(notes)
