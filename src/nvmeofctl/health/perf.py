@@ -139,12 +139,17 @@ def server_commands(dev: str | None, ip: str, duration: int, tmo: int) -> tuple[
     return rping, bw
 
 
+def _retried(command: str, tries: int = 5) -> str:
+    """Retry ``command`` while the server starts (slow VMs); print ONLY the last attempt's output
+    (stdout and stderr merged), so errors of attempts that were merely early do not count."""
+    return (f"for i in $(seq {tries}); do out=$({command} 2>&1) && {{ printf '%s\\n' \"$out\"; exit 0; }}; "
+            f"sleep 1; done; printf '%s\\n' \"$out\"; exit 1")
+
+
 def client_commands(dev: str | None, ip: str, duration: int, tmo: int) -> tuple[str, str]:
-    """Clients retry for a few seconds while the server starts (slow VMs)."""
     d = ["-d", dev] if dev else []
-    rping = f"for i in 1 2 3 4 5; do timeout {tmo} {_q('rping', '-c', '-a', ip, '-C', '3', '-v')} && exit 0; sleep 1; done; exit 1"
-    bw = (f"for i in 1 2 3 4 5; do timeout {tmo} "
-          f"{_q('ib_write_bw', *d, '-R', '-F', '--report_gbits', '-D', str(duration), ip)} && exit 0; sleep 1; done; exit 1")
+    rping = _retried(f"timeout {tmo} {_q('rping', '-c', '-a', ip, '-C', '3', '-v')}")
+    bw = _retried(f"timeout {tmo} {_q('ib_write_bw', *d, '-R', '-F', '--report_gbits', '-D', str(duration), ip)}")
     return rping, bw
 
 

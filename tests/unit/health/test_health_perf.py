@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from nvmeofctl.facts.perftest import BwResult, RpingResult
@@ -118,3 +120,36 @@ def test_tcp_perf_na(make_exp):
     exp = make_exp(lambda d: d["fabric"].update(transport="tcp"))
     (r,) = perf.run_perf(exp, {}, {}, run_on=None)
     assert r.status == Status.na and "tcp" in r.note
+
+
+def test_client_retry_reports_only_the_last_attempt(tmp_path):
+    """A server still starting rejects the first connect: once a retry succeeds, that early error
+    must not turn the pair into a failure (it did, flaking the lab's --perf test)."""
+    import os
+    import subprocess
+
+    from nvmeofctl.facts.perftest import parse_rping
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    sample = (Path(__file__).resolve().parents[2] / "fixtures" / "health" / "lab" / "rping-client.txt").read_text()
+    (tmp_path / "ok.txt").write_text(sample)
+    fake = bindir / "rping"
+    fake.write_text(
+        "#!/bin/bash\n"
+        f"n=$(cat {tmp_path}/count 2>/dev/null || echo 0); echo $((n+1)) > {tmp_path}/count\n"
+        "if [ $n -lt 2 ]; then echo 'cma event RDMA_CM_EVENT_REJECTED, error 8' >&2; exit 1; fi\n"
+        f"cat {tmp_path}/ok.txt; echo 'client DISCONNECT EVENT...' >&2\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    c_ping, _ = perf.client_commands("rxe0", "192.168.100.1", 2, 22)
+    proc = subprocess.run(["bash", "-c", c_ping], capture_output=True, text=True, env=env, timeout=60)
+    res = parse_rping(proc.stdout, proc.stderr, proc.returncode)
+    assert (proc.returncode, res.ok, res.pings, res.error) == (0, True, 5, None)
+    assert (tmp_path / "count").read_text().strip() == "3"
+    # a server that never comes up still fails, with its error
+    (tmp_path / "count").write_text("-100")
+    proc = subprocess.run(["bash", "-c", c_ping], capture_output=True, text=True, env=env, timeout=60)
+    res = parse_rping(proc.stdout, proc.stderr, proc.returncode)
+    assert not res.ok and "REJECTED" in res.error
