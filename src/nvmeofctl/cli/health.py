@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from nvmeofctl.cli.context import stderr_console, stdout_console
-from nvmeofctl.errors import UsageError
+from nvmeofctl.cli.limit import parse_limit
+from nvmeofctl.cli.spec import InsecureSecretPermsOpt
 from nvmeofctl.health import expect as expect_mod
 from nvmeofctl.health import runner
 from nvmeofctl.health.model import exit_code_for
@@ -52,13 +53,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _limit(exp: expect_mod.Expectations, limit: Optional[str]) -> list[str]:
-    if not limit:
-        return exp.order
-    names = [n.strip() for n in limit.split(",") if n.strip()]
-    unknown = [n for n in names if n not in exp.hosts]
-    if unknown:
-        raise UsageError(f"--limit: unknown host(s) {', '.join(unknown)}; the spec has {', '.join(exp.order)}")
-    return [n for n in exp.order if n in names]
+    return parse_limit(limit, exp.order) or exp.order
 
 
 def health_command(
@@ -68,11 +63,12 @@ def health_command(
     limit: Optional[str] = typer.Option(None, "--limit", help="Comma-separated host names to check."),
     window: float = typer.Option(3.0, "--window", min=0, max=300, help="Seconds between the two counter samples."),
     problems_only: bool = typer.Option(False, "--problems", help="Table: hide ok and na rows."),
+    insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
-    spec = expect_mod.load_spec(str(file))
+    spec = expect_mod.load_spec(str(file), insecure_secret_perms=insecure_secret_perms)
     exp = expect_mod.expectations_from_spec(spec)
     names = _limit(exp, limit)
-    if limit:  # checks only see the limited hosts; fleet checks compare those
+    if limit is not None:  # checks only see the limited hosts; fleet checks compare those
         exp = expect_mod.Expectations(exp.fabric, {n: exp.hosts[n] for n in names})
     err = stderr_console()
     targets = runner.ssh_targets(spec, names)

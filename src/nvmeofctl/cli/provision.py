@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from nvmeofctl.cli.context import progress_printer, stdout_console
+from nvmeofctl.cli.limit import parse_limit
+from nvmeofctl.cli.spec import InsecureSecretPermsOpt
 from nvmeofctl.errors import NvmeofctlError, PreflightError, UsageError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.facts.hoststate import gather
@@ -30,13 +32,7 @@ _SYMBOL = {"create": "+", "connect": "+", "update": "~", "reconnect": "~", "dele
 
 
 def _limit(spec, limit: str | None) -> list[str] | None:
-    if not limit:
-        return None
-    names = [n.strip() for n in limit.split(",") if n.strip()]
-    unknown = [n for n in names if n not in {h.name for h in spec.hosts}]
-    if unknown:
-        raise UsageError(f"--limit: unknown host(s) {', '.join(unknown)} (hosts: {', '.join(h.name for h in spec.hosts)})")
-    return names
+    return parse_limit(limit, [h.name for h in spec.hosts])
 
 
 def _read_hosts(spec, names, say) -> dict[str, dict]:
@@ -76,6 +72,7 @@ def plan_cmd(
     file: Path = FileOpt,
     limit: Optional[str] = LimitOpt,
     output: OutputFormat = OutputOpt,
+    insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
     """Show, per host, the ordered changes `apply` would make; disruptive ones are marked.
 
@@ -84,7 +81,7 @@ def plan_cmd(
 
     Example: nvmeofctl plan -f cluster.yaml --output json
     """
-    spec = load_spec(file)
+    spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = _limit(spec, limit)
     say = progress_printer()
     observed = _read_hosts(spec, names, say)
@@ -106,6 +103,7 @@ def apply_cmd(
         help="Also make disruptive changes (port moves, namespace device changes, removals, disconnects).",
     ),
     output: OutputFormat = OutputOpt,
+    insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
     """Configure every host as the spec says: RoCE v2 link, nvmet targets, GPU-node connections.
 
@@ -115,7 +113,7 @@ def apply_cmd(
 
     Example: nvmeofctl apply -f cluster.yaml --check
     """
-    spec = load_spec(file)
+    spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = _limit(spec, limit)
     say = progress_printer()
     observed = _read_hosts(spec, names, say)

@@ -16,6 +16,12 @@ from nvmeofctl.spec import ClusterSpec, SpecValidationError, load_spec
 
 SCHEMA_VERSION = 1
 
+INSECURE_SECRET_PERMS_HELP = (
+    "accept DH-HMAC-CHAP secret files readable by group/other or owned by another user (not recommended)"
+)
+# shared by every command that loads a spec (spec validate, plan, apply, health)
+InsecureSecretPermsOpt = typer.Option(False, "--insecure-secret-perms", help=INSECURE_SECRET_PERMS_HELP)
+
 app = typer.Typer(
     help="Validate a cluster spec or print its JSON Schema.\n\nExample: nvmeofctl spec validate cluster.yaml",
     no_args_is_help=True,
@@ -95,6 +101,7 @@ def summary_json(file: str, spec: ClusterSpec) -> dict[str, Any]:
 def validate(
     file: Path = typer.Argument(..., metavar="FILE", help="Cluster spec (YAML)."),
     output: Output = typer.Option(Output.table, "--output", "-o", help="table: one summary line; json: details."),
+    insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
     """Check a cluster spec: every problem is one `FILE:LINE PATH: message` line (exit 3).
 
@@ -102,7 +109,7 @@ def validate(
     """
     shown = str(file)
     try:
-        spec = load_spec(file)
+        spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     except SpecValidationError as exc:
         if output is Output.json:
             doc = {"schema_version": SCHEMA_VERSION, "file": shown, "valid": False,

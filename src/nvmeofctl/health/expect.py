@@ -146,11 +146,11 @@ def expectations_from_spec(spec: Any) -> Expectations:
     return Expectations(fabric, hosts)
 
 
-def load_spec(path: str):
+def load_spec(path: str, *, insecure_secret_perms: bool = False):
     """Load the cluster spec with the spec package's loader (monkeypatched in unit tests)."""
     from nvmeofctl.spec import load_spec as _load
 
-    return _load(path)
+    return _load(path, insecure_secret_perms=insecure_secret_perms)
 
 
 def host_spec_objects(spec: Any) -> dict[str, Any]:

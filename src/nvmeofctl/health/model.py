@@ -44,6 +44,8 @@ def exit_code_for(findings: Iterable[Finding]) -> ExitCode:
     """6 if any host was unreachable (the result is incomplete: scripts must not read it as
     healthy or as a definite fault), else 11 on any fail, 10 on any warn, 0 otherwise."""
     statuses = {f.status for f in findings}
+    if not statuses - {Status.na}:  # nothing was checked: never "healthy"
+        return ExitCode.UNHEALTHY
     if Status.unreachable in statuses:
         return ExitCode.UNREACHABLE
     if Status.fail in statuses:
@@ -54,6 +56,9 @@ def exit_code_for(findings: Iterable[Finding]) -> ExitCode:
 
 
 def overall_status(findings: Iterable[Finding]) -> str:
+    findings = list(findings)
+    if not {f.status for f in findings} - {Status.na}:
+        return "nothing checked"
     return {
         ExitCode.UNREACHABLE: "unreachable",
         ExitCode.UNHEALTHY: "unhealthy",

@@ -58,6 +58,7 @@ def nvmet_args(spec, target) -> dict[str, Any]:
             b = ns.backing
             item: dict[str, Any] = {
                 "nsid": ns.nsid,
+                "name": ns.name,
                 "device_path": b.file or b.device,
                 "uuid": str(ns.uuid),
                 "nguid": str(ns.nguid),
@@ -65,6 +66,8 @@ def nvmet_args(spec, target) -> dict[str, Any]:
             }
             if b.file and b.size:
                 item["size"] = int(b.size)
+            if b.signature:
+                item["signature"] = b.signature
             namespaces.append(item)
         subs.append({
             "nqn": sub.nqn,
@@ -83,7 +86,9 @@ def nvmet_args(spec, target) -> dict[str, Any]:
         }
         for i, ip in enumerate(target.fabric.ips)
     ]
-    return {"hosts": hosts, "subsystems": subs, "ports": ports}
+    # the module re-checks every backing path against the same allow-list on the target
+    return {"hosts": hosts, "subsystems": subs, "ports": ports,
+            "backing_prefixes": list(spec.allowed_backing_prefixes)}
 
 
 def nvme_host_args(spec, gpu) -> dict[str, Any]:

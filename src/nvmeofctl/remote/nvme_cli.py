@@ -7,8 +7,12 @@ Runs locally through ``sh`` or remotely through an injected runner::
 
 A runner signals a timeout by raising ``TimeoutError`` or returning rc 124 (what
 ``nvmeofctl.remote.ssh.run_command`` does). A remote runner must quote argv itself
-(``shlex.join``) and should keep argv out of its logs: ``connect`` may carry a DH-HMAC-CHAP
-secret (nvme-cli 2.3 only takes it on the command line).
+(``shlex.join``). No secret is ever put in argv (any local user can read /proc/PID/cmdline):
+``connect`` takes a DH-HMAC-CHAP host key only through nvme-cli's JSON config file
+(``--config``, written 0600 by the caller: ``dhchap_config_json``), which nvme-cli 2.3 reads
+for the host key (verified on the lab). nvme-cli 2.3 takes a controller key (bidirectional
+authentication) only on its command line, so this wrapper refuses one; the ``nvme_host``
+module writes such connections to ``/dev/nvme-fabrics`` itself, from stdin.
 
 Parsers accept nvme-cli 2.3, 2.11 and 3.x JSON; errors are classified by the same function the
 Ansible module uses (module_utils/nvme_host.py, loaded by path: it is stdlib-only).
@@ -248,6 +252,11 @@ def parse_connect_json(text: str) -> str | None:
 _DHHC_RE = re.compile(r"^DHHC-1:0[0-3]:[A-Za-z0-9+/]+=*:$")
 
 
+def dhchap_config_json(hostnqn: str, hostid: str, dhchap_key: str) -> str:
+    """nvme-cli's JSON config giving this host's DH-HMAC-CHAP key (write it 0600; holds the key)."""
+    return json.dumps([{"hostnqn": hostnqn, "hostid": hostid, "dhchap_key": dhchap_key}])
+
+
 def parse_dhchap_key(text: str) -> DhchapKey:
     for line in (text or "").splitlines():
         line = line.strip()
@@ -326,20 +335,24 @@ class NvmeCli:
                 hostnqn: str | None = None, hostid: str | None = None, host_traddr: str | None = None,
                 ctrl_loss_tmo: int | None = None, reconnect_delay: int | None = None,
                 keep_alive_tmo: int | None = None, nr_io_queues: int | None = None,
-                queue_size: int | None = None, dhchap_secret: str | None = None,
-                dhchap_ctrl_secret: str | None = None, timeout: float | None = None) -> ConnectResult:
-        """Never raises for nvme-cli failures: returns the classified result (no secrets)."""
+                queue_size: int | None = None, config: str | None = None,
+                timeout: float | None = None) -> ConnectResult:
+        """Never raises for nvme-cli failures: returns the classified result (no secrets).
+
+        ``config``: path (on the host that runs nvme) of a 0600 nvme-cli JSON config holding
+        this host's DH-HMAC-CHAP key (``dhchap_config_json``); the key never goes in argv.
+        """
         nh = host_utils()
         conn = {"subsysnqn": subsysnqn, "transport": transport, "traddr": traddr, "trsvcid": str(trsvcid),
-                "host_traddr": host_traddr, "dhchap_secret": dhchap_secret,
-                "dhchap_ctrl_secret": dhchap_ctrl_secret}
+                "host_traddr": host_traddr}
         opts = {"hostnqn": hostnqn, "hostid": hostid, "ctrl_loss_tmo": ctrl_loss_tmo,
                 "reconnect_delay": reconnect_delay, "keep_alive_tmo": keep_alive_tmo,
                 "nr_io_queues": nr_io_queues, "queue_size": queue_size}
         argv = nh.connect_argv(conn, opts, self.nvme)[1:]
+        if config:
+            argv[-2:-2] = [f"--config={config}"]
         rc, out, err, timed_out = self._call(argv, timeout)
-        secrets = [s for s in (dhchap_secret, dhchap_ctrl_secret) if s]
-        c = nh.classify(rc, out, err, timed_out, secrets)
+        c = nh.classify(rc, out, err, timed_out)
         return ConnectResult(ok=c["ok"], category=c["category"],
                              device=parse_connect_json(out) if c["category"] == "ok" else None,
                              rc=rc, message=c["message"], hint=c["hint"])

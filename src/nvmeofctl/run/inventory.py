@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
@@ -34,3 +35,31 @@ def build_inventory(spec, host_vars: dict[str, dict[str, Any]]) -> dict[str, Any
         group = "targets" if host.role == "target" else "gpu_nodes"
         groups[group]["hosts"][host.name] = {**ssh_host_vars(host), **host_vars.get(host.name, {})}
     return {"all": {"children": groups}}
+
+
+def unsafe_yaml(data: Any) -> str:
+    """`data` as YAML for Ansible with EVERY string tagged ``!unsafe``.
+
+    Spec strings are data, never templates: Ansible evaluates Jinja2 in inventory strings
+    (``{{ lookup('pipe', ...) }}`` would run on the control machine, even in check mode and for
+    unreachable hosts), but not in strings tagged ``!unsafe``, and that mark survives templating
+    of the dicts that hold them (``{{ nvmeofctl_nvmet.subsystems }}`` in the play). Strings are
+    written as JSON double-quoted scalars, which YAML reads back unchanged; mapping keys are
+    host and variable names (validated), written the same way but untagged.
+    """
+    if isinstance(data, dict):
+        items = ", ".join(f"{_key(k)}: {unsafe_yaml(v)}" for k, v in data.items())
+        return "{" + items + "}"
+    if isinstance(data, (list, tuple)):
+        return "[" + ", ".join(unsafe_yaml(v) for v in data) + "]"
+    if isinstance(data, str):
+        return "!unsafe " + json.dumps(data)
+    if data is None or isinstance(data, (bool, int, float)):
+        return json.dumps(data)
+    raise TypeError(f"cannot write {type(data).__name__} to the inventory")
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"inventory keys must be strings, not {type(key).__name__}")
+    return json.dumps(key)

@@ -1,17 +1,18 @@
 """Run a packaged playbook with ansible-runner: per-host progress from events, stats for exit codes.
 
 Secrets reach the hosts inside the inventory (no_log tasks). ansible-runner keeps the
-inventory, env and events in its private data dir, so that dir is a fresh 0700 temp dir that
-is removed after the run.
+inventory, env and events in its private data dir, so that dir is a private 0700 run dir
+(run/rundir.py: per-user parent, removed on return, exception, SIGHUP/SIGTERM/SIGINT, and by
+the next run after a SIGKILL).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,8 @@ from typing import Any, Callable
 from nvmeofctl.errors import NvmeofctlError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.resources import collections_dir, playbooks_dir
+from nvmeofctl.run.inventory import unsafe_yaml
+from nvmeofctl.run.rundir import private_run_dir, remove_tree
 
 
 @dataclass
@@ -65,6 +68,31 @@ _STATUS_BY_EVENT = {
     "runner_on_unreachable": "unreachable",
     "runner_on_skipped": "skipped",
 }
+
+
+# A unix socket path holds at most 107 bytes (sun_path is 108 with the NUL). Ansible's ControlPath
+# is `<dir>/%C` (a 40-hex hash), and ssh binds it first as `<path>.<16 random chars>`.
+SUN_PATH_MAX = 107
+CONTROL_NAME_LEN = len("/") + 40 + len(".") + 16
+
+
+@contextmanager
+def control_path_dir(run_dir: Path) -> Iterator[Path]:
+    """A 0700 folder for ssh's ControlMaster sockets: `<run_dir>/cp` when the socket paths fit,
+    else a short `nvcp-*` folder in the temp dir (sockets only, no keys), removed afterwards."""
+    cp = run_dir / "cp"
+    if len(os.fsencode(cp)) + CONTROL_NAME_LEN <= SUN_PATH_MAX:
+        cp.mkdir(mode=0o700)
+        yield cp
+        return
+    tmp = tempfile.gettempdir()
+    if len(os.fsencode(tmp)) + len("/nvcp-12345678") + CONTROL_NAME_LEN > SUN_PATH_MAX:
+        tmp = "/tmp"
+    short = Path(tempfile.mkdtemp(prefix="nvcp-", dir=tmp))
+    try:
+        yield short
+    finally:
+        remove_tree(short)
 
 
 def _one_line(text: str) -> str:
@@ -115,14 +143,13 @@ def run_playbook(
             progress(f"task: {data.get('task', '')}")
         return False  # do not keep events on disk beyond what runner needs
 
-    tmp = Path(tempfile.mkdtemp(prefix="nvmeofctl-run-"))
-    os.chmod(tmp, 0o700)
-    try:
+    with private_run_dir("run") as tmp, control_path_dir(tmp) as cp_dir:
         (tmp / "inventory").mkdir(mode=0o700)
-        inv = tmp / "inventory" / "hosts.json"
-        fd = os.open(inv, os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(inventory, fh)
+        # YAML with every string tagged !unsafe: spec strings are data, never Jinja2 templates
+        inv = tmp / "inventory" / "hosts.yml"
+        fd = os.open(inv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(unsafe_yaml(inventory) + "\n")
         cmdline = []
         if check:
             cmdline += ["--check", "--diff"]
@@ -138,9 +165,12 @@ def run_playbook(
             "ANSIBLE_NOCOLOR": "True",
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_LOCALHOST_WARNING": "False",
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp / "cp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp_dir),
             "ANSIBLE_TIMEOUT": "30",
         }
+        # ansible-runner swaps in its own SIGTERM/SIGINT handlers while it runs (they kill the
+        # playbook's process group and return status canceled, so we raise below and the run dir
+        # goes); SIGHUP stays private_run_dir's. Its exit restores the handlers from before.
         r = ansible_runner.run(
             private_data_dir=str(tmp),
             playbook=str(playbooks_dir() / playbook),
@@ -170,5 +200,3 @@ def run_playbook(
             tail = " | ".join(line.strip() for line in out.strip().splitlines()[-3:] if line.strip())
             raise NvmeofctlError(f"ansible-playbook {playbook} did not run (rc {r.rc}): {tail or r.status}")
         return RunResult(rc=r.rc, stats=stats, tasks=tasks)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

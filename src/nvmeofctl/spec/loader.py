@@ -16,7 +16,17 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from nvmeofctl.errors import SpecError
-from nvmeofctl.spec.models import ClusterSpec, FabricSpec, HostSpec, Loc, SubsystemSpec, _path, derive_and_check
+from nvmeofctl.spec.models import (
+    DEFAULT_BACKING_PREFIXES,
+    ClusterSpec,
+    FabricSpec,
+    HostSpec,
+    Loc,
+    SubsystemSpec,
+    V,
+    _path,
+    derive_and_check,
+)
 
 TOP_KEYS = "name, fabric, hosts, subsystems"
 
@@ -44,8 +54,11 @@ class SpecValidationError(SpecError):
         super().__init__([str(d) for d in self.details])
 
 
-def load_spec(path: str | Path) -> ClusterSpec:
-    """Read, validate and complete a cluster spec file. Raises SpecValidationError (a SpecError)."""
+def load_spec(path: str | Path, *, insecure_secret_perms: bool = False) -> ClusterSpec:
+    """Read, validate and complete a cluster spec file. Raises SpecValidationError (a SpecError).
+
+    insecure_secret_perms: accept DH-HMAC-CHAP secret files open to group/other or owned by
+    another user (by default they are refused, as ssh refuses such private keys)."""
     path = Path(path)
     shown = str(path)
     try:
@@ -59,12 +72,14 @@ def load_spec(path: str | Path) -> ClusterSpec:
         raise SpecValidationError([SpecIssue(shown, 1, "", message)]) from None
     except OSError as exc:
         raise SpecValidationError([SpecIssue(shown, 1, "", f"cannot read the spec: {exc.strerror}")]) from None
-    spec = parse_spec(text, source=shown, base_dir=path.resolve().parent)
+    spec = parse_spec(text, source=shown, base_dir=path.resolve().parent, insecure_secret_perms=insecure_secret_perms)
     spec._source_path = path.resolve()
     return spec
 
 
-def parse_spec(text: str, *, source: str = "<string>", base_dir: str | Path | None = None) -> ClusterSpec:
+def parse_spec(
+    text: str, *, source: str = "<string>", base_dir: str | Path | None = None, insecure_secret_perms: bool = False
+) -> ClusterSpec:
     """Validate spec YAML text; relative paths resolve against base_dir (default: current folder)."""
     yaml = YAML(typ="rt")
     try:
@@ -88,7 +103,10 @@ def parse_spec(text: str, *, source: str = "<string>", base_dir: str | Path | No
         raise SpecValidationError(
             [SpecIssue(source, line, "", f"the top level must be a mapping with {TOP_KEYS}, not {kind}")]
         )
-    context = {"base_dir": Path(base_dir) if base_dir is not None else Path.cwd()}
+    context = {
+        "base_dir": Path(base_dir) if base_dir is not None else Path.cwd(),
+        "insecure_secret_perms": bool(insecure_secret_perms),
+    }
     # top-level `x-*` keys are free for YAML anchors (`x-ssh: &ssh {...}`), as in compose files
     data = {k: v for k, v in _plain(tree).items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
@@ -122,7 +140,11 @@ def _cross_check_parts(data: dict[str, Any], context: dict[str, Any]) -> list[tu
     subsystems = [valid(SubsystemSpec, s) for s in items("subsystems")]
     fabric = valid(FabricSpec, data.get("fabric", {}))
     name = data.get("name") if isinstance(data.get("name"), str) else ""
-    return derive_and_check(name, fabric, hosts, subsystems, unchecked)
+    prefixes = data.get("backing_prefixes")
+    extra = tuple(p for p in prefixes if isinstance(p, str) and V.prefix_problem(p) is None) \
+        if isinstance(prefixes, list) else ()
+    return derive_and_check(name, fabric, hosts, subsystems, unchecked,
+                            prefixes=tuple(DEFAULT_BACKING_PREFIXES) + extra)
 
 
 def issues_from(exc: ValidationError, tree: Any, source: str) -> list[SpecIssue]:

@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from nvmeofctl.resources import load_module_utils
 from nvmeofctl.spec.secrets import dhchap_secret_message, dhchap_secret_problem, read_secret_file
 
 # Fixed forever: every generated ID is uuid5 under this namespace, so re-applying never drifts.
@@ -70,61 +71,54 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 # ---------------------------------------------------------------------------------------------
 # scalar checks
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,14}$")
-_NQN_RE = re.compile(rf"^nqn\.(?P<year>[0-9]{{4}})-(?P<month>[0-9]{{2}})\.{_LABEL}(?:\.{_LABEL})+:\S+$")
-_UUID_TEXT_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# One set of rules for every spec string, shared with the collection's modules (which re-check
+# their options with it on the hosts): module_utils/validators.py, loaded by file path.
+V = load_module_utils("validators")
+NQN_MAX_BYTES = V.NQN_MAX_BYTES
+NQN_EXPECTED = V.NQN_EXPECTED
+MAX_BACKING_SIZE = V.MAX_BACKING_SIZE
+DEFAULT_BACKING_PREFIXES = V.DEFAULT_BACKING_PREFIXES
 
 
 def nqn_problem(value: str) -> str | None:
     """Why `value` is not a valid NVMe Qualified Name, or None."""
-    size = len(value.encode("utf-8"))
-    if size > NQN_MAX_BYTES:
-        return f"NQN is {size} bytes, the limit is {NQN_MAX_BYTES}"
-    if value.startswith(UUID_NQN_PREFIX):
-        if not _UUID_TEXT_RE.match(value[len(UUID_NQN_PREFIX) :]):
-            return f"not a valid NQN: the part after '{UUID_NQN_PREFIX}' must be a UUID (8-4-4-4-12 hex digits)"
-        return None
-    m = _NQN_RE.match(value)
-    if not m:
-        return f"not a valid NQN ({NQN_EXPECTED})"
-    if not 1 <= int(m["month"]) <= 12:
-        return f"not a valid NQN: month {m['month']} is not 01-12 ({NQN_EXPECTED})"
-    return None
+    return V.nqn_problem(value)
 
 
 def uuid_of_nqn(nqn: str) -> UUID | None:
     """The UUID of a `nqn.2014-08.org.nvmexpress:uuid:<uuid>` NQN, else None."""
-    if nqn.startswith(UUID_NQN_PREFIX) and _UUID_TEXT_RE.match(nqn[len(UUID_NQN_PREFIX) :]):
+    if nqn.startswith(UUID_NQN_PREFIX) and V.uuid_text_problem(nqn[len(UUID_NQN_PREFIX) :]) is None:
         return UUID(nqn[len(UUID_NQN_PREFIX) :])
     return None
 
 
-def _check_nqn(value: str) -> str:
-    problem = nqn_problem(value)
-    if problem:
-        raise spec_error(problem)
+def _checker(problem_of):
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem:
+            raise spec_error(problem)
+        return value
+
+    return check
+
+
+_check_nqn = _checker(V.nqn_problem)
+_check_hostname = _checker(V.hostname_problem)
+_check_name = _checker(V.name_problem)
+_check_ifname = _checker(V.ifname_problem)
+_check_address = _checker(V.ssh_address_problem)
+_check_user = _checker(V.user_problem)
+_check_prefix = _checker(V.prefix_problem)
+
+
+def _check_signature(value: str) -> str:
+    if not _SIGNATURE_RE.fullmatch(value):
+        raise spec_error("not a signature type (1-32 of letters, digits, '_', '.', '-', as blkid names them: "
+                         "ext4, xfs, LVM2_member, linux_raid_member)")
     return value
 
 
-def _check_hostname(value: str) -> str:
-    if len(value) > 253 or not _HOSTNAME_RE.match(value):
-        raise spec_error("not a valid host name (letters, digits and '-', dot-separated labels of 1-63)")
-    return value
-
-
-def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
-        raise spec_error("not a valid name (1-64 of letters, digits, '.', '_', '-'; starting with a letter or digit)")
-    return value
-
-
-def _check_ifname(value: str) -> str:
-    if not _IFNAME_RE.match(value):
-        raise spec_error("not a valid network interface name (1-15 characters, no '/', ':' or spaces)")
-    return value
+_SIGNATURE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
 def _check_not_nil(value: UUID | None) -> UUID | None:
@@ -133,19 +127,15 @@ def _check_not_nil(value: UUID | None) -> UUID | None:
     return value
 
 
-def _check_absolute(value: str) -> str:
-    if not value.startswith("/"):
-        raise spec_error("must be an absolute path")
+def _check_backing_path(value: str) -> str:
+    # the shape here; the allowed prefixes (the spec may extend them) in derive_and_check
+    problem = V.backing_path_problem(value, ("/",))
+    if problem:
+        raise spec_error(problem)
     return value
 
 
-def _check_no_space(value: str) -> str:
-    if not value or any(c.isspace() for c in value):
-        raise spec_error("must be non-empty and contain no spaces")
-    return value
-
-
-_SIZE_RE = re.compile(r"^\s*(?P<num>[0-9]+)\s*(?P<unit>[KMGTP]i?B?|[KMGTP]B|B)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"\s*(?P<num>[0-9]{1,30})\s*(?P<unit>[KMGTP]i?B?|[KMGTP]B|B)?\s*", re.IGNORECASE)
 _BINARY = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 SIZE_EXPECTED = "expected bytes or a number with a unit: 512M, 10G, 256MiB, 1GiB (binary), 500GB (decimal)"
 
@@ -158,7 +148,7 @@ def parse_size(value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise spec_error(f"not a size ({SIZE_EXPECTED})")
-    m = _SIZE_RE.match(value)
+    m = _SIZE_RE.fullmatch(value)
     if not m:
         raise spec_error(f"not a size ({SIZE_EXPECTED})")
     num, unit = int(m["num"]), (m["unit"] or "B").upper()
@@ -175,22 +165,20 @@ def _check_serial(value: Any) -> Any:
     return value
 
 
-def _check_serial_text(value: str) -> str:
-    if not 1 <= len(value) <= 20 or not all(0x20 <= ord(c) <= 0x7E for c in value):
-        raise spec_error("serial must be 1-20 printable ASCII characters")
-    return value
+_check_serial_text = _checker(V.serial_problem)
 
 
 HostName = Annotated[str, AfterValidator(_check_hostname)]
 Name = Annotated[str, AfterValidator(_check_name)]
 Nqn = Annotated[str, AfterValidator(_check_nqn)]
 Id = Annotated[UUID, AfterValidator(_check_not_nil)]
-AbsPath = Annotated[str, AfterValidator(_check_absolute)]
+BackingPath = Annotated[str, AfterValidator(_check_backing_path)]
 Size = Annotated[
     int,
     BeforeValidator(parse_size),
-    Field(ge=4096, multiple_of=4096),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 4096}, {"type": "string", "pattern": _SIZE_RE.pattern}]}),
+    Field(ge=4096, le=MAX_BACKING_SIZE, multiple_of=4096),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 4096, "maximum": MAX_BACKING_SIZE},
+                              {"type": "string", "pattern": _SIZE_RE.pattern}]}),
 ]
 
 
@@ -244,9 +232,9 @@ class FabricSpec(_Model):
 
 
 class SshSpec(_Model):
-    address: Annotated[str, AfterValidator(_check_no_space)]
+    address: Annotated[str, AfterValidator(_check_address)] = Field(description="IPv4/IPv6 address or DNS name")
     port: int = Field(22, ge=1, le=65535)
-    user: Annotated[str, AfterValidator(_check_no_space)] = "root"
+    user: Annotated[str, AfterValidator(_check_user)] = "root"
     key: Path | None = Field(None, description="private key; relative to the spec file's folder")
     known_hosts: Path | None = Field(None, description="known_hosts file; relative to the spec file's folder")
 
@@ -320,7 +308,7 @@ class DhchapSpec(_Model):
             path = _resolve(path, info)
             setattr(self, file, path)
             try:
-                value = read_secret_file(path)
+                value = read_secret_file(path, insecure_perms=bool((info.context or {}).get("insecure_secret_perms")))
             except ValueError as exc:
                 issues.append(((file,), str(exc)))
                 return None
@@ -340,10 +328,16 @@ class DhchapSpec(_Model):
 
 
 class BackingSpec(_Model):
-    device: AbsPath | None = Field(None, description="block device, e.g. /dev/nvme0n1 or /dev/disk/by-id/...")
-    file: AbsPath | None = Field(None, description="file on the target that nvmet serves (created at size)")
+    device: BackingPath | None = Field(None, description="block device, e.g. /dev/nvme0n1 or /dev/disk/by-id/...")
+    file: BackingPath | None = Field(
+        None, description="file on the target that nvmet serves (created at size by nvmeofctl; an existing "
+                          "file nvmeofctl did not create is refused)")
     size: Size | None = Field(
-        None, description="bytes, or 512M / 10G / 256MiB / 1GiB (binary), 500GB (decimal); file only"
+        None, description="bytes, or 512M / 10G / 256MiB / 1GiB (binary), 500GB (decimal); file only; at most 1 PiB"
+    )
+    signature: Annotated[str, AfterValidator(_check_signature)] | None = Field(
+        None, description="device only: the filesystem/RAID signature (blkid TYPE) the device is known to hold; "
+                          "the target refuses to export a device holding any signature not named here"
     )
 
     @model_validator(mode="after")
@@ -357,6 +351,8 @@ class BackingSpec(_Model):
             issues.append((("size",), "a file backing needs a size"))
         if self.device is not None and self.file is None and self.size is not None:
             issues.append((("size",), "size applies only to a file backing (a device has its own size)"))
+        if self.file is not None and self.signature is not None:
+            issues.append((("signature",), "signature applies only to a device backing"))
         raise_issues("BackingSpec", issues)
         return self
 
@@ -421,6 +417,12 @@ class ClusterSpec(_Model):
     fabric: FabricSpec = Field(default_factory=FabricSpec)
     hosts: list[HostSpec] = Field(min_length=1)
     subsystems: list[SubsystemSpec] = Field(default_factory=list)
+    backing_prefixes: list[Annotated[str, AfterValidator(_check_prefix)]] = Field(
+        default_factory=list,
+        description="extra places a namespace's backing store may live, besides "
+                    + ", ".join(DEFAULT_BACKING_PREFIXES)
+                    + " ('/srv/nvme/' = below that folder, '/dev/sd*' = device names starting so)",
+    )
 
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -428,8 +430,14 @@ class ClusterSpec(_Model):
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> ClusterSpec:
-        raise_issues("ClusterSpec", derive_and_check(self.name, self.fabric, list(self.hosts), list(self.subsystems)))
+        raise_issues("ClusterSpec", derive_and_check(self.name, self.fabric, list(self.hosts), list(self.subsystems),
+                                                     prefixes=self.allowed_backing_prefixes))
         return self
+
+    @property
+    def allowed_backing_prefixes(self) -> tuple[str, ...]:
+        return tuple(DEFAULT_BACKING_PREFIXES) + tuple(p for p in self.backing_prefixes
+                                                       if p not in DEFAULT_BACKING_PREFIXES)
 
     # -- convenience API ----------------------------------------------------------------------
 
@@ -499,6 +507,7 @@ def derive_and_check(
     hosts: list[HostSpec | None],
     subsystems: list[SubsystemSpec | None],
     unchecked_hosts: frozenset[str] | None = frozenset(),
+    prefixes: tuple[str, ...] = DEFAULT_BACKING_PREFIXES,
 ) -> list[tuple[Loc, str]]:
     """Fill absent IDs (deterministic) and return the cross-field problems as (loc, message).
 
@@ -510,7 +519,7 @@ def derive_and_check(
     issues: list[tuple[Loc, str]] = []
     generated = _derive(cluster, hosts, subsystems)
     _check_hosts(issues, generated, fabric, hosts)
-    _check_subsystems(issues, generated, hosts, subsystems, unchecked_hosts)
+    _check_subsystems(issues, generated, hosts, subsystems, unchecked_hosts, prefixes)
     return issues
 
 
@@ -580,6 +589,7 @@ def _check_subsystems(
     hosts: list[HostSpec | None],
     subsystems: list[SubsystemSpec | None],
     unchecked_hosts: frozenset[str] | None,
+    prefixes: tuple[str, ...],
 ) -> None:
     roles = {h.name: h.role for h in hosts if h is not None}
     known = ", ".join([*roles, *sorted((unchecked_hosts or frozenset()) - set(roles))])
@@ -641,5 +651,8 @@ def _check_subsystems(
             dup("nguid", ns.nguid, (*nat, "nguid"), f"namespace NGUID {ns.nguid}")
             b = ns.backing
             kind = "device" if b.device is not None else "file"
+            problem = V.backing_path_problem(b.path, prefixes)
+            if problem:
+                issues.append(((*nat, "backing", kind), problem))
             dup("backing", (sub.target, os.path.normpath(b.path)), (*nat, "backing", kind),
                 f"backing {kind} {b.path} on target '{sub.target}'")

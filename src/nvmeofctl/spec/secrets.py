@@ -2,62 +2,79 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-import zlib
+import os
+import stat
 from pathlib import Path
 
-DHCHAP_EXPECTED = "expected DHHC-1:<00-03>:<base64 of 32/48/64-byte key + CRC-32>:"
-_DHHC_RE = re.compile(r"^DHHC-1:(?P<hash>[0-9]{2}):(?P<b64>[A-Za-z0-9+/=]+):$")
-# hash id -> allowed key lengths (00: untransformed key, any of the lengths)
-_KEY_LENGTHS = {"00": (32, 48, 64), "01": (32,), "02": (48,), "03": (64,)}
+from nvmeofctl.resources import load_module_utils
+
+# The format rules live with the other validators (module_utils/validators.py), shared with the
+# modules that re-check the keys on the hosts.
+_V = load_module_utils("validators")
+DHCHAP_EXPECTED = _V.DHCHAP_EXPECTED
 
 
 def dhchap_secret_problem(value: str) -> str | None:
-    """Why `value` is not a valid `DHHC-1:NN:<base64>:` secret, or None when it is valid.
-
-    The reason names the defect (length, CRC, hash id) but never any part of the value.
-    """
-    m = _DHHC_RE.match(value)
-    if not m:
-        return "wrong format"
-    hash_id = m["hash"]
-    if hash_id not in _KEY_LENGTHS:
-        return f"hash id {hash_id} is not one of 00, 01, 02, 03"
-    try:
-        raw = base64.b64decode(m["b64"], validate=True)
-    except (binascii.Error, ValueError):
-        return "key part is not valid base64"
-    key, crc = raw[:-4], raw[-4:]
-    if len(raw) < 4 or len(key) not in (32, 48, 64):
-        return f"decoded key is {max(len(raw) - 4, 0)} bytes, expected 32, 48 or 64 plus a 4-byte CRC-32"
-    if len(key) not in _KEY_LENGTHS[hash_id]:
-        return f"hash id {hash_id} needs a {_KEY_LENGTHS[hash_id][0]}-byte key, got {len(key)} bytes"
-    if int.from_bytes(crc, "little") != zlib.crc32(key) & 0xFFFFFFFF:
-        return "CRC-32 does not match the key"
-    return None
+    """Why `value` is not a valid `DHHC-1:NN:<base64>:` secret (fullmatch: no trailing newline),
+    or None when it is valid. The reason names the defect but never any part of the value."""
+    return _V.dhchap_secret_problem(value)
 
 
 def dhchap_secret_message(problem: str) -> str:
-    return f"not a valid DH-HMAC-CHAP secret: {problem} ({DHCHAP_EXPECTED})"
+    return _V.dhchap_secret_message(problem)
 
 
-def read_secret_file(path: Path) -> str:
-    """Contents of a secret file, stripped. Raises ValueError with a message free of the secret."""
+def read_secret_file(path: Path, *, insecure_perms: bool = False) -> str:
+    """Contents of a secret file, stripped. Raises ValueError with a message free of the secret.
+
+    The file must be owned by the effective user and closed to group/other (mode 0600 or
+    stricter), as ssh wants of private keys; `insecure_perms` skips that check. The check runs
+    on the opened file (fstat), so the file that is checked is the file that is read.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ValueError(f"secret file {path} does not exist") from None
     except IsADirectoryError:
         raise ValueError(f"secret file {path} is a directory") from None
     except PermissionError:
         raise ValueError(f"secret file {path} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"secret file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"secret file {path} is a directory")
+        if not insecure_perms:
+            problem = secret_file_perms_problem(path, st)
+            if problem:
+                raise ValueError(problem)
+        try:
+            raw = fh.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"secret file {path} is not UTF-8 text") from None
     text = text.strip()
     if not text:
         raise ValueError(f"secret file {path} is empty")
     return text
+
+
+INSECURE_HINT = "or pass --insecure-secret-perms to accept it (not recommended)"
+
+
+def secret_file_perms_problem(path: Path, st: os.stat_result) -> str | None:
+    """Why a secret file's owner or mode is unsafe (with the fix), or None when it is fine."""
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        return (f"secret file {path} is owned by uid {st.st_uid}, not by you (uid {euid}): "
+                f"run `chown {euid} {path}` and `chmod 600 {path}`, {INSECURE_HINT}")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        who = " and ".join(w for w, bits in (("group", 0o070), ("other", 0o007)) if mode & bits)
+        return (f"secret file {path} is open to {who} (mode {mode:04o}): "
+                f"run `chmod 600 {path}`, {INSECURE_HINT}")
+    return None

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -85,3 +87,16 @@ def test_spec_schema_is_json():
     assert proc.returncode == 0
     schema = json.loads(proc.stdout)
     assert "hosts" in schema.get("properties", {})
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "health"])
+@pytest.mark.parametrize("limit", [",", "", " , ,"])
+def test_a_limit_that_names_no_host_is_a_usage_error(command, limit, tmp_path):
+    """`--limit ,` once ran the playbook on every host (and health said "healthy")."""
+    spec = tmp_path / "c.yaml"
+    spec.write_text("name: c\nfabric: {transport: tcp}\nhosts:\n"
+                    "  - {name: t1, role: target, ssh: {address: 127.0.0.1, port: 1}, "
+                    "fabric: {interface: eth1, ips: [10.9.0.1]}}\n")
+    proc = cli(command, "-f", str(spec), "--limit", limit)
+    assert proc.returncode == 2, proc.stderr
+    assert "names no host" in proc.stderr and "Traceback" not in proc.stderr

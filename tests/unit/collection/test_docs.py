@@ -23,3 +23,42 @@ def test_ansible_doc_renders(name):
     assert f"nvmeofctl.fabric.{name}" in proc.stdout
     if name in ("nvmet_target", "nvme_host"):
         assert "rdma" in proc.stdout  # the shared doc fragment
+
+
+def _doc_vs_argspec(doc_opts, spec_opts, where=""):
+    """Differences between DOCUMENTATION options and an argument_spec (names, type, default,
+    choices, no_log never documented as a default), recursively."""
+    out = []
+    for name in sorted(set(doc_opts) | set(spec_opts)):
+        d, s = doc_opts.get(name), spec_opts.get(name)
+        path = where + name
+        if d is None or s is None:
+            out.append("%s: only in %s" % (path, "argument_spec" if d is None else "DOCUMENTATION"))
+            continue
+        for key in ("type", "default", "choices", "elements"):
+            dv, sv = d.get(key), s.get(key)
+            if key == "type":
+                dv, sv = dv or "str", sv or "str"
+            if key == "default" and isinstance(sv, tuple):
+                sv = list(sv)
+            if dv != sv:
+                out.append("%s.%s: documented %r, argument_spec %r" % (path, key, dv, sv))
+        if bool(d.get("required")) != bool(s.get("required")):
+            out.append("%s.required differs" % path)
+        out += _doc_vs_argspec(d.get("suboptions") or {}, s.get("options") or {}, path + ".")
+    return out
+
+
+def test_nvmet_target_documents_exactly_its_argument_spec():
+    import yaml
+
+    sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+    from ansible_collections.nvmeofctl.fabric.plugins.modules import nvmet_target
+    from ansible_collections.nvmeofctl.fabric.plugins.module_utils.validators import DEFAULT_BACKING_PREFIXES
+
+    doc = yaml.safe_load(nvmet_target.DOCUMENTATION)
+    spec = {k: v for k, v in nvmet_target.ARGUMENT_SPEC.items() if k != "rdma"}  # rdma: the doc fragment
+    assert _doc_vs_argspec(doc["options"], spec) == []
+    assert doc["options"]["backing_prefixes"]["default"] == list(DEFAULT_BACKING_PREFIXES)
+    ns = doc["options"]["subsystems"]["suboptions"]["namespaces"]["suboptions"]
+    assert {"name", "signature"} <= set(ns)

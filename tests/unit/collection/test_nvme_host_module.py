@@ -95,14 +95,24 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
         res, raw = run(monkeypatch, capsys, params, check=check)
         assert SECRET not in raw and CTRL_SECRET not in raw
         assert "dhchap=yes" in res["diff"]["after"]
-    # the secret did reach nvme connect and the 0600 boot config
-    assert any("--dhchap-secret=" + SECRET in c for c in nvme_calls(node))
+    # the secrets reached the kernel's connect interface on stdin, never a command line
+    fabrics = [json.loads(line) for line in node.log.with_suffix(".fabrics").read_text().splitlines()]
+    assert fabrics and all(f"dhchap_secret={SECRET}" in f["stdin"] for f in fabrics)
+    assert all(f"dhchap_ctrl_secret={CTRL_SECRET}" in f["stdin"] for f in fabrics)
+    assert not any(SECRET in a or CTRL_SECRET in a for f in fabrics for a in f["argv"])
+    assert not any(SECRET in a or CTRL_SECRET in a for c in nvme_calls(node) for a in c)
     assert SECRET in (node.state_dir / "connections.json").read_text()
+    assert (node.state_dir / "connections.json").stat().st_mode & 0o077 == 0
     # rotate the secret: detected by comparing in place, reported without the value
-    rotated = dict(conn, dhchap_secret="DHHC-1:01:" + "A" * 48 + ":")
+    new_key = "DHHC-1:01:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"  # valid CRC, key bytes 0..31
+    rotated = dict(conn, dhchap_secret=new_key)
     res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]), check=True)
     assert ("connection:rdma://192.168.100.1:4420/" + NQN, "reconnect") in pairs(res["changes"])
-    assert "dhchap_secret changed" in raw and "A" * 48 not in raw and SECRET not in raw
+    assert "dhchap_secret changed" in raw and "AAECAwQFBgcICQoL" not in raw and SECRET not in raw
+    # a malformed key is refused before anything happens, without echoing it
+    bad = dict(conn, dhchap_secret="DHHC-1:01:" + "A" * 48 + ":")
+    res, raw = run(monkeypatch, capsys, node.params(connections=[bad]))
+    assert res["failed"] is True and "CRC-32 does not match" in res["msg"] and "A" * 48 not in raw
     # a failing connect: message names the subsystem, one line, no secret
     monkeypatch.setenv("FAKE_NVME_MODE", "nokey")
     res, raw = run(monkeypatch, capsys, node.params(connections=[dict(conn, traddr="192.168.100.7")]))

@@ -369,10 +369,22 @@ def test_classifier_timeout_and_missing_binary():
     assert nh.classify(1, "", "weird\n")["category"] == "unknown"
 
 
+def test_secrets_never_go_on_a_command_line():
+    with_keys = conn(dhchap_secret=SECRET, dhchap_ctrl_secret=CTRL_SECRET)
+    with pytest.raises(ValueError, match="never with the secret in argv"):
+        nh.connect_argv(with_keys, desired())
+    line = nh.fabrics_options(with_keys, desired(ctrl_loss_tmo=-1))
+    assert line.split(",")[:4] == ["nqn=" + NQN, "transport=rdma", "traddr=192.168.100.1", "trsvcid=4420"]
+    assert "dhchap_secret=" + SECRET in line and "dhchap_ctrl_secret=" + CTRL_SECRET in line
+    assert "ctrl_loss_tmo=-1" in line and "hostnqn=" + HOSTNQN in line and "\n" not in line
+    assert not any(SECRET in a or CTRL_SECRET in a for a in nh.fabrics_argv())
+    # a value that would smuggle another option into the kernel's comma-separated line
+    with pytest.raises(ValueError, match="subsysnqn|nqn"):
+        nh.fabrics_options(dict(with_keys, subsysnqn=NQN + ",hostnqn=x"), desired())
+
+
 def test_redact_removes_secrets_everywhere():
-    argv = nh.connect_argv(conn(dhchap_secret=SECRET, dhchap_ctrl_secret=CTRL_SECRET), desired())
-    assert "--dhchap-secret=" + SECRET in argv and "--dhchap-ctrl-secret=" + CTRL_SECRET in argv
-    text = nh.redact(" ".join(argv))
+    text = nh.redact("nvme connect --dhchap-secret=%s --dhchap-ctrl-secret=%s" % (SECRET, CTRL_SECRET))
     assert SECRET not in text and CTRL_SECRET not in text and "--dhchap-secret=********" in text
     assert nh.redact("key %s in a message" % SECRET) == "key DHHC-1:******** in a message"
     assert nh.redact("x %s y" % "s3cr3t", ["s3cr3t"]) == "x ******** y"

@@ -44,7 +44,7 @@ def env(tmp_path, monkeypatch):
 def params(e, **over):
     p = {
         "configfs_root": str(e["root"]), "state_dir": str(e["state"]), "lib_dir": str(e["lib"]),
-        "unit_dir": str(e["unit"]),
+        "unit_dir": str(e["unit"]), "backing_prefixes": [str(e["data"].parent) + "/"],
         "hosts": [{"nqn": HOSTNQN, "dhchap_key": KEY, "dhchap_ctrl_key": CTRL_KEY}],
         "subsystems": [{"nqn": SUBNQN, "serial": "0123456789abcdef", "allowed_hosts": [HOSTNQN],
                         "namespaces": [{"nsid": 1, "device_path": str(e["data"] / "pool1.img"), "size": 1 << 20,
@@ -86,7 +86,9 @@ def test_check_mode_predicts_apply_then_rerun_is_a_noop(env, monkeypatch, capsys
                            "port 1"]
     assert {"file %s" % (env["state"] / "nvmet.json"), "file %s" % (env["lib"] / "nvmet.py"),
             "file %s" % (env["unit"] / "nvmeofctl-nvmet.service")} <= set(objects)
-    assert res["managed"] == {"hosts": [HOSTNQN], "subsystems": [SUBNQN], "ports": ["1"]}
+    # the backing file it created is recorded: later runs may grow and export it
+    assert res["managed"] == {"hosts": [HOSTNQN], "subsystems": [SUBNQN], "ports": ["1"],
+                              "files": [str(env["data"] / "pool1.img")]}
 
     again, _ = run(monkeypatch, capsys, params(env))
     assert again["changed"] is False and again["changes"] == []
@@ -126,7 +128,9 @@ def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsy
     assert res["changed"] is False
     assert snapshot(env["state"], env["lib"], env["unit"]) == before  # not even rewritten
     # persist: false writes no persistence (managed state still recorded)
-    env2 = dict(env, state=env["state"].parent / "etc2", lib=env["lib"].parent / "lib2", unit=env["unit"].parent / "u2")
+    # (another data dir: etc2 does not record pool1.img, which a fresh state would refuse to adopt)
+    env2 = dict(env, state=env["state"].parent / "etc2", lib=env["lib"].parent / "lib2", unit=env["unit"].parent / "u2",
+                data=env["data"].parent / "data2")
     run(monkeypatch, capsys, params(env2, persist=False))
     assert sorted(os.listdir(env2["state"])) == ["nvmet-managed.json"]
     assert not env2["lib"].exists() and not env2["unit"].exists()
@@ -183,14 +187,14 @@ def test_bad_spec_fails_with_one_line_message(env, monkeypatch, capsys):
 
 def test_apply_failure_reports_what_was_done(env, monkeypatch, capsys):
     p = params(env)
-    p["subsystems"][0]["namespaces"][0].update(create_file=False, size=None)
     # the fake tree cannot fail like the kernel; make the namespace dir a file to force an error
     (env["root"] / "subsystems" / SUBNQN / "namespaces").mkdir(parents=True)
     (env["root"] / "subsystems" / SUBNQN / "namespaces" / "1").write_text("")
     res, raw = run(monkeypatch, capsys, p)
     assert res["failed"] is True
     assert res["msg"].startswith("nvmet_target: subsystem %s / namespace 1: create failed" % SUBNQN)
-    assert [c["object"] for c in res["changes"]] == ["host %s" % HOSTNQN, "subsystem %s" % SUBNQN]
+    assert [c["object"] for c in res["changes"]] == ["host %s" % HOSTNQN, "subsystem %s" % SUBNQN,
+                                                     "file %s" % (env["data"] / "pool1.img")]
     assert KEY not in raw
 
 

@@ -317,7 +317,8 @@ def test_only_managed_objects_are_deleted_foreign_ones_are_left_alone(root, tmp_
     # order inside the subsystem delete: port links, allowed hosts, namespaces, then rmdir
     sub_ops = [o for o in fs.ops if SUBNQN in o[1]]
     assert sub_ops[-1] == ("rmdir", "subsystems/%s" % SUBNQN)
-    assert nvmet.managed_after(desired, obs, changes, managed) == {"hosts": [HOSTNQN2], "subsystems": [mine], "ports": ["3"]}
+    assert nvmet.managed_after(desired, obs, changes, managed) == {"hosts": [HOSTNQN2], "subsystems": [mine], "ports": ["3"],
+                                                                 "files": []}
 
 
 def test_foreign_subsystem_linked_on_a_managed_port_keeps_its_link(root, tmp_path):

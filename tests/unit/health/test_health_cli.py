@@ -27,7 +27,7 @@ def fake(monkeypatch, spec_dict):
     """Patch the spec loader and the fan-out; returns a dict to tweak outputs/unreachable hosts."""
     state = {"outputs": {"stor1": read("probe/lab-target.txt"), "gpu1": read("probe/lab-gpu1.txt")},
              "unreachable": set(), "calls": [], "spec": spec_dict, "run_on": []}
-    monkeypatch.setattr(expect_mod, "load_spec", lambda path: ns(state["spec"]))
+    monkeypatch.setattr(expect_mod, "load_spec", lambda path, **_: ns(state["spec"]))
 
     def run_many(targets, command, *, stdin=None, timeout=60.0, **kw):
         out = {}
@@ -160,7 +160,7 @@ def test_help_documents_exit_codes_and_metric_values():
 def test_real_spec_loader_end_to_end(fake, monkeypatch):
     """The landed spec models through the adapter (no loader patch): same healthy result."""
     spec_mod = pytest.importorskip("nvmeofctl.spec")
-    monkeypatch.setattr(expect_mod, "load_spec", lambda path: spec_mod.load_spec(path))
+    monkeypatch.setattr(expect_mod, "load_spec", lambda path, **kw: spec_mod.load_spec(path, **kw))
     r = invoke("-o", "json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

@@ -17,7 +17,8 @@ def F(host, check, status, device=None):
 @pytest.mark.parametrize(
     "statuses,code",
     [
-        ([], ExitCode.OK),
+        ([], ExitCode.UNHEALTHY),  # nothing checked is never healthy
+        (["na"], ExitCode.UNHEALTHY),
         (["ok", "na"], ExitCode.OK),
         (["ok", "warn", "na"], ExitCode.DEGRADED),
         (["warn", "fail"], ExitCode.UNHEALTHY),

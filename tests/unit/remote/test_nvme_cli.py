@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nvmeofctl.remote import nvme_cli
-from nvmeofctl.remote.nvme_cli import NvmeCli, NvmeCliError
+from nvmeofctl.remote.nvme_cli import NvmeCli, NvmeCliError, dhchap_config_json
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "nvme"
 HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b"
@@ -139,13 +139,21 @@ def test_parse_dhchap_key_hides_the_value():
 ])
 def test_connect_classifies_captured_outputs(stdout, stderr, rc, category, ok):
     runner = FakeRunner((rc, stdout, stderr))
-    res = NvmeCli(runner).connect("rdma", "192.168.100.1", NQN, hostnqn=HOSTNQN, dhchap_secret=SECRET,
+    res = NvmeCli(runner).connect("rdma", "192.168.100.1", NQN, hostnqn=HOSTNQN, config="/run/nvmeofctl/key.json",
                                   ctrl_loss_tmo=600, reconnect_delay=10)
     assert (res.category, res.ok) == (category, ok)
     assert res.device == ("nvme0" if category == "ok" else None)
     argv, timeout = runner.calls[0]
-    assert argv[:2] == ["nvme", "connect"] and "--dhchap-secret=" + SECRET in argv and timeout == 30
-    assert SECRET not in repr(res)
+    assert argv[:2] == ["nvme", "connect"] and "--config=/run/nvmeofctl/key.json" in argv and timeout == 30
+    assert argv[-2:] == ["-o", "json"] and not any("DHHC-1" in a for a in argv)
+
+
+def test_dhchap_key_goes_in_the_json_config_never_in_argv():
+    text = dhchap_config_json(HOSTNQN, "f4a3064a-a702-4134-ab62-ed4d001ffe8b", SECRET)
+    assert json.loads(text) == [{"hostnqn": HOSTNQN, "hostid": "f4a3064a-a702-4134-ab62-ed4d001ffe8b",
+                                 "dhchap_key": SECRET}]
+    with pytest.raises(TypeError):
+        NvmeCli(FakeRunner((0, "", ""))).connect("rdma", "192.168.100.1", NQN, dhchap_secret=SECRET)
 
 
 def test_connect_timeout_from_remote_runner_rc_124_or_exception():

@@ -48,7 +48,7 @@ subsystems:
     namespaces:
       - nsid: 1
         name: a1
-        backing: {{device: /dev/vdb}}
+        backing: {{device: /dev/nvme1n1}}
   - nqn: nqn.2024-01.io.nvmeofctl.t:b
     target: stor1
     allowed_gpu_nodes: [gpu1]

@@ -17,7 +17,7 @@ DH = "(expected DHHC-1:<00-03>:<base64 of 32/48/64-byte key + CRC-32>:)"
 NQN = "(expected nqn.YYYY-MM.reverse.domain:name or nqn.2014-08.org.nvmexpress:uuid:<uuid>)"
 GPU1_ID = uuid5(PROJECT_NAMESPACE, "host-id\0t\0gpu1")
 SUB_B = "  - nqn: nqn.2024-01.io.nvmeofctl.t:b\n"
-NS_A1 = "        backing: {device: /dev/vdb}\n"
+NS_A1 = "        backing: {device: /dev/nvme1n1}\n"
 NS_B1 = "size: 256MiB}\n"
 GPU2_SSH = "    ssh: {address: 127.0.0.1, port: 2203}\n"
 RDMA = "transport rdma needs an RDMA device: set rdma_device, or fabric.soft_roce: true, or fabric.transport: tcp"
@@ -50,7 +50,9 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("missing-top-field", edit(("name: t\n", "")), ["cluster.yaml:1 name: field required"]),
     ("hosts-not-a-list", "name: t\nhosts: {a: 1}\n", ["cluster.yaml:2 hosts: expected a list"]),
     ("bad-nqn", edit(("nqn.2024-01.io.nvmeofctl.t:b", "nqn.2024-01.nvmeofctl:b")), [
-        f"cluster.yaml:28 subsystems[1].nqn: not a valid NQN {NQN}",
+        "cluster.yaml:28 subsystems[1].nqn: not a valid NQN (expected nqn.YYYY-MM.reverse.domain:name or "
+        "nqn.2014-08.org.nvmexpress:uuid:<uuid>; after the ':' only letters, digits and . _ : - + @ =, "
+        "no '/', spaces or other symbols)",
     ]),
     ("nqn-month", edit(("nqn.2024-01.io.nvmeofctl.t:b", "nqn.2024-13.io.nvmeofctl.t:b")), [
         f"cluster.yaml:28 subsystems[1].nqn: not a valid NQN: month 13 is not 01-12 {NQN}",
@@ -80,10 +82,10 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("file-without-size", edit((", size: 256MiB}", "}")), [
         "cluster.yaml:34 subsystems[1].namespaces[0].backing.size: a file backing needs a size",
     ]),
-    ("device-and-file", edit(("{device: /dev/vdb}", "{device: /dev/vdb, file: /x.img, size: 1G}")), [
+    ("device-and-file", edit(("{device: /dev/nvme1n1}", "{device: /dev/nvme1n1, file: /x.img, size: 1G}")), [
         "cluster.yaml:27 subsystems[0].namespaces[0].backing.file: set only one of device or file",
     ]),
-    ("relative-backing", edit(("{device: /dev/vdb}", "{device: vdb}")), [
+    ("relative-backing", edit(("{device: /dev/nvme1n1}", "{device: vdb}")), [
         "cluster.yaml:27 subsystems[0].namespaces[0].backing.device: must be an absolute path",
     ]),
     ("bad-size", edit(("size: 256MiB", "size: 12XB")), [
@@ -135,7 +137,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("dup-nqn", edit(("nqn.2024-01.io.nvmeofctl.t:b", "nqn.2024-01.io.nvmeofctl.t:a")), [
         "cluster.yaml:28 subsystems[1].nqn: duplicate NQN nqn.2024-01.io.nvmeofctl.t:a (also subsystems[0].nqn)",
     ]),
-    ("dup-nsid", edit((NS_A1, NS_A1 + "      - nsid: 1\n        name: a2\n        backing: {device: /dev/vdc}\n")), [
+    ("dup-nsid", edit((NS_A1, NS_A1 + "      - nsid: 1\n        name: a2\n        backing: {device: /dev/nvme2n1}\n")), [
         "cluster.yaml:28 subsystems[0].namespaces[1].nsid: duplicate nsid 1 in this subsystem (also subsystems[0].namespaces[0].nsid)",
     ]),
     ("dup-namespace-name", edit(("name: b1", "name: a1")), [
@@ -149,7 +151,7 @@ CASES: list[tuple[str, str, list[str]]] = [
                        (NS_B1, NS_B1 + "        nguid: 6a1d2c4e-8b0f-4c3a-9e5d-7f1a2b3c4d5e\n")), [
         "cluster.yaml:36 subsystems[1].namespaces[0].nguid: duplicate namespace NGUID 6a1d2c4e-8b0f-4c3a-9e5d-7f1a2b3c4d5e (also subsystems[0].namespaces[0].nguid)",
     ]),
-    ("file-path-reused", edit(("{device: /dev/vdb}", "{file: /var/lib/nvmeofctl/./b1.img, size: 1G}")), [
+    ("file-path-reused", edit(("{device: /dev/nvme1n1}", "{file: /var/lib/nvmeofctl/b1.img, size: 1G}")), [
         "cluster.yaml:34 subsystems[1].namespaces[0].backing.file: duplicate backing file /var/lib/nvmeofctl/b1.img on target 'stor1' (also subsystems[0].namespaces[0].backing.file)",
     ]),
     ("rdma-without-rdma-path", edit(("  soft_roce: true\n", "  soft_roce: false\n")), [
@@ -272,7 +274,7 @@ def test_yaml_anchors_merge_keys_and_x_keys(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(bad, source="c.yaml")
     assert err.value.issues == [
-        "c.yaml:1 defaults: unknown field 'defaults' (allowed: name, fabric, hosts, subsystems; "
+        "c.yaml:1 defaults: unknown field 'defaults' (allowed: name, fabric, hosts, subsystems, backing_prefixes; "
         "keys for YAML anchors only start with 'x-')",
         "c.yaml:9 hosts[0].ssh.user: expected a string",
     ]

@@ -39,6 +39,8 @@ def example(tmp_path: Path) -> Path:
     """inventory/example.yaml with DH-HMAC-CHAP on and the secret files it names."""
     _example_with_dhchap(tmp_path / "example.yaml")
     shutil.copytree(FIXTURES / "good" / "secrets", tmp_path / "secrets")
+    for key in (tmp_path / "secrets").iterdir():
+        key.chmod(0o600)  # secret files must not be open to group/other
     return tmp_path / "example.yaml"
 
 

@@ -631,7 +631,14 @@ def classify(rc, stdout="", stderr="", timed_out=False, secrets=()):
 
 
 def connect_argv(conn, opts, nvme="nvme"):
-    """The ``nvme connect`` argv (contains secrets: never log it unredacted)."""
+    """The ``nvme connect`` argv of a connection WITHOUT DH-HMAC-CHAP secrets.
+
+    A secret never goes on a command line (any user can read every process's argv in
+    /proc/PID/cmdline): connections with secrets use ``fabrics_connect`` instead.
+    """
+    if conn.get("dhchap_secret") or conn.get("dhchap_ctrl_secret"):
+        raise ValueError("connect_argv: a connection with a DH-HMAC-CHAP secret connects through "
+                         "/dev/nvme-fabrics (fabrics_options), never with the secret in argv")
     d = opts
     argv = [nvme, "connect", "-t", conn["transport"], "-a", conn["traddr"],
             "-s", str(conn["trsvcid"]), "-n", conn["subsysnqn"]]
@@ -646,12 +653,66 @@ def connect_argv(conn, opts, nvme="nvme"):
                      ("--queue-size", "queue_size")):
         if d.get(key) is not None:
             argv.append("%s=%s" % (opt, d[key]))
-    if conn.get("dhchap_secret"):
-        argv.append("--dhchap-secret=%s" % conn["dhchap_secret"])
-    if conn.get("dhchap_ctrl_secret"):
-        argv.append("--dhchap-ctrl-secret=%s" % conn["dhchap_ctrl_secret"])
     argv += ["-o", "json"]
     return argv
+
+
+# The kernel's own connect interface, the one nvme-cli writes to: one line of
+# "key=value,..." options; reading back gives "instance=N,cntlid=M". Used for connections with
+# DH-HMAC-CHAP secrets (nvme-cli 2.3 reads a host key from its JSON config, but takes the
+# controller key only from its command line): the options reach this child process on stdin,
+# so the secrets are in no argv and in no file. Its messages are the kernel's strerror texts,
+# which ``classify`` reads like nvme-cli's (e.g. "Operation already in progress").
+FABRICS_DEV = "/dev/nvme-fabrics"
+_FABRICS_WRITER = r"""
+import json, os, sys
+opts = sys.stdin.read().strip()
+try:
+    fd = os.open(sys.argv[1], os.O_RDWR)
+except OSError as e:
+    print("Failed to open %s: %s" % (sys.argv[1], e.strerror), file=sys.stderr)
+    sys.exit(1)
+try:
+    os.write(fd, opts.encode())
+    reply = os.read(fd, 4096).decode("ascii", "replace")
+except OSError as e:
+    print("could not add new controller: %s" % e.strerror, file=sys.stderr)
+    sys.exit(1)
+fields = dict(f.split("=", 1) for f in reply.strip().split(",") if "=" in f)
+if "instance" not in fields:
+    print("unexpected reply from %s: %r" % (sys.argv[1], reply[:80]), file=sys.stderr)
+    sys.exit(1)
+print(json.dumps({"device": "nvme%s" % fields["instance"], "cntlid": fields.get("cntlid")}))
+"""
+_OPT_VALUE_RE = re.compile(r"[A-Za-z0-9._:+@=/-]+")
+
+
+def fabrics_options(conn, opts):
+    """The /dev/nvme-fabrics option line for one connection (holds secrets: stdin only)."""
+    d = opts
+    fields = [("nqn", conn["subsysnqn"]), ("transport", conn["transport"]), ("traddr", conn["traddr"]),
+              ("trsvcid", str(conn["trsvcid"]))]
+    if conn.get("host_traddr"):
+        fields.append(("host_traddr", conn["host_traddr"]))
+    for key in ("hostnqn", "hostid"):
+        if d.get(key):
+            fields.append((key, d[key]))
+    for key in ("ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo", "nr_io_queues", "queue_size"):
+        if d.get(key) is not None:
+            fields.append((key, str(int(d[key]))))
+    for key in ("dhchap_secret", "dhchap_ctrl_secret"):
+        if conn.get(key):
+            fields.append((key, conn[key]))
+    for key, value in fields:
+        # ',' separates options and a newline ends the line: neither may hide in a value
+        if not _OPT_VALUE_RE.fullmatch(str(value).lstrip("-")):
+            raise ValueError("connection option %s has characters the kernel's option parser "
+                             "cannot take" % key)
+    return ",".join("%s=%s" % kv for kv in fields)
+
+
+def fabrics_argv(python=None, dev=FABRICS_DEV):
+    return [python or sys.executable or "/usr/bin/python3", "-c", _FABRICS_WRITER, dev]
 
 
 def ensure_modules(transports, module_dir="/sys/module", runner=run):
@@ -687,7 +748,10 @@ def connect(conn, opts, paths, timeout=30, nvme="nvme", runner=run):
     secrets = [conn.get("dhchap_secret"), conn.get("dhchap_ctrl_secret")]
     key = conn_key(conn)
     before = set(find_controllers(_state_at(paths), key))
-    rc, out, err, timed_out = runner(connect_argv(conn, opts, nvme), timeout)
+    if conn.get("dhchap_secret") or conn.get("dhchap_ctrl_secret"):
+        rc, out, err, timed_out = runner(fabrics_argv(), timeout, stdin_data=fabrics_options(conn, opts))
+    else:
+        rc, out, err, timed_out = runner(connect_argv(conn, opts, nvme), timeout)
     cls = classify(rc, out, err, timed_out, secrets)
     res = {"ok": False, "category": cls["category"], "controller": None,
            "message": cls["message"], "hint": cls["hint"], "label": key_label(key)}

@@ -35,10 +35,12 @@ from __future__ import annotations
 import copy
 import errno
 import hashlib
+import ipaddress
 import json
 import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 import time
@@ -64,9 +66,16 @@ KINDS = ("host", "subsystem", "file", "namespace", "allowed_host", "port", "port
 # errno values that mean "the fabric address is not there yet": retried while linking ports.
 RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.ENODEV)
 
-_NQN_RE = re.compile(r"^nqn\.[\x21-\x7e]{1,219}$")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_HEX32_RE = re.compile(r"^[0-9a-f]{32}$")
+# Every pattern is applied with ``fullmatch`` (``$`` would accept a trailing newline).
+# An NQN here: "nqn." then printable ASCII without '/' or spaces, 223 bytes at most. Looser than
+# module_utils/validators.py (which the module and the spec apply first; this file cannot import
+# it), never looser about what could leave the configfs root: every NQN validators accepts matches.
+_NQN_RE = re.compile(r"nqn\.[\x21-\x2e\x30-\x7e]{1,219}")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX32_RE = re.compile(r"[0-9a-f]{32}")
+_PORTNUM_RE = re.compile(r"[0-9]{1,5}")
+# The largest backing file nvmeofctl creates (validators.MAX_BACKING_SIZE: 1 PiB).
+MAX_BACKING_SIZE = 1 << 50
 
 
 class NvmetError(Exception):
@@ -119,9 +128,9 @@ def _norm_uuid(value):
     if value is None:
         return None
     v = str(value).strip().lower()
-    if _HEX32_RE.match(v):
+    if _HEX32_RE.fullmatch(v):
         v = "%s-%s-%s-%s-%s" % (v[:8], v[8:12], v[12:16], v[16:20], v[20:])
-    if not _UUID_RE.match(v):
+    if not _UUID_RE.fullmatch(v):
         raise ValueError("not a UUID: %r" % (value,))
     return v
 
@@ -130,7 +139,7 @@ def _norm_nguid(value):
     if value is None:
         return None
     v = re.sub(r"[-:]", "", str(value).strip().lower())
-    if not _HEX32_RE.match(v):
+    if not _HEX32_RE.fullmatch(v):
         raise ValueError("not an NGUID (32 hex digits): %r" % (value,))
     # the kernel shows it as %pUb: 8-4-4-4-12
     return "%s-%s-%s-%s-%s" % (v[:8], v[8:12], v[12:16], v[16:20], v[20:])
@@ -364,20 +373,66 @@ def _sort_key(name):
     return (0, int(name), "") if str(name).isdigit() else (1, 0, str(name))
 
 
-def probe_files(desired):
-    """{path: size | None (missing) | "not-regular"} for namespaces with ``create_file``."""
+def probe_file(path):
+    """size | None (missing) | "symlink" | "not-regular"; the last component is never followed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return "not-regular"  # a parent is not a directory: nothing we could create there
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink"
+    return st.st_size if stat.S_ISREG(st.st_mode) else "not-regular"
+
+
+def probe_files(desired, extra=()):
+    """{path: probe_file(path)} for namespaces with ``create_file`` (and the ``extra`` paths:
+    the files nvmet-managed.json records, so ``managed_after`` can forget vanished ones)."""
     out = {}
     for sub in desired.get("subsystems", {}).values():
         for ns in sub["namespaces"].values():
-            if not ns.get("create_file"):
-                continue
+            if ns.get("create_file"):
+                out[ns["device_path"]] = probe_file(ns["device_path"])
+    for path in extra:
+        if path not in out:
+            out[path] = probe_file(path)
+    return out
+
+
+def backing_file_problems(desired, observed, managed=None):
+    """Refusals for ``create_file`` namespaces whose path exists but is not nvmeofctl's.
+
+    nvmeofctl never grows or exports a regular file it did not create. An existing path is
+    accepted only when nvmet-managed.json records it in ``files``, or (files made by versions
+    before that list existed) when it is the current device_path of a namespace of a subsystem
+    nvmeofctl manages. Symlinks and anything but a regular file are always refused.
+    ``observed["files"]`` comes from ``probe_files``. Pure; returns one message per problem.
+    """
+    managed = managed or {}
+    files = observed.get("files") or {}
+    recorded = set(managed.get("files") or ())
+    adopted = set()
+    for nqn in managed.get("subsystems") or ():
+        for ns in observed.get("subsystems", {}).get(nqn, {}).get("namespaces", {}).values():
+            if ns.get("device_path"):
+                adopted.add(ns["device_path"])
+    out = []
+    for nqn, sub in desired.get("subsystems", {}).items():
+        for nsid, ns in sub["namespaces"].items():
             path = ns["device_path"]
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                out[path] = None
+            if not ns.get("create_file") or path not in files or files[path] is None:
                 continue
-            out[path] = st.st_size if (st.st_mode & 0o170000) == 0o100000 else "not-regular"
+            have, where = files[path], ns_label(nqn, nsid, ns)
+            if have == "symlink":
+                out.append("%s: %s is a symbolic link; a backing file must be a regular file "
+                           "(refusing to follow it)" % (where, path))
+            elif have == "not-regular":
+                out.append("%s: %s exists and is not a regular file (create_file makes a regular "
+                           "file; use a device backing for a block device)" % (where, path))
+            elif path not in recorded and path not in adopted:
+                out.append("%s: %s exists and was not created by nvmeofctl; refusing to grow or "
+                           "export it (move it away, or pick another path)" % (where, path))
     return out
 
 
@@ -397,6 +452,31 @@ def missing_modules(desired, sys_module_dir=SYS_MODULE_DIR):
 # --------------------------------------------------------------------------------------------
 
 
+def _check_nqn(value, where):
+    """``value`` if it is an NQN that is safe as one configfs directory name, else ValueError."""
+    if not isinstance(value, str) or not _NQN_RE.fullmatch(value):
+        raise ValueError("%s: not an NQN (nqn.yyyy-mm.reverse.domain:name; printable ASCII without "
+                         "'/' or spaces): %r" % (where, value))
+    return value
+
+
+def _check_device_path(value, where):
+    """An absolute, normalised path of printable characters (the module also applies the
+    spec's backing-path rules and allowed prefixes, which this file cannot import)."""
+    if (not isinstance(value, str) or not value.startswith("/") or value == "/"
+            or os.path.normpath(value) != value or value.startswith("//")
+            or not all(0x21 <= ord(c) <= 0x7e for c in value)):
+        raise ValueError("%s: an absolute, normalised path without spaces or control characters "
+                         "is required: %r" % (where, value))
+    return value
+
+
+def ns_label(nqn, nsid, ns=None):
+    """How messages name a namespace: subsystem, nsid and the spec's namespace name."""
+    name = (ns or {}).get("name")
+    return "subsystem %s namespace %s%s" % (nqn, nsid, " (%s)" % name if name else "")
+
+
 def normalize(spec):
     """Validate module-option-shaped input and return the keyed desired state.
 
@@ -404,10 +484,8 @@ def normalize(spec):
     """
     desired = {"hosts": {}, "subsystems": {}, "ports": {}}
     for i, h in enumerate(spec.get("hosts") or []):
-        nqn = (h.get("nqn") or "").strip()
         where = "hosts[%d]" % i
-        if not _NQN_RE.match(nqn):
-            raise ValueError("%s.nqn: not an NQN (nqn.yyyy-mm.reverse.domain:name): %r" % (where, nqn))
+        nqn = _check_nqn(h.get("nqn"), where + ".nqn")
         if nqn in desired["hosts"]:
             raise ValueError("%s.nqn: duplicate host %s" % (where, nqn))
         key = (h.get("dhchap_key") or "").strip() or None
@@ -423,9 +501,7 @@ def normalize(spec):
 
     for i, s in enumerate(spec.get("subsystems") or []):
         where = "subsystems[%d]" % i
-        nqn = (s.get("nqn") or "").strip()
-        if not _NQN_RE.match(nqn):
-            raise ValueError("%s.nqn: not an NQN: %r" % (where, nqn))
+        nqn = _check_nqn(s.get("nqn"), where + ".nqn")
         if nqn in desired["subsystems"]:
             raise ValueError("%s.nqn: duplicate subsystem %s" % (where, nqn))
         serial = s.get("serial")
@@ -438,7 +514,7 @@ def normalize(spec):
             raise ValueError("%s.model: 1 to 40 printable ASCII characters: %r" % (where, model))
         allowed = sorted(set(s.get("allowed_hosts") or []))
         for hn in allowed:
-            if hn not in desired["hosts"]:
+            if not isinstance(hn, str) or hn not in desired["hosts"]:
                 raise ValueError("%s.allowed_hosts: %s is not in hosts (list it there, with its "
                                  "key if any)" % (where, hn))
         nss = {}
@@ -452,9 +528,7 @@ def normalize(spec):
                 raise ValueError("%s.nsid: an integer >= 1 is required" % nw)
             if str(nsid) in nss:
                 raise ValueError("%s.nsid: duplicate nsid %d in %s" % (nw, nsid, nqn))
-            path = (n.get("device_path") or "").strip()
-            if not path.startswith("/"):
-                raise ValueError("%s.device_path: an absolute path is required: %r" % (nw, path))
+            path = _check_device_path(n.get("device_path"), nw + ".device_path")
             try:
                 uuid = _norm_uuid(n.get("uuid"))
                 nguid = _norm_nguid(n.get("nguid"))
@@ -463,17 +537,26 @@ def normalize(spec):
             if nguid == "00000000-0000-0000-0000-000000000000":
                 nguid = None  # zero means "not set" to the kernel
             size = n.get("size")
-            size = int(size) if size not in (None, "") else None
+            try:
+                size = int(size) if size not in (None, "") else None
+            except (TypeError, ValueError):
+                raise ValueError("%s.size: not a size in bytes" % nw)
             create_file = bool(n.get("create_file"))
             if create_file:
                 if not size or size < 0 or size % 512:
                     raise ValueError("%s.size: create_file needs a size in bytes, a positive "
                                      "multiple of 512" % nw)
+                if size > MAX_BACKING_SIZE:
+                    raise ValueError("%s.size: at most 1 PiB (%d bytes)" % (nw, MAX_BACKING_SIZE))
                 if path.startswith("/dev/"):
                     raise ValueError("%s.device_path: create_file makes a regular file; %s is "
                                      "under /dev" % (nw, path))
-            nss[str(nsid)] = {"device_path": path, "device_uuid": uuid, "device_nguid": nguid,
-                              "size": size, "create_file": create_file}
+            rec = {"device_path": path, "device_uuid": uuid, "device_nguid": nguid,
+                   "size": size, "create_file": create_file}
+            for opt in ("name", "signature"):  # for messages and the device checks only
+                if n.get(opt) not in (None, ""):
+                    rec[opt] = str(n[opt])
+            nss[str(nsid)] = rec
         desired["subsystems"][nqn] = {"serial": serial, "model": model, "allowed_hosts": allowed,
                                       "namespaces": {k: nss[k] for k in sorted(nss, key=int)}}
 
@@ -494,11 +577,15 @@ def normalize(spec):
         adrfam = (p.get("adrfam") or "ipv4").strip()
         if adrfam not in ("ipv4", "ipv6"):
             raise ValueError("%s.adrfam: ipv4 or ipv6, got %r" % (where, adrfam))
-        traddr = (p.get("traddr") or "").strip()
-        if not traddr:
-            raise ValueError("%s.traddr: the fabric IP address is required" % where)
+        traddr = p.get("traddr") or ""
+        try:
+            ip = ipaddress.ip_address(traddr) if isinstance(traddr, str) and "%" not in traddr else None
+        except ValueError:
+            ip = None
+        if ip is None:
+            raise ValueError("%s.traddr: the fabric IP address is required, got %r" % (where, traddr))
         trsvcid = str(p.get("trsvcid") or "4420").strip()
-        if not trsvcid.isdigit():
+        if not _PORTNUM_RE.fullmatch(trsvcid) or not 0 < int(trsvcid) < 65536:
             raise ValueError("%s.trsvcid: a TCP/UDP port number, got %r" % (where, trsvcid))
         addr = (trtype, traddr, trsvcid)
         if addr in addrs:
@@ -506,7 +593,7 @@ def normalize(spec):
         addrs[addr] = pid
         subs = sorted(set(p.get("subsystems") or []))
         for sn in subs:
-            if sn not in desired["subsystems"]:
+            if not isinstance(sn, str) or sn not in desired["subsystems"]:
                 raise ValueError("%s.subsystems: %s is not in subsystems" % (where, sn))
         desired["ports"][str(pid)] = {"trtype": trtype, "adrfam": adrfam, "traddr": traddr,
                                       "trsvcid": trsvcid, "subsystems": subs}
@@ -670,9 +757,9 @@ def diff(desired, observed, managed=None):
                         "file", [nqn, nsid, path], "create", "file %s" % path,
                         "create sparse backing file of %s (%d bytes), parent dirs as needed"
                         % (_fmt_size(ns["size"]), ns["size"]), "missing"))
-                elif have == "not-regular":
-                    raise ValueError("subsystem %s namespace %s: create_file is set but %s exists "
-                                     "and is not a regular file" % (nqn, nsid, path))
+                elif isinstance(have, str):  # "not-regular", "symlink"
+                    raise ValueError("%s: create_file is set but %s exists and is not a regular "
+                                     "file" % (ns_label(nqn, nsid, ns), path))
                 elif have < ns["size"]:
                     fwd["file"].append(_change(
                         "file", [nqn, nsid, path], "update", "file %s" % path,
@@ -786,13 +873,32 @@ def diff(desired, observed, managed=None):
 
 
 def managed_after(desired, observed, changes, managed=None):
-    """What nvmet-managed.json records after ``changes`` ran: desired + still-present managed."""
+    """What nvmet-managed.json records after ``changes`` ran: desired + still-present managed.
+
+    ``files``: the backing files nvmeofctl created (or adopted, see ``backing_file_problems``),
+    kept while they exist, also once no namespace uses them (their data is kept, and a later
+    spec may export them again). Without ``observed["files"]`` (the planner) the list is
+    carried over unchanged.
+    """
     managed = managed or {}
     deleted = {(c["kind"], c["key"][0]) for c in changes if c["action"] == "delete"}
     out = {}
     for cat, kind in (("hosts", "host"), ("subsystems", "subsystem"), ("ports", "port")):
         keep = {n for n in (managed.get(cat) or ()) if n in observed.get(cat, {}) and (kind, n) not in deleted}
         out[cat] = sorted(set(desired.get(cat, {})) | keep, key=_sort_key)
+    files = observed.get("files")
+    recorded = set(managed.get("files") or ())
+    if files is None:
+        out["files"] = sorted(recorded)
+        return out
+    keep = {f for f in recorded if isinstance(files.get(f), int)}
+    keep |= {c["key"][2] for c in changes if c["kind"] == "file" and c["action"] == "create"}
+    for sub in desired.get("subsystems", {}).values():
+        for ns in sub["namespaces"].values():
+            # an existing regular file on a create_file namespace got past backing_file_problems
+            if ns.get("create_file") and isinstance(files.get(ns["device_path"]), int):
+                keep.add(ns["device_path"])
+    out["files"] = sorted(keep)
     return out
 
 
@@ -941,17 +1047,51 @@ class ConfigFS:
     On real configfs, mkdir creates the attribute files and default groups, and rmdir works
     while they are present. In a plain directory, writes create the files and ``rmdir`` first
     removes plain files and empty default directories, so the same code runs in tests.
+
+    Names come from the spec (NQNs): every path part must be one name (not empty, '.', '..',
+    no '/' or NUL), and every path used, resolved, must stay inside the resolved root
+    (``NvmetError`` otherwise). mkdir, write, read, listdir and symlink targets resolve the
+    whole path; unlink, rmdir, exists and the symlink itself resolve the parent directory and
+    keep the last name (they act on the link, not where it points).
     """
+
+    OUTSIDE = "refusing path outside the nvmet configfs root"
 
     def __init__(self, root=CONFIGFS_ROOT, fake=None):
         self.root = root
-        self.fake = (not os.path.realpath(root).startswith("/sys/kernel/config/")) if fake is None else fake
+        self.real_root = os.path.realpath(root)
+        self.fake = (not self.real_root.startswith("/sys/kernel/config/")) if fake is None else fake
 
-    def path(self, *parts):
+    def _join(self, parts):
+        for part in parts:
+            if (not isinstance(part, str) or not part or part in (".", "..") or "/" in part
+                    or "\0" in part):
+                raise NvmetError("%s: %r is not a single file name (in %r)"
+                                 % (self.OUTSIDE, part, "/".join(str(p) for p in parts)))
         return os.path.join(self.root, *parts)
 
+    def _inside(self, resolved, shown):
+        if resolved != self.real_root and not resolved.startswith(self.real_root.rstrip("/") + "/"):
+            raise NvmetError("%s: %s resolves to %s, not below %s" % (self.OUTSIDE, shown, resolved, self.real_root))
+
+    def path(self, *parts):
+        """The path of ``parts`` below the root, resolved in full and checked."""
+        p = self._join(parts)
+        self._inside(os.path.realpath(p), p)
+        return p
+
+    def entry(self, *parts):
+        """The path of ``parts``, its parent directory resolved and checked (for links)."""
+        p = self._join(parts)
+        if not parts:
+            raise NvmetError("%s: no name given" % self.OUTSIDE)
+        d = os.path.realpath(os.path.dirname(p))
+        self._inside(d, p)
+        self._inside(os.path.join(d, parts[-1]), p)
+        return p
+
     def exists(self, *parts):
-        return os.path.lexists(self.path(*parts))
+        return os.path.lexists(self.entry(*parts))
 
     def read(self, *parts):
         raw = _read(self.path(*parts))
@@ -969,7 +1109,7 @@ class ConfigFS:
 
     def write(self, value, *parts):
         p = self.path(*parts)
-        flags = os.O_WRONLY | (os.O_CREAT | os.O_TRUNC if self.fake else 0)
+        flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_CREAT | os.O_TRUNC if self.fake else 0)
         fd = os.open(p, flags, 0o600)
         try:
             data = str(value).encode()
@@ -980,16 +1120,18 @@ class ConfigFS:
             os.close(fd)
 
     def symlink(self, target_parts, link_parts):
-        link = self.path(*link_parts)
+        target = self.path(*target_parts)
+        link = self.entry(*link_parts)
         if self.fake:
             os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(self.path(*target_parts), link)
+            self.entry(*link_parts)  # the directories just made: still inside
+        os.symlink(target, link)
 
     def unlink(self, *parts):
-        os.unlink(self.path(*parts))
+        os.unlink(self.entry(*parts))
 
     def rmdir(self, *parts):
-        p = self.path(*parts)
+        p = self.entry(*parts)
         if self.fake:
             for dirpath, dirnames, filenames in os.walk(p, topdown=False):
                 for f in filenames:
@@ -1077,6 +1219,68 @@ def _write_host(fs, nqn, h, attrs=None):
         fs.write(ctrl, "hosts", nqn, "dhchap_ctrl_key")
 
 
+def _check_size(path, size):
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_BACKING_SIZE:
+        raise NvmetError("backing file %s: size must be 1 byte to 1 PiB (%d bytes)" % (path, MAX_BACKING_SIZE))
+
+
+def _makedirs_private(d):
+    """Create the missing directories of absolute path ``d``, each mode 0700 (existing ones
+    are left as they are)."""
+    missing = []
+    while not os.path.isdir(d):
+        if os.path.lexists(d):
+            raise NvmetError("%s exists and is not a directory" % d)
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    for m in reversed(missing):
+        try:
+            os.mkdir(m, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(m):
+                raise
+
+
+def create_backing_file(path, size):
+    """A new sparse file of ``size`` bytes, mode 0600, parent directories 0700. Never opens an
+    existing path or follows a symlink (O_EXCL | O_NOFOLLOW); if sizing fails the new file is
+    removed again, so no empty file is left to be exported later."""
+    _check_size(path, size)
+    _makedirs_private(os.path.dirname(path) or "/")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    except (OSError, OverflowError, ValueError) as e:
+        os.close(fd)
+        os.unlink(path)
+        if isinstance(e, OSError):
+            raise
+        raise NvmetError("backing file %s: cannot size it to %d bytes: %s" % (path, size, e))
+    os.close(fd)
+
+
+def grow_backing_file(path, size):
+    """Grow (never shrink) an existing regular file; a symlink or anything else is refused."""
+    _check_size(path, size)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise NvmetError("backing file %s is a symbolic link: refusing to follow it" % path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NvmetError("backing file %s is not a regular file: refusing to grow it" % path)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise NvmetError("backing file %s changed while it was checked: not grown" % path)
+        if fst.st_size < size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
 def _link_port(fs, pid, nqn, deadline):
     while True:
         try:
@@ -1135,15 +1339,9 @@ def _apply_one(fs, desired, c, deadline):
         nqn, nsid, path = key
         size = desired["subsystems"][nqn]["namespaces"][nsid]["size"]
         if action == "create":
-            os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never overwrite
-            try:
-                os.ftruncate(fd, size)
-            finally:
-                os.close(fd)
+            create_backing_file(path, size)
         else:
-            if os.stat(path).st_size < size:  # never shrink
-                os.truncate(path, size)
+            grow_backing_file(path, size)
             if fs.read("subsystems", nqn, "namespaces", nsid, "enable") == "1":
                 try:
                     fs.write("1", "subsystems", nqn, "namespaces", nsid, "revalidate_size")
@@ -1220,14 +1418,28 @@ def load_json(path):
         raise NvmetError("cannot read %s: %s" % (path, e))
 
 
+MANAGED_KEYS = ("hosts", "subsystems", "ports", "files")
+
+
 def load_managed(state_dir=STATE_DIR):
+    """nvmet-managed.json; files written before the ``files`` list existed read as files: []."""
     data = load_json(os.path.join(state_dir, MANAGED_NAME)) or {}
-    return {k: list(data.get(k) or []) for k in ("hosts", "subsystems", "ports")}
+    if not isinstance(data, dict):
+        raise NvmetError("cannot read %s: not a JSON object" % os.path.join(state_dir, MANAGED_NAME))
+    out = {}
+    for k in MANAGED_KEYS:
+        v = data.get(k) or []
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise NvmetError("cannot read %s: %s is not a list of strings"
+                             % (os.path.join(state_dir, MANAGED_NAME), k))
+        out[k] = list(v)
+    return out
 
 
 def managed_text(managed):
-    return json.dumps({"version": 1, "hosts": managed["hosts"], "subsystems": managed["subsystems"],
-                       "ports": managed["ports"]}, indent=2, sort_keys=True) + "\n"
+    data = {k: list(managed.get(k) or []) for k in MANAGED_KEYS}
+    data["version"] = 1
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def config_text(desired):

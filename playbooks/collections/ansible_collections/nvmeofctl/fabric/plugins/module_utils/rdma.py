@@ -28,8 +28,8 @@ UNIT_NAME = "nvmeofctl-rdma.service"
 SCRIPT_NAME = "rdma-restore.sh"
 ROCE_MODES = ("RoCE v2", "IB/RoCE v1")
 ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-_DEVNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")  # fullmatch; as validators.ifname_problem, ASCII only
+_DEVNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,63}")  # fullmatch
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def plan_from_dump(desired_opts, observed):
 def normalize(opts):
     """Validate the rdma_link options; ValueError with a one-line message."""
     interface = (opts.get("interface") or "").strip()
-    if not _IFNAME_RE.match(interface):
+    if not _IFNAME_RE.fullmatch(interface) or interface.startswith("-"):
         raise ValueError("interface: a network interface name (at most 15 characters), got %r" % interface)
     mtu = opts.get("mtu")
     if mtu is not None:
@@ -257,7 +257,7 @@ def normalize(opts):
             raise ValueError("mtu: 576..9216 expected, got %d" % mtu)
     soft = bool(opts.get("soft_roce"))
     dev = (opts.get("rdma_device") or "").strip() or None
-    if dev is not None and not _DEVNAME_RE.match(dev):
+    if dev is not None and (not _DEVNAME_RE.fullmatch(dev) or dev.startswith("-")):
         raise ValueError("rdma_device: letters, digits, '_', '.', '-' only, got %r" % dev)
     mode = opts.get("roce_mode") or "RoCE v2"
     if mode not in ROCE_MODES:

@@ -114,6 +114,7 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import 
     managed_record, normalize_desired, own_source, paths_for, plan, public_controllers,
     read_state, redact, secret_differs, set_iopolicy, unit_text, write_file,
 )
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils import validators
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -206,10 +207,31 @@ def main():
         "nr_io_queues", "queue_size", "iopolicy", "connect_timeout")})
     secrets = [s for c in desired["connections"] for s in (c["dhchap_secret"], c["dhchap_ctrl_secret"]) if s]
 
-    if not _UUID_RE.match(desired["hostid"] or ""):
+    if not _UUID_RE.fullmatch(desired["hostid"] or ""):
         module.fail_json(msg="hostid %r is not a UUID" % desired["hostid"])
-    if not desired["hostnqn"].startswith("nqn."):
-        module.fail_json(msg="hostnqn %r does not start with 'nqn.'" % desired["hostnqn"])
+    # the same rules as the cluster spec: options are hostile input too
+    problems = []
+    problem = validators.nqn_problem(desired["hostnqn"])
+    if problem:
+        problems.append("hostnqn %r: %s" % (desired["hostnqn"], problem))
+    for i, c in enumerate(desired["connections"]):
+        where = "connections[%d]" % i
+        for field, check in (("subsysnqn", validators.nqn_problem), ("traddr", validators.ip_problem),
+                             ("host_traddr", validators.ip_problem)):
+            if field == "host_traddr" and not c.get(field):
+                continue
+            problem = check(c.get(field))
+            if problem:
+                problems.append("%s.%s %r: %s" % (where, field, c.get(field), problem))
+        if not str(c.get("trsvcid") or "").isdigit() or not 0 < int(c["trsvcid"]) < 65536:
+            problems.append("%s.trsvcid: a port number 1-65535" % where)
+        for field in ("dhchap_secret", "dhchap_ctrl_secret"):
+            if c.get(field):
+                problem = validators.dhchap_secret_problem(c[field])
+                if problem:  # never the value
+                    problems.append("%s.%s: %s" % (where, field, validators.dhchap_secret_message(problem)))
+    if problems:
+        module.fail_json(msg=redact("invalid options: " + "; ".join(problems), secrets))
     seen = set()
     for c in desired["connections"]:
         k = conn_key(c)

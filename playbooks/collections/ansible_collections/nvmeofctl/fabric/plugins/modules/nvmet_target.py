@@ -17,6 +17,18 @@ description:
     them as nvmeofctl's; foreign objects are left alone and returned in C(foreign).
   - Check mode predicts C(changed), C(changes) and C(diff) without writing anything.
   - DH-HMAC-CHAP keys never appear in results, diffs or errors; comparisons use sha256 digests.
+  - Every option is treated as hostile input and checked, before anything is touched, with the
+    same rules as the cluster spec (module_utils/validators.py); configfs paths built from NQNs
+    must stay inside C(configfs_root).
+  - A backing file (I(create_file)) is created mode 0600 in 0700 directories and never follows
+    a symlink. An existing file is grown or exported only when nvmeofctl created it (recorded in
+    C(state_dir)/nvmet-managed.json) or it already backs a namespace of a subsystem nvmeofctl
+    manages.
+  - A block device (no I(create_file)) is checked when a namespace is created on it or moved to
+    it, never again afterwards. It is refused when it is not a block device, holds the root
+    filesystem or is part of the root disk, when it, one of its partitions or its disk is
+    mounted, when something is stacked on it (LVM, md, device-mapper), and when
+    C(blkid -p) finds a filesystem, RAID/LVM signature or partition table other than I(signature).
 extends_documentation_fragment: [nvmeofctl.fabric.rdma]
 options:
   hosts:
@@ -45,11 +57,24 @@ options:
         default: []
         suboptions:
           nsid: {description: Namespace id (>= 1)., type: int, required: true}
-          device_path: {description: Block device or regular file to export., type: str, required: true}
+          name: {description: The namespace's name in the cluster spec; used in messages., type: str}
+          device_path:
+            description:
+              - Block device, or with I(create_file) the regular file, to export.
+              - An absolute, normalised path under one of I(backing_prefixes).
+            type: str
+            required: true
           uuid: {description: Namespace UUID (stable identity for initiators)., type: str}
           nguid: {description: Namespace NGUID (32 hex digits, dashes allowed)., type: str}
           size: {description: Size in bytes of the backing file (with I(create_file))., type: int}
           create_file: {description: Create a sparse backing file of I(size) bytes if missing; grow a smaller one; never shrink or overwrite., type: bool, default: false}
+          signature:
+            description:
+              - Device backing only. The filesystem, RAID/LVM signature or partition table type
+                (as C(blkid -p) names it, e.g. C(ext4), C(LVM2_member), C(gpt)) the device is
+                known to hold and may be exported with. Without it, a device holding any
+                signature is refused.
+            type: str
   ports:
     description: Listeners; a port serves the subsystems linked to it.
     type: list
@@ -62,6 +87,15 @@ options:
       traddr: {description: Fabric IP address to listen on., type: str, required: true}
       trsvcid: {description: Service id (port number)., type: int, default: 4420}
       subsystems: {description: Subsystem NQNs served on this port., type: list, elements: str, default: []}
+  backing_prefixes:
+    description:
+      - Where a namespace's backing store may live. A prefix ending in C(/) admits paths below
+        that directory; one ending in C(*) admits paths starting with the text before it
+        (C(/dev/nvme*)).
+      - The spec's allow-list; the default is nvmeofctl's built-in list.
+    type: list
+    elements: str
+    default: [/var/lib/nvmeofctl/, /dev/disk/by-id/, /dev/nvme*, /dev/md*, /dev/mapper/]
   persist:
     description: Write C(state_dir)/nvmet.json (0600), the restore program and the
       C(nvmeofctl-nvmet.service) unit that re-applies the configuration at boot.
@@ -127,6 +161,7 @@ foreign:
 """
 
 import os
+import re
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
@@ -135,9 +170,17 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, MANAGED_NAME, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR, UNIT_NAME,
-    NvmetError, apply, changed_secrets, diff, file_state, foreign_objects, load_managed,
-    managed_after, managed_text, missing_modules, persistence_files, probe_files,
-    public_change, read_tree, render, simulate, write_file, normalize,
+    NvmetError, apply, backing_file_problems, changed_secrets, diff, file_state, foreign_objects,
+    load_managed, managed_after, managed_text, missing_modules, ns_label, persistence_files,
+    probe_files, public_change, read_tree, render, simulate, write_file, normalize,
+)
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.backing import (
+    BlockProbe, namespaces_to_check,
+)
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.validators import (
+    DEFAULT_BACKING_PREFIXES, backing_path_problem, dhchap_secret_message, dhchap_secret_problem,
+    ip_problem, name_problem, nqn_problem, prefix_problem, serial_problem, size_problem,
+    uuid_text_problem,
 )
 
 ARGUMENT_SPEC = dict(
@@ -153,11 +196,13 @@ ARGUMENT_SPEC = dict(
         allowed_hosts=dict(type="list", elements="str", default=[]),
         namespaces=dict(type="list", elements="dict", default=[], options=dict(
             nsid=dict(type="int", required=True),
+            name=dict(type="str"),
             device_path=dict(type="str", required=True),
             uuid=dict(type="str"),
             nguid=dict(type="str"),
             size=dict(type="int"),
             create_file=dict(type="bool", default=False),
+            signature=dict(type="str"),
         )),
     )),
     ports=dict(type="list", elements="dict", default=[], options=dict(
@@ -168,6 +213,7 @@ ARGUMENT_SPEC = dict(
         trsvcid=dict(type="int", default=4420),
         subsystems=dict(type="list", elements="str", default=[]),
     )),
+    backing_prefixes=dict(type="list", elements="str", default=list(DEFAULT_BACKING_PREFIXES)),
     persist=dict(type="bool", default=True),
     rdma=dict(type="dict", options={k: v for k, v in RDMA_ARGUMENT_SPEC.items()}),
     allow_disruptive=dict(type="bool", default=True),
@@ -189,18 +235,107 @@ def _file_change(path, state, detail, reason=None):
             "kind": "persist", "key": [path]}
 
 
+# backing.signature, as blkid names types (the spec's rule in spec/models.py; validators.py
+# has no signature_problem yet)
+_SIGNATURE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def _signature_problem(value):
+    if not isinstance(value, str) or not _SIGNATURE_RE.fullmatch(value):
+        return ("not a signature type (1-32 of letters, digits, '_', '.', '-', as blkid names them: "
+                "ext4, xfs, LVM2_member, linux_raid_member, gpt)")
+    return None
+
+
+def option_problems(p):
+    """Every option checked with the cluster spec's rules (validators.py), before anything is
+    touched: ["<option path>: <problem>"]. Never contains a key."""
+    out = []
+
+    def check(where, problem):
+        if problem:
+            out.append("%s: %s" % (where, problem))
+
+    prefixes = p.get("backing_prefixes")
+    prefixes = list(DEFAULT_BACKING_PREFIXES) if prefixes is None else prefixes
+    for i, pre in enumerate(prefixes):
+        check("backing_prefixes[%d]" % i, prefix_problem(pre))
+    for i, h in enumerate(p.get("hosts") or []):
+        where = "hosts[%d]" % i
+        check(where + ".nqn", nqn_problem(h.get("nqn")))
+        for k in ("dhchap_key", "dhchap_ctrl_key"):
+            if h.get(k) is not None:
+                problem = dhchap_secret_problem(h[k])
+                check("%s.%s" % (where, k), problem and dhchap_secret_message(problem))
+    for i, s in enumerate(p.get("subsystems") or []):
+        where = "subsystems[%d]" % i
+        check(where + ".nqn", nqn_problem(s.get("nqn")))
+        if s.get("serial") is not None:
+            check(where + ".serial", serial_problem(s["serial"]))
+        for j, hn in enumerate(s.get("allowed_hosts") or []):
+            check("%s.allowed_hosts[%d]" % (where, j), nqn_problem(hn))
+        for j, n in enumerate(s.get("namespaces") or []):
+            nw = "%s.namespaces[%d]" % (where, j)
+            if n.get("name") is not None:
+                check(nw + ".name", name_problem(n["name"]))
+            check(nw + ".device_path", backing_path_problem(n.get("device_path"), tuple(prefixes)))
+            if n.get("size") is not None:
+                check(nw + ".size", size_problem(n["size"]))
+            if n.get("uuid") is not None:
+                check(nw + ".uuid", uuid_text_problem(n["uuid"]))
+            if n.get("signature") is not None:
+                check(nw + ".signature", _signature_problem(n["signature"]))
+    for i, port in enumerate(p.get("ports") or []):
+        where = "ports[%d]" % i
+        check(where + ".traddr", ip_problem(port.get("traddr")))
+        for j, sn in enumerate(port.get("subsystems") or []):
+            check("%s.subsystems[%d]" % (where, j), nqn_problem(sn))
+    return out
+
+
+def block_probe(module):
+    """The block-device checks on this host (the seam tests replace with fake proc/sys trees)."""
+    return BlockProbe(run=lambda argv: module.run_command(argv), blkid=module.get_bin_path("blkid"))
+
+
+def backing_problems(module, desired, observed, managed):
+    """Refusals for backing stores, before anything is changed: existing files nvmeofctl did
+    not create, and devices a new or moved namespace would export that are in use."""
+    problems = backing_file_problems(desired, observed, managed)
+    todo = namespaces_to_check(desired, observed)
+    if todo:
+        probe = block_probe(module)
+        for nqn, nsid, ns in todo:
+            why = probe.problem(ns["device_path"], ns.get("signature"))
+            if why:
+                problems.append("%s: %s; not exported" % (ns_label(nqn, nsid, ns), why))
+    return problems
+
+
 def run(module):
     p = module.params
     check = module.check_mode
     root = p["configfs_root"]
+    problems = option_problems(p)
+    if problems:
+        module.fail_json(msg="nvmet_target: %s" % "; ".join(problems))
     try:
         desired = normalize(p)
-    except ValueError as e:
+        managed = load_managed(p["state_dir"])
+    except (ValueError, NvmetError) as e:
         module.fail_json(msg="nvmet_target: %s" % e)
+
+    # 1. backing stores: refused before anything is touched (a configfs tree that is not there
+    #    yet, nvmet not loaded, reads as empty: every namespace is new)
+    observed = read_tree(root)
+    observed["files"] = probe_files(desired, managed["files"])
+    problems = backing_problems(module, desired, observed, managed)
+    if problems:
+        module.fail_json(msg="nvmet_target: %s" % "; ".join(problems))
 
     changes = []
 
-    # 1. kernel modules: one modprobe -a, skipped when loaded (and for a test tree: a
+    # 2. kernel modules: one modprobe -a, skipped when loaded (and for a test tree: a
     #    configfs_root other than the kernel's says nothing about the kernel)
     missing = missing_modules(desired, SYS_MODULE_DIR) if root == CONFIGFS_ROOT else []
     if "nvmet" in missing and os.path.isdir(root):
@@ -220,11 +355,12 @@ def run(module):
                              "(mount -t configfs none /sys/kernel/config) and nvmet loaded?" % root,
                          changes=changes)
 
-    # 2. observed state, managed set, diff
-    observed = read_tree(root)
-    observed["files"] = probe_files(desired)
+    # 3. observed state (again only when nvmet was just loaded), diff
+    if missing and not check:
+        files = observed["files"]
+        observed = read_tree(root)
+        observed["files"] = files
     try:
-        managed = load_managed(p["state_dir"])
         cfg = diff(desired, observed, managed)
     except (ValueError, NvmetError) as e:
         module.fail_json(msg="nvmet_target: %s" % e, changes=changes)
@@ -238,7 +374,21 @@ def run(module):
     before = render(observed)
     after = render(simulate(observed, desired, cfg), changed_secrets(cfg))
 
+    # nvmet-managed.json after this run (what later runs may delete; the backing files
+    # nvmeofctl made), predicted before anything changes
+    new_managed = managed_after(desired, observed, cfg, managed)
+    mpath = os.path.join(p["state_dir"], MANAGED_NAME)
+    mtext = managed_text(new_managed)
+    mstate = file_state(mpath, mtext, 0o644)
+
     if not check and cfg:
+        creating = [c["key"][2] for c in cfg if c["kind"] == "file" and c["action"] == "create"]
+        if creating:
+            # record the files before creating them: a run that fails (or dies) after creating
+            # one must not leave a file the next run refuses as not nvmeofctl's. A path recorded
+            # whose creation failed is forgotten by the next run (it does not exist).
+            intent = dict(managed, files=sorted(set(managed["files"]) | set(creating)))
+            write_file(mpath, managed_text(intent), 0o644)
         try:
             apply(root, desired, cfg, link_timeout=LINK_TIMEOUT)
         except NvmetError as e:
@@ -246,20 +396,16 @@ def run(module):
                              changes=changes + [public_change(c) for c in e.done])
     changes.extend(public_change(c) for c in cfg)
 
-    # 3. nvmet-managed.json (what later runs may delete)
-    new_managed = managed_after(desired, observed, cfg, managed)
-    mpath = os.path.join(p["state_dir"], MANAGED_NAME)
-    mtext = managed_text(new_managed)
-    mstate = file_state(mpath, mtext, 0o644)
+    # 4. nvmet-managed.json
     extra_before, extra_after = [], []
     if mstate != "current":
-        changes.append(_file_change(mpath, mstate, "record the hosts, subsystems and ports nvmeofctl manages"))
+        changes.append(_file_change(mpath, mstate, "record the hosts, subsystems, ports and backing files nvmeofctl manages"))
         if not check:
             write_file(mpath, mtext, 0o644)
     extra_before.append("state %s: %s" % (mpath, mstate))
     extra_after.append("state %s: current" % mpath)
 
-    # 4. boot persistence: nvmet.json (0600, keys), restore program, systemd unit
+    # 5. boot persistence: nvmet.json (0600, keys), restore program, systemd unit
     if p["persist"]:
         unit_changed = False
         for path, content, mode, secret in persistence_files(
