@@ -34,7 +34,7 @@ NVMET = "/sys/kernel/config/nvmet"
 MARK_NAME = "nvmeofctl-pwned"
 LOOKUP = "{{ lookup('pipe', 'cd; touch %s') }}" % MARK_NAME
 MARKERS = [Path.home() / MARK_NAME, Path("/tmp") / MARK_NAME]
-CONFIGFS_SNAPSHOT = f"find {NVMET} /tmp -xdev 2>/dev/null | sort | sha256sum"
+CONFIGFS_SNAPSHOT = f"find {NVMET} | sort | sha256sum"
 
 
 def _no_marker() -> list[str]:
@@ -168,12 +168,13 @@ def _run_module(lab, host: str, module: str, args: dict) -> tuple[int, str]:
     tmp = lab.dir / "adhoc"
     tmp.mkdir(exist_ok=True, mode=0o700)
     (tmp / "hosts.yml").write_text(unsafe_yaml(inv))
-    (tmp / "args.json").write_text(json.dumps(args))
+    text = json.dumps(args)
+    assert "{{" not in text and "{%" not in text
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_dir()), ANSIBLE_HOST_KEY_CHECKING="True",
-               ANSIBLE_NOCOLOR="True", ANSIBLE_LOAD_CALLBACK_PLUGINS="True", ANSIBLE_STDOUT_CALLBACK="json")
+               ANSIBLE_NOCOLOR="True")
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible"), host, "-i", str(tmp / "hosts.yml"), "-m", module,
-         "-a", "@" + str(tmp / "args.json")],
+         "-a", text],
         capture_output=True, text=True, timeout=600, env=env,
     )
     return proc.returncode, proc.stdout + proc.stderr

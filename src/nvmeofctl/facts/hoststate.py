@@ -33,6 +33,7 @@ def preflight_script(interface: str) -> str:
         'command -v python3 >/dev/null 2>&1 && echo python3=yes || echo python3=no',
         'command -v nvme >/dev/null 2>&1 && echo "nvme_cli=$(nvme version 2>/dev/null | head -n1)" || echo nvme_cli=',
         'command -v rdma >/dev/null 2>&1 && echo rdma_tool=yes || echo rdma_tool=no',
+        'command -v blkid >/dev/null 2>&1 && echo blkid=yes || echo blkid=no',
         # available = loaded, or built for this kernel (modules.dep names every .ko once)
         'avail=" $(sed -e "s#:.*##; s#.*/##; s#\\.ko.*##; s#-#_#g" /lib/modules/$k/modules.dep 2>/dev/null '
         '| tr "\\n" " ") "',

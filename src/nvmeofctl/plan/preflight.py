@@ -68,6 +68,10 @@ def evaluate(spec, states) -> list[Problem]:
         mods: list[str] = []
         if host.role == "target":
             mods += ["nvmet", "nvmet_rdma" if transport == "rdma" else "nvmet_tcp"]
+            exports_devices = any(ns.backing.device for sub in spec.subsystems_on(name) for ns in sub.namespaces)
+            if exports_devices and p.get("blkid") == "no":
+                need.append("blkid (util-linux) is missing: the target checks a device for filesystem "
+                            "signatures before it exports it")
         else:
             mods += ["nvme_rdma" if transport == "rdma" else "nvme_tcp"]
             if not p.get("nvme_cli"):

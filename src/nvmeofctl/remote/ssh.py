@@ -133,6 +133,8 @@ def run_command(
     chan.shutdown_write()
     out, err = bytearray(), bytearray()
     deadline = time.monotonic() + timeout
+    # Read both streams until the server's EOF, THEN take the exit status: the exit status can be
+    # ready while the tail of stdout is still on its way (a health probe lost its end marker so).
     while True:
         if chan.recv_ready():
             out += chan.recv(65536)
@@ -140,12 +142,15 @@ def run_command(
         if chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
             continue
-        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+        if chan.eof_received or chan.closed:
             break
         if time.monotonic() > deadline:
             chan.close()
             return 124, out.decode(errors="replace"), err.decode(errors="replace") + "\ntimed out"
         time.sleep(0.01)
+    if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+        chan.close()
+        return 124, out.decode(errors="replace"), err.decode(errors="replace") + "\ntimed out (no exit status)"
     rc = chan.recv_exit_status()
     chan.close()
     return rc, out.decode(errors="replace"), err.decode(errors="replace")

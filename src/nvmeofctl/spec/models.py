@@ -111,14 +111,7 @@ _check_user = _checker(V.user_problem)
 _check_prefix = _checker(V.prefix_problem)
 
 
-def _check_signature(value: str) -> str:
-    if not _SIGNATURE_RE.fullmatch(value):
-        raise spec_error("not a signature type (1-32 of letters, digits, '_', '.', '-', as blkid names them: "
-                         "ext4, xfs, LVM2_member, linux_raid_member)")
-    return value
-
-
-_SIGNATURE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_check_signature = _checker(V.signature_problem)
 
 
 def _check_not_nil(value: UUID | None) -> UUID | None:

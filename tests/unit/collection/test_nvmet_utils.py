@@ -446,7 +446,7 @@ def test_missing_modules_uses_sys_module(tmp_path):
 def test_module_utils_are_stdlib_only_and_standalone():
     import ast
 
-    for name in ("nvmet", "rdma"):
+    for name in ("nvmet", "rdma", "backing"):
         tree = ast.parse((faketarget.MODULE_UTILS / (name + ".py")).read_text())
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

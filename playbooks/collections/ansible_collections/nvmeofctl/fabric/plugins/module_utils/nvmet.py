@@ -17,8 +17,16 @@ observed (``read_tree`` / ``parse_dump``)::
                                                 "enable", "buffered_io"}}}},
      "ports": {id: {"trtype", "adrfam", "traddr", "trsvcid", "subsystems": [..]}}}
 
-  plus, when the caller probed them, ``"files": {path: size | None | "not-regular"}`` for
-  file-backed namespaces with ``create_file``. Secrets appear only as sha256 hex digests.
+  plus, when the caller probed them, ``"files": {path: size | None | "symlink" | "not-regular"}``
+  for file-backed namespaces with ``create_file`` (``probe_files``, never following a symlink).
+  Secrets appear only as sha256 hex digests.
+
+managed (nvmet-managed.json, ``load_managed``)::
+
+    {"hosts": [..], "subsystems": [..], "ports": [..], "files": [backing files nvmeofctl created]}
+
+Every configfs path goes through ``ConfigFS``, which refuses names that are not one path
+component and any path that resolves outside the configfs root (spec strings are hostile).
 
 desired (``normalize``): the same keys, built from the module options; hosts carry the clear
 keys (``dhchap_key``, ``dhchap_ctrl_key``) because ``apply`` must write them. Use

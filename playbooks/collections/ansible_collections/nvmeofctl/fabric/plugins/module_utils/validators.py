@@ -186,6 +186,18 @@ def backing_path_problem(value, prefixes=DEFAULT_BACKING_PREFIXES):
     return None
 
 
+_SIGNATURE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def signature_problem(value):
+    """A filesystem/RAID/partition-table type as blkid names it (TYPE / PTTYPE)."""
+    value = _text(value)
+    if value is None or not _SIGNATURE_RE.fullmatch(value):
+        return ("not a signature type (1-32 of letters, digits, '_', '.', '-', as blkid names them: "
+                "ext4, xfs, LVM2_member, linux_raid_member, gpt)")
+    return None
+
+
 def size_problem(value):
     """A backing file size in bytes: 4 KiB .. 1 PiB, a multiple of 4096."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -161,7 +161,6 @@ foreign:
 """
 
 import os
-import re
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
@@ -180,7 +179,7 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.backing import (
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.validators import (
     DEFAULT_BACKING_PREFIXES, backing_path_problem, dhchap_secret_message, dhchap_secret_problem,
     ip_problem, name_problem, nqn_problem, prefix_problem, serial_problem, size_problem,
-    uuid_text_problem,
+    signature_problem, uuid_text_problem,
 )
 
 ARGUMENT_SPEC = dict(
@@ -235,18 +234,6 @@ def _file_change(path, state, detail, reason=None):
             "kind": "persist", "key": [path]}
 
 
-# backing.signature, as blkid names types (the spec's rule in spec/models.py; validators.py
-# has no signature_problem yet)
-_SIGNATURE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-
-
-def _signature_problem(value):
-    if not isinstance(value, str) or not _SIGNATURE_RE.fullmatch(value):
-        return ("not a signature type (1-32 of letters, digits, '_', '.', '-', as blkid names them: "
-                "ext4, xfs, LVM2_member, linux_raid_member, gpt)")
-    return None
-
-
 def option_problems(p):
     """Every option checked with the cluster spec's rules (validators.py), before anything is
     touched: ["<option path>: <problem>"]. Never contains a key."""
@@ -284,7 +271,7 @@ def option_problems(p):
             if n.get("uuid") is not None:
                 check(nw + ".uuid", uuid_text_problem(n["uuid"]))
             if n.get("signature") is not None:
-                check(nw + ".signature", _signature_problem(n["signature"]))
+                check(nw + ".signature", signature_problem(n["signature"]))
     for i, port in enumerate(p.get("ports") or []):
         where = "ports[%d]" % i
         check(where + ".traddr", ip_problem(port.get("traddr")))
