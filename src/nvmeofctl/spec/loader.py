@@ -30,6 +30,18 @@ from nvmeofctl.spec.models import (
 
 TOP_KEYS = "name, fabric, hosts, subsystems"
 
+# Limits on what a spec file may cost to read (documented in README "Cluster spec limits"): a
+# real cluster spec is a few KiB, a few levels deep and a few thousand values even at 1000 hosts.
+MAX_SPEC_BYTES = 4 << 20  # 4 MiB
+MAX_DEPTH = 32  # nested mappings/lists
+MAX_NODES = 200_000  # values after YAML aliases are expanded (stops "billion laughs")
+
+
+class _TooBig(Exception):
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
 
 @dataclass(frozen=True)
 class SpecIssue:
@@ -81,9 +93,18 @@ def parse_spec(
     text: str, *, source: str = "<string>", base_dir: str | Path | None = None, insecure_secret_perms: bool = False
 ) -> ClusterSpec:
     """Validate spec YAML text; relative paths resolve against base_dir (default: current folder)."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecValidationError([SpecIssue(source, 1, "", f"the spec is {size} bytes, more than the limit of "
+                                                           f"{MAX_SPEC_BYTES} bytes")])
+    deep = _too_deep(text)
+    if deep is not None:
+        raise SpecValidationError([SpecIssue(source, deep, "", f"nesting deeper than {MAX_DEPTH} levels")])
     yaml = YAML(typ="rt")
     try:
         tree = yaml.load(text)
+    except RecursionError:  # a shape the scan above did not see: still one line, never a traceback
+        raise SpecValidationError([SpecIssue(source, 1, "", f"nesting deeper than {MAX_DEPTH} levels")]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -108,7 +129,11 @@ def parse_spec(
         "insecure_secret_perms": bool(insecure_secret_perms),
     }
     # top-level `x-*` keys are free for YAML anchors (`x-ssh: &ssh {...}`), as in compose files
-    data = {k: v for k, v in _plain(tree).items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        plain = _plain(tree, [0], 0, 1)
+    except _TooBig as exc:
+        raise SpecValidationError([SpecIssue(source, exc.line, "", str(exc))]) from None
+    data = {k: v for k, v in plain.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         return ClusterSpec.model_validate(data, context=context)
     except ValidationError as exc:
@@ -251,12 +276,47 @@ def _unwrap(tp: Any) -> Any:
         return tp
 
 
-def _plain(node: Any) -> Any:
-    """ruamel round-trip nodes -> plain dict / list / str / int / float / bool."""
+def _too_deep(text: str) -> int | None:
+    """The line where nesting passes MAX_DEPTH, found by a scan that costs far less than the
+    parser (which recurses per level): flow brackets outside quotes, and indentation."""
+    depth, quote = 0, ""
+    for n, line in enumerate(text.splitlines(), 1):
+        body = line.lstrip(" ")
+        if not quote and (len(line) - len(body)) > 8 * MAX_DEPTH and body and not body.startswith("#"):
+            return n
+        for ch in line:
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "'\"":
+                quote = ch
+            elif ch == "#":
+                break
+            elif ch in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return n
+            elif ch in "]}":
+                depth -= 1
+    return None
+
+
+def _plain(node: Any, count: list[int], depth: int, line: int) -> Any:
+    """ruamel round-trip nodes -> plain dict / list / str / int / float / bool, within the limits
+    (aliases are expanded here: each expansion counts)."""
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise _TooBig(f"the spec expands to more than {MAX_NODES} values (YAML aliases?)", line)
+    if isinstance(node, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels", line)
+        lc = getattr(node, "lc", None)
+        line = lc.line + 1 if lc is not None and lc.line is not None else line
     if isinstance(node, dict):
-        return {(_plain(k) if not isinstance(k, str) else str(k)): _plain(v) for k, v in node.items()}
+        return {(_plain(k, count, depth + 1, line) if not isinstance(k, str) else str(k)):
+                _plain(v, count, depth + 1, line) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, count, depth + 1, line) for v in node]
     if isinstance(node, bool):
         return bool(node)
     if isinstance(node, int):
