@@ -17,6 +17,7 @@ from nvmeofctl.facts.hoststate import gather
 from nvmeofctl.plan.desired import host_vars
 from nvmeofctl.plan.planner import Plan, make_plan
 from nvmeofctl.plan.preflight import evaluate
+from nvmeofctl.plan.selection import Selection, select_hosts, worst
 from nvmeofctl.report.output import OutputFormat, emit_json
 from nvmeofctl.run.inventory import build_inventory
 from nvmeofctl.run.runner import run_playbook
@@ -35,18 +36,37 @@ def _limit(spec, limit: str | None) -> list[str] | None:
     return parse_limit(limit, [h.name for h in spec.hosts])
 
 
-def _read_hosts(spec, names, say) -> dict[str, dict]:
-    """Preflight + observed state of every selected host (one SSH round trip each)."""
+StrictOpt = typer.Option(
+    False, "--strict",
+    help="All or nothing: stop before any change when a host is unreachable or fails preflight "
+         "(default: leave that host, and the GPU nodes that connect to it if it is a target, "
+         "untouched, and run the others).",
+)
+
+
+def _read_hosts(spec, names, say, strict: bool) -> tuple[dict[str, dict], Selection]:
+    """Preflight + observed state of every selected host (one SSH round trip each).
+
+    Hosts that are unreachable or fail preflight (a changed host key included: never retried,
+    never accepted) are left out of the run, with the GPU nodes that connect to a target left
+    out; with ``strict`` any such host stops the command before a change."""
     hosts = names or [h.name for h in spec.hosts]
     say(f"reading {len(hosts)} host(s): {', '.join(hosts)}")
     states = gather(spec, names)
     problems = evaluate(spec, states)
-    if problems:
+    selection = select_hosts(spec, hosts, problems)
+    if problems and (strict or not selection.run):
         unreachable = [p for p in problems if p.kind == "unreachable"]
         code = ExitCode.UNREACHABLE if unreachable else ExitCode.PREFLIGHT
         raise NvmeofctlError("\n".join(f"preflight: {p}" for p in problems), exit_code=code)
-    say("preflight ok: every host has the tools, kernel modules and features the spec needs")
-    return {name: st.observed() for name, st in states.items()}
+    for s in selection.skipped:
+        say(f"{s.host}: {s.status}: {s.reason}")
+    if selection.skipped:
+        say(f"going on with {len(selection.run)} of {len(hosts)} host(s): {', '.join(selection.run)} "
+            "(--strict: all or nothing)")
+    else:
+        say("preflight ok: every host has the tools, kernel modules and features the spec needs")
+    return {name: states[name].observed() for name in selection.run}, selection
 
 
 def _render_plan(plan: Plan, title: str) -> None:
@@ -73,6 +93,7 @@ def plan_cmd(
     limit: Optional[str] = LimitOpt,
     output: OutputFormat = OutputOpt,
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
+    strict: bool = StrictOpt,
 ) -> None:
     """Show, per host, the ordered changes `apply` would make; disruptive ones are marked.
 
@@ -84,14 +105,17 @@ def plan_cmd(
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = _limit(spec, limit)
     say = progress_printer()
-    observed = _read_hosts(spec, names, say)
+    observed, selection = _read_hosts(spec, names, say, strict)
     plan = make_plan(spec, observed)
     if output == OutputFormat.json:
-        emit_json({"spec": str(file), **plan.to_dict()})
+        emit_json({"spec": str(file), **plan.to_dict(), "skipped": [s.to_dict() for s in selection.skipped]})
     else:
         _render_plan(plan, "plan")
-    if any(h.error for h in plan.hosts):
-        raise typer.Exit(int(ExitCode.PREFLIGHT))
+        for s in selection.skipped:
+            stdout_console().print(f"{s.host} ({s.role}): not planned: {s.status}: {s.reason}", markup=False)
+    code = worst(selection.exit_code, ExitCode.PREFLIGHT if any(h.error for h in plan.hosts) else ExitCode.OK)
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
 
 
 def apply_cmd(
@@ -104,19 +128,22 @@ def apply_cmd(
     ),
     output: OutputFormat = OutputOpt,
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
+    strict: bool = StrictOpt,
 ) -> None:
     """Configure every host as the spec says: RoCE v2 link, nvmet targets, GPU-node connections.
 
     Idempotent: a second apply changes nothing. Disruptive changes (anything that can drop a
-    GPU node's I/O) are refused unless --allow-disruptive is given. Exit 5 when tasks failed on
-    some hosts, 6 when hosts were unreachable, 4 when preflight failed.
+    GPU node's I/O) are refused unless --allow-disruptive is given. A host that is unreachable or
+    fails preflight is left untouched (and so are the GPU nodes that connect to it, if it is a
+    target) while the others are configured; --strict stops everything instead. Exit code: the
+    worst outcome, 6 hosts unreachable, 5 tasks failed, 4 preflight failed, 0 all done.
 
     Example: nvmeofctl apply -f cluster.yaml --check
     """
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = _limit(spec, limit)
     say = progress_printer()
-    observed = _read_hosts(spec, names, say)
+    observed, selection = _read_hosts(spec, names, say, strict)
     plan = make_plan(spec, observed)
     errors = [h for h in plan.hosts if h.error]
     if errors:
@@ -134,10 +161,14 @@ def apply_cmd(
                 h[key]["allow_disruptive"] = bool(allow_disruptive)
     inventory = build_inventory(spec, hv)
     say("running playbooks/site.yml" + (" in check mode" if check else ""))
-    result = run_playbook("site.yml", inventory, check=check, limit=",".join(names) if names else None, progress=say)
+    result = run_playbook("site.yml", inventory, check=check, limit=",".join(selection.run), progress=say)
+    skipped = {s.host: s for s in selection.skipped}
     rows = []
     for host in spec.hosts:
         if names and host.name not in names:
+            continue
+        if host.name in skipped:
+            rows.append({**skipped[host.name].to_dict(), "changed_tasks": 0, "changes": []})
             continue
         st = result.stats.get(host.name, {})
         tasks = [t for t in result.tasks if t.host == host.name]
@@ -147,8 +178,9 @@ def apply_cmd(
             "host": host.name, "role": host.role, "status": result.host_status(host.name),
             "changed_tasks": st.get("changed", 0), "changes": changes, "failure": failure or None,
         })
+    code = worst(selection.exit_code, result.exit_code)
     if output == OutputFormat.json:
-        emit_json({"spec": str(file), "check": check, "exit_code": int(result.exit_code),
+        emit_json({"spec": str(file), "check": check, "exit_code": int(code),
                    "stats": result.stats, "hosts": rows})
     else:
         table = Table(title="apply (check mode: nothing changed)" if check else "apply", title_justify="left")
@@ -165,8 +197,8 @@ def apply_cmd(
                     f"  {r['host']}: {_SYMBOL.get(c.get('action'), '*')} {c.get('object')}: {c.get('detail')}{flag}",
                     markup=False,
                 )
-    if result.exit_code != ExitCode.OK:
-        raise typer.Exit(int(result.exit_code))
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
 
 
 def register(app: typer.Typer) -> None:
