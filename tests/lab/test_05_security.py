@@ -64,25 +64,28 @@ def _write(lab, name: str, text: str) -> Path:
 # 1. template injection
 
 
-NAMED_FIELDS = [  # (text to replace in the lab spec, replacement) - each must be refused
-    ("name: lab\n", f"name: \"{LOOKUP}\"\n"),
-    ("  - name: tgt1\n", f"  - name: \"{LOOKUP}\"\n"),
-    ("address: 127.0.0.1, port:", f"address: \"{LOOKUP}\", port:"),
-    ("user: root,", f"user: \"{LOOKUP}\","),
-    ("{interface: eth1,", f"{{interface: \"{LOOKUP}\","),
-    ("  - nqn: nqn.2024-01.io.nvmeofctl.lab:train\n", f"  - nqn: \"nqn.2024-01.io.nvmeofctl.lab:{LOOKUP}\"\n"),
-    ("    target: tgt1\n", f"    target: \"{LOOKUP}\"\n"),
-    ("        name: train\n", f"        name: \"{LOOKUP}\"\n"),
-    ("{file: /var/lib/nvmeofctl/train.img,", f"{{file: \"/var/lib/nvmeofctl/{LOOKUP}.img\","),
-    ("allowed_gpu_nodes: [gpu1, gpu2]", f"allowed_gpu_nodes: [gpu1, \"{LOOKUP}\"]"),
-]
+def named_fields(lab_name: str) -> list[tuple[str, str]]:
+    """(text in the lab spec, hostile replacement): fields that name things, each refused."""
+    train = f"nqn.2024-01.io.nvmeofctl.{lab_name}:train"
+    return [
+        (f"name: {lab_name}\n", f"name: \"{LOOKUP}\"\n"),
+        ("  - name: tgt1\n", f"  - name: \"{LOOKUP}\"\n"),
+        ("address: 127.0.0.1, port:", f"address: \"{LOOKUP}\", port:"),
+        ("user: root,", f"user: \"{LOOKUP}\","),
+        ("{interface: eth1,", f"{{interface: \"{LOOKUP}\","),
+        (f"  - nqn: {train}\n", f"  - nqn: \"nqn.2024-01.io.nvmeofctl.{lab_name}:{LOOKUP}\"\n"),
+        ("    target: tgt1\n", f"    target: \"{LOOKUP}\"\n"),
+        ("        name: train\n", f"        name: \"{LOOKUP}\"\n"),
+        ("{file: /var/lib/nvmeofctl/train.img,", f"{{file: \"/var/lib/nvmeofctl/{LOOKUP}.img\","),
+        ("allowed_gpu_nodes: [gpu1, gpu2]", f"allowed_gpu_nodes: [gpu1, \"{LOOKUP}\"]"),
+    ]
 
 
 def test_hostile_strings_run_nothing_on_the_control_machine(fresh):
     lab = fresh
     base = _spec_text(lab)
     # fields that name things: refused at load (exit 3), before any SSH or Ansible
-    for old, new in NAMED_FIELDS:
+    for old, new in named_fields(lab.name):
         assert old in base, old
         path = _write(lab, "hostile.yaml", base.replace(old, new, 1))
         for check in (["--check"], []):
@@ -219,7 +222,8 @@ def test_mounted_and_formatted_devices_are_refused(fresh):
                   f"    namespaces:\n      - nsid: 1\n        name: mounted\n        backing: {{device: {dev}}}\n")
         path = _write(lab, "mounted.yaml", base.rstrip("\n") + "\n" + export)
         before = tgt.run(CONFIGFS_SNAPSHOT)
-        code, data, err = nvmeofctl_json("apply", "-f", str(path))
+        # --limit tgt1: the refusal is the target's (GPU nodes would only wait for the export)
+        code, data, err = nvmeofctl_json("apply", "-f", str(path), "--limit", "tgt1")
         assert code == 5, err
         row = next(h for h in data["hosts"] if h["host"] == "tgt1")
         assert row["status"] == "failed"
@@ -228,7 +232,7 @@ def test_mounted_and_formatted_devices_are_refused(fresh):
         assert tgt.run(CONFIGFS_SNAPSHOT) == before  # the target changed nothing
         # unmounted, it still holds an ext4 filesystem the spec does not acknowledge
         tgt.run("umount /mnt/nvmeofctl-mnt")
-        code, data, err = nvmeofctl_json("apply", "-f", str(path))
+        code, data, err = nvmeofctl_json("apply", "-f", str(path), "--limit", "tgt1")
         assert code == 5, err
         row = next(h for h in data["hosts"] if h["host"] == "tgt1")
         assert "ext4" in row["failure"] and "signature" in row["failure"], row
@@ -236,7 +240,7 @@ def test_mounted_and_formatted_devices_are_refused(fresh):
         # the root disk is never exported either
         root = _write(lab, "rootdisk.yaml", path.read_text().replace(dev, "/dev/vda").replace(
             "backing_prefixes: [\"/dev/loop*\"]", "backing_prefixes: [\"/dev/loop*\", \"/dev/vd*\"]"))
-        code, data, err = nvmeofctl_json("apply", "-f", str(root))
+        code, data, err = nvmeofctl_json("apply", "-f", str(root), "--limit", "tgt1")
         assert code == 5, err
         row = next(h for h in data["hosts"] if h["host"] == "tgt1")
         assert "root" in row["failure"], row

@@ -9,6 +9,7 @@ the next run after a SIGKILL).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -100,6 +101,35 @@ def _one_line(text: str) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+_CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_cancel() -> Iterator[list[int]]:
+    """While the block runs, SIGINT/SIGTERM/SIGHUP are recorded (first one first) instead of
+    acting; the previous handlers come back afterwards. Outside the main thread nothing changes."""
+    import threading
+
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def record(signum, _frame):
+        received.append(signum)
+
+    previous = {}
+    for sig in _CANCEL_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:  # nohup: stays ignored
+            continue
+        previous[sig] = signal.signal(sig, record)
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_playbook(
     playbook: str,
     inventory: dict[str, Any],
@@ -168,21 +198,28 @@ def run_playbook(
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp_dir),
             "ANSIBLE_TIMEOUT": "30",
         }
-        # ansible-runner swaps in its own SIGTERM/SIGINT handlers while it runs (they kill the
-        # playbook's process group and return status canceled, so we raise below and the run dir
-        # goes); SIGHUP stays private_run_dir's. Its exit restores the handlers from before.
-        r = ansible_runner.run(
-            private_data_dir=str(tmp),
-            playbook=str(playbooks_dir() / playbook),
-            inventory=str(inv),
-            envvars=env,
-            cmdline=" ".join(cmdline) if cmdline else None,
-            forks=forks,
-            quiet=True,
-            event_handler=on_event,
-            suppress_env_files=True,
-            rotate_artifacts=1,
-        )
+        # A signal while the playbook runs (Ctrl-C, SIGTERM, SIGHUP from a dropped SSH session)
+        # cancels it: ansible-runner stops the playbook's processes when cancel_callback says so
+        # (passing one keeps runner from installing handlers of its own), then we leave with the
+        # signal's exit status and private_run_dir removes the run dir on the way out.
+        with _signals_cancel() as received:
+            r = ansible_runner.run(
+                private_data_dir=str(tmp),
+                playbook=str(playbooks_dir() / playbook),
+                inventory=str(inv),
+                envvars=env,
+                cmdline=" ".join(cmdline) if cmdline else None,
+                forks=forks,
+                quiet=True,
+                event_handler=on_event,
+                cancel_callback=lambda: bool(received),
+                suppress_env_files=True,
+                rotate_artifacts=1,
+            )
+        if received:
+            if received[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + received[0])
         raw = final_stats  # from the playbook_on_stats event (events are not kept on disk)
         stats: dict[str, dict[str, int]] = {}
         for key, name in (("ok", "ok"), ("changed", "changed"), ("failures", "failures"),
