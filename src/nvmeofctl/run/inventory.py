@@ -13,7 +13,9 @@ def ssh_host_vars(host) -> dict[str, Any]:
     args = ["-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
             "-o", "ControlMaster=auto", "-o", "ControlPersist=120s"]
     if ssh.known_hosts:
-        args += ["-o", f"UserKnownHostsFile={ssh.known_hosts}"]
+        # ssh splits this option's value on whitespace (several files) unless it is quoted; the
+        # spec refuses '"', '\\', '%' and control characters in SSH paths
+        args += ["-o", f'UserKnownHostsFile="{ssh.known_hosts}"']
     hv: dict[str, Any] = {
         "ansible_host": str(ssh.address),
         "ansible_port": int(ssh.port),

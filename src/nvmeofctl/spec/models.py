@@ -234,6 +234,10 @@ class SshSpec(_Model):
     @field_validator("key", "known_hosts")
     @classmethod
     def _absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        text = str(value or "")
+        if any(c in '"\\%' or ord(c) < 0x20 or c == "\x7f" for c in text):
+            # ssh takes these as quoted, %-expanded config values on its command line
+            raise spec_error("an SSH key or known_hosts path may not hold '\"', '\\', '%' or control characters")
         return None if value is None else _resolve(value, info)
 
 

@@ -195,3 +195,27 @@ def test_real_lab_plan_of_an_added_export_is_exact(tmp_path):
         ("create", "port 1 / subsystem nqn.2024-01.io.nvmeofctl.lab:scratch"),
     ]
     assert not plan.disruptive
+
+
+def test_target_exporting_a_device_needs_blkid(tmp_path):
+    """The target checks a device's signatures with blkid before exporting it: preflight says so."""
+    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+    from nvmeofctl.plan.preflight import evaluate
+
+    text = (REAL / "cluster.yaml").read_text().replace("../../specs/good/secrets", str(FIXTURES / "specs/good/secrets"))
+    text += ("  - nqn: nqn.2024-01.io.nvmeofctl.lab:raw\n    target: tgt1\n    allowed_gpu_nodes: [gpu2]\n"
+             "    namespaces:\n      - {nsid: 1, name: raw, backing: {device: /dev/nvme0n1}}\n")
+    (tmp_path / "cluster.yaml").write_text(text)
+    spec_obj = load_spec(tmp_path / "cluster.yaml")
+    states = {}
+    for host in spec_obj.hosts:
+        sections = split_sections((REAL / f"{host.name}.txt").read_text())
+        states[host.name] = HostState(host.name, host.role, host.fabric.interface, True,
+                                      preflight=parse_kv(sections["preflight"]), sections=sections)
+    assert evaluate(spec_obj, states) == []  # captures taken before the probe asked: not refused
+    states["tgt1"].preflight["blkid"] = "no"
+    assert [str(p) for p in evaluate(spec_obj, states)] == [
+        "tgt1: blkid (util-linux) is missing: the target checks a device for filesystem signatures before it "
+        "exports it"]
+    states["tgt1"].preflight["blkid"] = "yes"
+    assert evaluate(spec_obj, states) == []

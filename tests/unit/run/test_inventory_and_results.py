@@ -22,7 +22,7 @@ def test_inventory_groups_roles_and_pins_host_keys():
     gpu1 = groups["gpu_nodes"]["hosts"]["gpu1"]
     assert (gpu1["ansible_host"], gpu1["ansible_port"], gpu1["ansible_user"]) == ("127.0.0.1", 2202, "root")
     args = gpu1["ansible_ssh_common_args"]
-    assert "StrictHostKeyChecking=yes" in args and f"UserKnownHostsFile={spec.host('gpu1').ssh.known_hosts}" in args
+    assert "StrictHostKeyChecking=yes" in args and f'UserKnownHostsFile="{spec.host("gpu1").ssh.known_hosts}"' in args
     assert "StrictHostKeyChecking=no" not in args
     assert gpu1["nvmeofctl_nvme_host"]["hostnqn"] == spec.host("gpu1").host_nqn
     assert "nvmeofctl_nvmet" in groups["targets"]["hosts"]["stor1"]

@@ -211,3 +211,22 @@ def test_dhchap_secret_with_trailing_newline_is_refused():
     text = str(exc.value)
     assert "dhchap.gpu1.secret: not a valid DH-HMAC-CHAP secret: wrong format" in text
     assert "Xoos2iDZZi3X2WV4wjk0sxdPHyYCnAq" not in text  # never the value
+
+
+@pytest.mark.parametrize("field", ["key", "known_hosts"])
+@pytest.mark.parametrize("path", ['/keys/a"b', "/keys/%d/id", "/keys/a\\b", "/keys/a\nb"])
+def test_ssh_paths_that_ssh_would_misread_are_refused(field, path):
+    issues = refused(("hosts", 0, "ssh", field), path)
+    assert any(f"hosts[0].ssh.{field}: an SSH key or known_hosts path may not hold" in i for i in issues), issues
+
+
+def test_ssh_paths_with_spaces_and_braces_are_data(tmp_path):
+    path = str(tmp_path / "{{ lookup('pipe', 'id') }}" / "known hosts")
+    spec = load(edited(("hosts", 0, "ssh", "known_hosts"), path))
+    from nvmeofctl.run.inventory import ssh_host_vars
+
+    args = ssh_host_vars(spec.host("tgt1"))["ansible_ssh_common_args"]
+    import shlex
+
+    # one ssh option, its value double-quoted for ssh (which would split it on the space)
+    assert f'UserKnownHostsFile="{path}"' in shlex.split(args)
