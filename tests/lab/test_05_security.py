@@ -127,13 +127,13 @@ def test_hostile_strings_run_nothing_on_the_control_machine(fresh):
     out = gpu1.run("for c in /sys/class/nvme/nvme*; do echo $(cat $c/subsysnqn) $(cut -c1-7 $c/dhchap_secret) "
                    "$(cut -c1-7 $c/dhchap_ctrl_secret) $(cat $c/state); done")
     assert f"{ckpt} DHHC-1: DHHC-1: live" in out, out
-    assert seen["samples"] > 20, seen
-    assert seen["with_key"] == 0, seen
+    assert seen["samples"] > 20 and seen["planted"] >= 1, seen
+    assert seen["with_key"] == [], seen
 
 
 class _ArgvSampler:
-    """Samples every process's argv on a VM in a loop, counting lines that hold a DH-HMAC-CHAP
-    key, until stopped."""
+    """Samples every process's argv on a VM in a loop until stopped, keeping the ones that hold a
+    DH-HMAC-CHAP key. A planted process with a fake key shows that the sampler does see argv."""
 
     def __init__(self, vm):
         self.vm = vm
@@ -141,10 +141,12 @@ class _ArgvSampler:
         self.result = ""
 
     def _run(self):
+        # 'DHHC-[1]:' matches a key but not the sampler's own command line
         self.result = self.vm.run(
-            "rm -f /run/argv-stop; n=0; k=0; while [ ! -e /run/argv-stop ] && [ $n -lt 3000 ]; do "
-            "if grep -l -a 'DHHC-1' /proc/[0-9]*/cmdline >/dev/null 2>&1; then k=$((k+1)); fi; "
-            "n=$((n+1)); sleep 0.2; done; echo $n $k",
+            "rm -f /run/argv-stop /run/argv-hits; n=0; while [ ! -e /run/argv-stop ] && [ $n -lt 3000 ]; do "
+            "for f in $(grep -l -a 'DHHC-[1]:' /proc/[0-9]*/cmdline 2>/dev/null); do "
+            "tr '\\0' ' ' < $f >> /run/argv-hits 2>/dev/null; echo >> /run/argv-hits; done; "
+            "n=$((n+1)); sleep 0.2; done; echo $n",
             timeout=1200,
         )
 
@@ -153,10 +155,12 @@ class _ArgvSampler:
         time.sleep(2)
 
     def stop(self) -> dict:
+        self.vm.run("sh -c 'sleep 2' DHHC-1:planted: ; sleep 1")
         self.vm.run("touch /run/argv-stop")
         self.thread.join(timeout=120)
-        n, k = self.result.split()
-        return {"samples": int(n), "with_key": int(k)}
+        hits = [h for h in self.vm.run("cat /run/argv-hits 2>/dev/null || true").splitlines() if h.strip()]
+        return {"samples": int(self.result.split()[-1]), "planted": sum("planted" in h for h in hits),
+                "with_key": [h[:80] for h in hits if "planted" not in h]}
 
 
 # --------------------------------------------------------------------------------------------
