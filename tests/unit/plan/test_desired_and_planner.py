@@ -153,16 +153,23 @@ def test_real_converged_lab_plans_no_change():
     assert plan.changes == []
 
 
-def test_real_lab_preflight_passes():
+def _real_states(spec_obj) -> dict:
+    """HostState per host from the real lab captures (fixtures/plan/lab-real/<host>.txt)."""
     from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
-    from nvmeofctl.plan.preflight import evaluate
 
-    spec_obj = load_spec(REAL / "cluster.yaml")
     states = {}
     for host in spec_obj.hosts:
         sections = split_sections((REAL / f"{host.name}.txt").read_text())
         states[host.name] = HostState(host.name, host.role, host.fabric.interface, True,
                                       preflight=parse_kv(sections["preflight"]), sections=sections)
+    return states
+
+
+def test_real_lab_preflight_passes():
+    from nvmeofctl.plan.preflight import evaluate
+
+    spec_obj = load_spec(REAL / "cluster.yaml")
+    states = _real_states(spec_obj)
     assert evaluate(spec_obj, states) == []
     # the same host without DH-HMAC-CHAP in its kernel is refused, naming what is missing
     states["tgt1"].preflight["CONFIG_NVME_TARGET_AUTH"] = "n"
@@ -199,7 +206,6 @@ def test_real_lab_plan_of_an_added_export_is_exact(tmp_path):
 
 def test_target_exporting_a_device_needs_blkid(tmp_path):
     """The target checks a device's signatures with blkid before exporting it: preflight says so."""
-    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
     from nvmeofctl.plan.preflight import evaluate
 
     text = (REAL / "cluster.yaml").read_text().replace("../../specs/good/secrets", str(FIXTURES / "specs/good/secrets"))
@@ -207,11 +213,7 @@ def test_target_exporting_a_device_needs_blkid(tmp_path):
              "    namespaces:\n      - {nsid: 1, name: raw, backing: {device: /dev/nvme0n1}}\n")
     (tmp_path / "cluster.yaml").write_text(text)
     spec_obj = load_spec(tmp_path / "cluster.yaml")
-    states = {}
-    for host in spec_obj.hosts:
-        sections = split_sections((REAL / f"{host.name}.txt").read_text())
-        states[host.name] = HostState(host.name, host.role, host.fabric.interface, True,
-                                      preflight=parse_kv(sections["preflight"]), sections=sections)
+    states = _real_states(spec_obj)
     assert evaluate(spec_obj, states) == []  # captures taken before the probe asked: not refused
     states["tgt1"].preflight["blkid"] = "no"
     assert [str(p) for p in evaluate(spec_obj, states)] == [
