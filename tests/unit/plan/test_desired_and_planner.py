@@ -135,15 +135,14 @@ REAL = FIXTURES / "plan" / "lab-real"
 
 
 def _real_observed(spec_obj):
-    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+    return {name: st.observed() for name, st in _real_states(spec_obj).items()}
 
-    observed = {}
-    for host in spec_obj.hosts:
-        sections = split_sections((REAL / f"{host.name}.txt").read_text())
-        st = HostState(host.name, host.role, host.fabric.interface, True,
-                       preflight=parse_kv(sections["preflight"]), sections=sections)
-        observed[host.name] = st.observed()
-    return observed
+
+def _real_spec_with(tmp_path, extra: str):
+    """The real lab spec with `extra` appended to its subsystems (secrets from the fixtures)."""
+    text = (REAL / "cluster.yaml").read_text().replace("../../specs/good/secrets", str(FIXTURES / "specs/good/secrets"))
+    (tmp_path / "cluster.yaml").write_text(text + extra)
+    return load_spec(tmp_path / "cluster.yaml")
 
 
 def test_real_converged_lab_plans_no_change():
@@ -186,11 +185,9 @@ def test_real_lab_preflight_passes():
 
 
 def test_real_lab_plan_of_an_added_export_is_exact(tmp_path):
-    text = (REAL / "cluster.yaml").read_text().replace("../../specs/good/secrets", str(FIXTURES / "specs/good/secrets"))
-    text += ("  - nqn: nqn.2024-01.io.nvmeofctl.lab:scratch\n    target: tgt1\n    allowed_gpu_nodes: [gpu2]\n"
-             "    namespaces:\n      - {nsid: 1, name: scratch, backing: {file: /var/lib/nvmeofctl/scratch.img, size: 64MiB}}\n")
-    (tmp_path / "cluster.yaml").write_text(text)
-    edited = load_spec(tmp_path / "cluster.yaml")
+    edited = _real_spec_with(tmp_path, (
+        "  - nqn: nqn.2024-01.io.nvmeofctl.lab:scratch\n    target: tgt1\n    allowed_gpu_nodes: [gpu2]\n"
+        "    namespaces:\n      - {nsid: 1, name: scratch, backing: {file: /var/lib/nvmeofctl/scratch.img, size: 64MiB}}\n"))
     plan = make_plan(edited, _real_observed(edited))
     by_host = {h.host: [(c.action, c.object) for c in h.changes] for h in plan.hosts}
     assert by_host["gpu1"] == []
@@ -208,11 +205,9 @@ def test_target_exporting_a_device_needs_blkid(tmp_path):
     """The target checks a device's signatures with blkid before exporting it: preflight says so."""
     from nvmeofctl.plan.preflight import evaluate
 
-    text = (REAL / "cluster.yaml").read_text().replace("../../specs/good/secrets", str(FIXTURES / "specs/good/secrets"))
-    text += ("  - nqn: nqn.2024-01.io.nvmeofctl.lab:raw\n    target: tgt1\n    allowed_gpu_nodes: [gpu2]\n"
-             "    namespaces:\n      - {nsid: 1, name: raw, backing: {device: /dev/nvme0n1}}\n")
-    (tmp_path / "cluster.yaml").write_text(text)
-    spec_obj = load_spec(tmp_path / "cluster.yaml")
+    spec_obj = _real_spec_with(tmp_path, (
+        "  - nqn: nqn.2024-01.io.nvmeofctl.lab:raw\n    target: tgt1\n    allowed_gpu_nodes: [gpu2]\n"
+        "    namespaces:\n      - {nsid: 1, name: raw, backing: {device: /dev/nvme0n1}}\n"))
     states = _real_states(spec_obj)
     assert evaluate(spec_obj, states) == []  # captures taken before the probe asked: not refused
     states["tgt1"].preflight["blkid"] = "no"
