@@ -102,7 +102,16 @@ class LabInfo:
 
 
 @pytest.fixture(scope="session")
-def lab() -> LabInfo:
+def state_dir(tmp_path_factory) -> Path:
+    """nvmeofctl's state directory (run records) for this test run: the CLI subprocesses
+    inherit it, so `history` shows exactly the applies of this run."""
+    path = tmp_path_factory.mktemp("nvmeofctl-state")
+    os.environ["NVMEOFCTL_STATE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab(state_dir) -> LabInfo:
     if os.environ.get("NVMEOFCTL_SKIP_LAB") == "1":
         pytest.skip("NVMEOFCTL_SKIP_LAB=1")
     # NVMEOFCTL_TEST_REUSE=1 (development only) keeps the VMs' current state instead of --fresh
@@ -121,3 +130,120 @@ def lab() -> LabInfo:
     yield info
     if os.environ.get("NVMEOFCTL_KEEP_LAB") != "1":
         nvmeofctl("lab", "down", "--name", LAB, "--no-save", timeout=300)
+
+
+# --------------------------------------------------------------------------- fault-test hygiene
+PROVISIONED = "provisioned"  # checkpoint: the lab applied from its spec, every path live
+
+
+def lab_problems(lab: LabInfo) -> list[str]:
+    """What is wrong with the provisioned lab, one SSH round trip per VM (empty: healthy).
+
+    Healthy = every VM answers; the fabric link is up with its Soft-RoCE device ACTIVE; on the
+    target every subsystem of the spec is exported; on each GPU node exactly the spec's paths,
+    all `live`, and no fio or fault helper left running."""
+    from nvmeofctl.spec import load_spec
+
+    spec = load_spec(lab.spec)
+    problems = []
+    for vm in lab.vms.values():
+        cmd = ("ip -br link show eth1 | awk '{print $2}'; rdma link show 2>/dev/null | grep -c ACTIVE; "
+               "pgrep -x fio >/dev/null && echo fio-running || echo no-fio; "
+               "ls /sys/kernel/config/nvmet/subsystems 2>/dev/null | tr '\\n' ' '; echo; "
+               "for c in /sys/class/nvme/nvme*; do [ -e $c/transport ] && echo \"$(cat $c/subsysnqn)=$(cat $c/state)\"; done")
+        try:
+            rc, out, err = vm.rc(cmd, timeout=60)
+        except AssertionError as exc:
+            problems.append(f"{vm.name}: {exc}")
+            continue
+        lines = out.splitlines()
+        if len(lines) < 4:
+            problems.append(f"{vm.name}: probe cut short: {out!r} {err!r}")
+            continue
+        link, active, fio, subsystems, ctrls = lines[0], lines[1], lines[2], lines[3].split(), lines[4:]
+        if link not in ("UP", "UNKNOWN"):
+            problems.append(f"{vm.name}: eth1 {link}")
+        if active.strip() != "1":
+            problems.append(f"{vm.name}: rdma link not ACTIVE")
+        if fio == "fio-running":
+            problems.append(f"{vm.name}: fio still running")
+        if vm.role == "target":
+            want = sorted(s.nqn for s in spec.subsystems if s.target == vm.name)
+            if sorted(subsystems) != want:
+                problems.append(f"{vm.name}: subsystems {sorted(subsystems)} != {want}")
+        else:
+            want = sorted(e.nqn for e in spec.exports_for(vm.name))
+            have = sorted(c.split("=")[0] for c in ctrls)
+            if have != want or any(not c.endswith("=live") for c in ctrls):
+                problems.append(f"{vm.name}: controllers {ctrls} (want {want}, all live)")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def provisioned(lab) -> LabInfo:
+    """The lab applied from its spec, saved once per run as checkpoint `provisioned` (all VMs
+    paused at one moment) so a fault test that leaves damage can be undone in seconds."""
+    from nvmeofctl.lab.manager import LabManager
+
+    proc = nvmeofctl("apply", "-f", str(lab.spec), "--allow-disruptive")
+    assert proc.returncode == 0, f"apply before the checkpoint failed:\n{proc.stdout}\n{proc.stderr}"
+    import time
+
+    deadline = time.monotonic() + 180
+    while (problems := lab_problems(lab)) and time.monotonic() < deadline:
+        time.sleep(5)
+    assert not problems, f"lab not healthy after apply: {problems}"
+    took = LabManager(lab.name).checkpoint(PROVISIONED)
+    sys.stderr.write(f"\ncheckpoint {PROVISIONED!r} saved in {took:.0f}s\n")
+    return lab
+
+
+@pytest.fixture
+def healthy_lab(provisioned) -> LabInfo:
+    """Before a fault test: the lab is healthy, or is restored from checkpoint `provisioned`
+    (and the test fails loudly if even that does not give a healthy lab). After it: the same
+    check, so a test whose `finally` could not undo its fault does not cascade."""
+    _ensure_healthy(provisioned, "before")
+    yield provisioned
+    _ensure_healthy(provisioned, "after")
+
+
+def _ensure_healthy(lab: LabInfo, when: str) -> None:
+    import time
+
+    from nvmeofctl.lab.manager import LabManager
+
+    problems = lab_problems(lab)
+    if not problems:
+        return
+    sys.stderr.write(f"\nlab unhealthy {when} the test ({'; '.join(problems)}): restoring {PROVISIONED!r}\n")
+    took = LabManager(lab.name).restore(PROVISIONED)
+    deadline = time.monotonic() + 120
+    while (problems := lab_problems(lab)) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert not problems, f"lab still unhealthy after restoring {PROVISIONED!r} ({took:.0f}s): {problems}"
+
+
+def spec_with_scratch(lab: LabInfo, lab_name: str, filename: str) -> Path:
+    """A copy of the lab spec with one more subsystem, `scratch` (64 MiB file), exported to gpu2
+    only; written next to the lab spec (so its relative key paths still resolve)."""
+    text = lab.spec.read_text() + (
+        f"  - nqn: nqn.2024-01.io.nvmeofctl.{lab_name}:scratch\n"
+        "    target: tgt1\n"
+        "    allowed_gpu_nodes: [gpu2]\n"
+        "    namespaces:\n"
+        "      - nsid: 1\n"
+        "        name: scratch\n"
+        "        backing: {file: /var/lib/nvmeofctl/scratch.img, size: 64MiB}\n"
+    )
+    path = lab.dir / filename
+    path.write_text(text)
+    return path
+
+
+def fio_json(text: str) -> dict:
+    """fio's --output-format=json file: fio writes 'fio: terminating on signal 2' lines ahead of
+    the JSON document when it was stopped with SIGINT."""
+    start = text.find("{")
+    assert start >= 0, f"no JSON in fio's output: {text[:300]!r}"
+    return json.loads(text[start:])

@@ -105,10 +105,12 @@ def test_lowered_mtu_on_one_gpu_node(lab, healthy):
 
 def test_rdma_device_removed(lab, healthy):
     lab.vm("gpu2").run("rdma link delete rxe_eth1")
-    code, data = health(lab)
-    _assert_named(data, code, "gpu2", "rdma_device")
-    assert "rdma link add" in finding(data, "gpu2", "rdma_device")["remedy"]
-    reapply(lab)
+    try:
+        code, data = health(lab)
+        _assert_named(data, code, "gpu2", "rdma_device")
+        assert "rdma link add" in finding(data, "gpu2", "rdma_device")["remedy"]
+    finally:
+        reapply(lab)
     wait_healthy(lab)
 
 
@@ -151,22 +153,26 @@ def test_expected_controller_disconnected(lab, healthy):
         "for c in /sys/class/nvme/nvme*; do grep -q ':train$' $c/subsysnqn && basename $c; done; true"
     ).split()[0]
     gpu1.run(f"nvme disconnect -d {name}")
-    code, data = health(lab)
-    assert code == 11, problems(data)
-    hits = [f for f in data["findings"] if f["host"] == "gpu1" and f["check"] == "nvme_controller"
-            and f["status"] == "fail"]
-    assert len(hits) == 1 and hits[0]["device"].endswith(":train"), hits
-    assert "nvmeofctl apply" in hits[0]["remedy"]
-    reapply(lab)
+    try:
+        code, data = health(lab)
+        assert code == 11, problems(data)
+        hits = [f for f in data["findings"] if f["host"] == "gpu1" and f["check"] == "nvme_controller"
+                and f["status"] == "fail"]
+        assert len(hits) == 1 and hits[0]["device"].endswith(":train"), hits
+        assert "nvmeofctl apply" in hits[0]["remedy"]
+    finally:
+        reapply(lab)
     wait_healthy(lab)
 
 
 def test_target_port_removed(lab, healthy):
     tgt = lab.vm("tgt1")
     tgt.run("cd /sys/kernel/config/nvmet/ports/1 && rm -f subsystems/* && cd .. && rmdir 1")
-    code, data = health(lab)
-    _assert_named(data, code, "tgt1", "nvmet_port")
-    reapply(lab)
+    try:
+        code, data = health(lab)
+        _assert_named(data, code, "tgt1", "nvmet_port")
+    finally:
+        reapply(lab)
     wait_healthy(lab)
 
 
@@ -199,3 +205,27 @@ def test_perf_matrix(lab, healthy):
     # people get the matrix: one row per GPU node, one column per target
     proc = nvmeofctl("health", "-f", str(lab.spec), "--window", "1", "--perf", timeout=600)
     assert "tgt1" in proc.stdout and "gpu1" in proc.stdout and "Gb/s" in proc.stdout, proc.stdout
+
+
+def test_no_false_alarm_in_30_health_runs_and_10_perf_runs(lab, healthy):
+    """A health check that pages people must not cry wolf: back to back on the healthy lab,
+    `health` 30 times and `health --perf` 10 times, every one exit 0 (each failure is listed)."""
+    import collections
+
+    bad = []
+    t0 = time.monotonic()
+    for i in range(30):
+        code, data = health(lab)
+        if code != 0:
+            bad.append(("health", i, code, problems(data)))
+    plain_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    for i in range(10):
+        code, data = health(lab, "--perf")
+        if code != 0:
+            bad.append(("perf", i, code, problems(data),
+                        [(p["gpu_node"], p["target"], p["status"], p.get("error")) for p in data.get("perf", [])]))
+    perf_s = time.monotonic() - t0
+    print(f"\n30 x health in {plain_s:.0f}s, 10 x health --perf in {perf_s:.0f}s, "
+          f"not ok: {collections.Counter(b[0] for b in bad)}")
+    assert bad == []

@@ -59,6 +59,12 @@ try:
     health_cli.register(app)
 except ImportError:  # pragma: no cover
     pass
+try:
+    from nvmeofctl.cli import history as history_cli
+
+    history_cli.register(app)
+except ImportError:  # pragma: no cover
+    pass
 
 
 def run(argv: list[str] | None = None) -> int:

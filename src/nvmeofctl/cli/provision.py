@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -15,11 +16,13 @@ from nvmeofctl.errors import NvmeofctlError, PreflightError, UsageError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.facts.hoststate import gather
 from nvmeofctl.plan.desired import host_vars
+from nvmeofctl.plan.ordering import order_for
 from nvmeofctl.plan.planner import Plan, make_plan
 from nvmeofctl.plan.preflight import evaluate
 from nvmeofctl.plan.selection import Selection, select_hosts, worst
 from nvmeofctl.report.output import OutputFormat, emit_json
 from nvmeofctl.run.inventory import build_inventory
+from nvmeofctl.run.records import record_apply
 from nvmeofctl.run.runner import run_playbook
 from nvmeofctl.spec import load_spec
 
@@ -140,11 +143,55 @@ def apply_cmd(
 
     Example: nvmeofctl apply -f cluster.yaml --check
     """
+    rec: dict = {"plan": None, "selection": None, "rows": [], "code": ExitCode.INTERNAL, "phases": []}
+    started = time.time()
+    error = None
+    try:
+        _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict)
+    except NvmeofctlError as exc:
+        rec["code"], error = exc.exit_code, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise
+    except typer.Exit as exc:
+        rec["code"] = exc.exit_code
+        raise
+    except KeyboardInterrupt:
+        rec["code"], error = 130, "interrupted"
+        raise
+    except BaseException as exc:  # signals (128+n) and bugs: still leave a record
+        rec["code"] = getattr(exc, "code", None) or ExitCode.INTERNAL
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        sel = rec["selection"]
+        record_apply(
+            spec_path=file, check=check, allow_disruptive=allow_disruptive, limit=limit, strict=strict,
+            plan=rec["plan"].to_dict() if rec["plan"] is not None else None,
+            skipped=[s.to_dict() for s in sel.skipped] if sel is not None else [],
+            hosts=rec["rows"], exit_code=int(rec["code"]) if isinstance(rec["code"], int) else 1, error=error,
+            started=started, finished=time.time(), phases=rec["phases"],
+            warn=lambda m: stderr_console().print(f"warning: {m}", markup=False),
+        )
+
+
+def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict) -> None:
+    """The body of `apply`; fills ``rec`` (plan, selection, rows, exit code, phase timings) as it
+    goes, for the run record."""
+    t0 = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal t0
+        now = time.monotonic()
+        rec["phases"].append({"name": name, "seconds": round(now - t0, 3)})
+        t0 = now
+
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = _limit(spec, limit)
     say = progress_printer()
     observed, selection = _read_hosts(spec, names, say, strict)
+    rec["selection"] = selection
     plan = make_plan(spec, observed)
+    rec["plan"] = plan
+    phase("read and plan")
     errors = [h for h in plan.hosts if h.error]
     if errors:
         raise PreflightError("\n".join(f"{h.host}: {h.error}" for h in errors))
@@ -154,15 +201,26 @@ def apply_cmd(
         raise UsageError(
             f"{len(lines)} disruptive change(s) need --allow-disruptive (see `nvmeofctl plan`):\n" + "\n".join(lines)
         )
-    hv = host_vars(spec)
+    hv = host_vars(spec, in_run=set(selection.run))
     for h in hv.values():
         for key in ("nvmeofctl_nvmet", "nvmeofctl_nvme_host"):
             if key in h:  # the modules re-check on the host, against what they see there
                 h[key]["allow_disruptive"] = bool(allow_disruptive)
-    inventory = build_inventory(spec, hv)
-    say("running playbooks/site.yml" + (" in check mode" if check else ""))
-    result = run_playbook("site.yml", inventory, check=check, limit=",".join(selection.run), progress=say)
+    order = order_for(plan, check=check)
+    removed = [c for c in plan.changes if c.concern == "nvmet" and c.action == "delete"]
+    for s in selection.skipped:
+        if s.role == "gpu_node" and removed and not check:
+            say(f"warning: {s.host} was not reached: if it still uses what {removed[0].host} removes "
+                f"({removed[0].object}), its controller retries until ctrl_loss_tmo")
+    inventory = build_inventory(spec, hv, release=order.release)
+    if order.ordered:
+        say(f"ordered run ({order.why}): playbooks/{order.playbook}")
+    else:
+        say(f"running playbooks/{order.playbook}" + (" in check mode" if check else ""))
+    result = run_playbook(order.playbook, inventory, check=check, limit=",".join(selection.run), progress=say)
+    phase(f"playbooks/{order.playbook}")
     skipped = {s.host: s for s in selection.skipped}
+    stopped_by = [h for h in order.release if result.host_status(h) in ("failed", "unreachable")]
     rows = []
     for host in spec.hosts:
         if names and host.name not in names:
@@ -174,13 +232,17 @@ def apply_cmd(
         tasks = [t for t in result.tasks if t.host == host.name]
         changes = [c for t in tasks for c in t.changes]
         failure = next((t.msg for t in tasks if t.status in ("failed", "unreachable")), "")
+        if not tasks and stopped_by:
+            failure = f"not run: {', '.join(stopped_by)} could not release paths first (nothing changed here)"
         rows.append({
             "host": host.name, "role": host.role, "status": result.host_status(host.name),
             "changed_tasks": st.get("changed", 0), "changes": changes, "failure": failure or None,
         })
     code = worst(selection.exit_code, result.exit_code)
+    rec["rows"], rec["code"] = rows, code
     if output == OutputFormat.json:
         emit_json({"spec": str(file), "check": check, "exit_code": int(code),
+                   "order": {"playbook": order.playbook, "release": order.release, "why": order.why or None},
                    "stats": result.stats, "hosts": rows})
     else:
         table = Table(title="apply (check mode: nothing changed)" if check else "apply", title_justify="left")

@@ -41,7 +41,7 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
         elif right:
             c = right[0]
             out.append(finding(facts, "nvme_controller", FAIL, f"{c.name} {c.state}", exp_s,
-                               f"controller not live: check the target and the fabric path to {ip}", e.nqn))
+                               _not_live_hint(c.state, ip), e.nqn))
         else:
             c = mine[0]
             out.append(finding(facts, "nvme_controller", FAIL, f"{c.name} {c.transport} {c.traddr}:{c.trsvcid}",
@@ -59,6 +59,19 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
     out.extend(_iopolicy(facts, exp, [e.nqn for e in h.exports]))
     out.extend(_identity(facts, exp))
     return out
+
+
+def _not_live_hint(state: str | None, ip: str) -> str:
+    """What a controller that is not live is doing, and what to do about it."""
+    if state and state.startswith("deleting"):
+        return ("controller being deleted: the kernel finishes it when its outstanding I/O ends "
+                "(nvmeofctl apply ignores it and connects a new one); if it stays, I/O to it is stuck: "
+                "reboot the node")
+    if state in ("connecting", "resetting"):
+        return (f"controller not live: reconnecting, the target at {ip} does not answer for this path "
+                "(target or link down, or the export removed); it comes back by itself when the target "
+                "does, and nvmeofctl apply disconnects it if the spec dropped the export")
+    return f"controller not live: check the target and the fabric path to {ip}"
 
 
 def _reconnect_policy(facts, exp: Expectations, c, nqn: str) -> list[Finding]:

@@ -146,6 +146,14 @@ class Lab:
         return True, ""
 
 
+_TAG_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+
+
+def _check_tag(tag: str) -> None:
+    if not _TAG_RE.fullmatch(tag or "") or tag in (SNAP_BOOTED, SNAP_SAVED):
+        raise LabError(f"checkpoint name {tag!r}: letters, digits, '_' and '-' (not {SNAP_BOOTED!r} or {SNAP_SAVED!r})")
+
+
 def _ephemeral_range() -> tuple[int, int]:
     try:
         lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
@@ -408,6 +416,61 @@ class LabManager:
         for tag in tags:
             if tag in self.lab.snapshots(vm):
                 subprocess.run(["qemu-img", "snapshot", "-d", tag, str(overlay)], capture_output=True)
+
+    # ----- checkpoints: one consistent moment of the whole lab -----------------------------------
+    def _running(self) -> list[VmSpec]:
+        return [vm for vm in self.lab.layout().vms if self.lab.vm_pid(vm)]
+
+    def _each(self, vms: list[VmSpec], fn) -> list:
+        with ThreadPoolExecutor(max_workers=max(1, len(vms))) as pool:
+            return list(pool.map(fn, vms))
+
+    def checkpoint(self, tag: str) -> float:
+        """Save the state of every running VM under ``tag``, all paused at the same moment (the
+        fabric's connections are consistent across VMs). Returns the seconds it took."""
+        _check_tag(tag)
+        vms = self._running()
+        if not vms:
+            raise LabError(f"lab {self.lab.name!r} has no running VM to checkpoint")
+        t0 = time.monotonic()
+        self._each(vms, lambda vm: monitor_command(self.lab.vm_files(vm).monitor, "stop", timeout=30))
+        try:
+            self._each(vms, lambda vm: self._savevm(vm, tag))
+        finally:
+            self._each(vms, lambda vm: monitor_command(self.lab.vm_files(vm).monitor, "cont", timeout=30))
+        return time.monotonic() - t0
+
+    def restore(self, tag: str, ssh_timeout: float = 120) -> float:
+        """Bring every running VM back to checkpoint ``tag`` (seconds, not a reboot), reset the
+        guest clocks, and wait until each answers SSH. Returns the seconds it took."""
+        _check_tag(tag)
+        vms = self._running()
+        missing = [vm.name for vm in vms if tag not in self.lab.snapshots(vm)]
+        if missing or not vms:
+            raise LabError(f"no checkpoint {tag!r} for {', '.join(missing) or 'any VM'}")
+        t0 = time.monotonic()
+        self._each(vms, lambda vm: monitor_command(self.lab.vm_files(vm).monitor, "stop", timeout=30))
+        try:
+            outs = self._each(vms, lambda vm: (vm, monitor_command(self.lab.vm_files(vm).monitor,
+                                                                  f"loadvm {tag}", timeout=300)))
+        finally:
+            self._each(vms, lambda vm: monitor_command(self.lab.vm_files(vm).monitor, "cont", timeout=30))
+        bad = [f"{vm.name}: {out.strip()}" for vm, out in outs if "rror" in out]
+        if bad:
+            raise LabError("loadvm failed: " + "; ".join(bad))
+
+        def ready(vm: VmSpec) -> None:
+            deadline = time.monotonic() + ssh_timeout
+            reason = ""
+            while time.monotonic() < deadline:
+                ok, reason = self.lab.ssh_ready(vm, timeout=10, set_clock=True)
+                if ok:
+                    return
+                time.sleep(1)
+            raise LabError(f"{vm.name}: not SSH-ready {ssh_timeout:.0f}s after restoring {tag!r} ({reason})")
+
+        self._each(vms, ready)
+        return time.monotonic() - t0
 
     # ----- down / destroy ----------------------------------------------------------------------
     def _stop(self, vms: list[VmSpec], save: bool) -> None:

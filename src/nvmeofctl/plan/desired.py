@@ -33,8 +33,12 @@ def rdma_args(spec, host) -> dict[str, Any]:
     return args
 
 
-def nvmet_args(spec, target) -> dict[str, Any]:
-    """nvmet_target options for one target host."""
+def nvmet_args(spec, target, in_run=None) -> dict[str, Any]:
+    """nvmet_target options for one target host.
+
+    ``in_run``: the GPU nodes this run configures (None: all). Their hosts get ``reauth``: a
+    key change is then not disruptive, because the node re-authenticates with the same new key
+    (it comes from the same spec entry) later in the same, ordered, run."""
     subsystems = spec.subsystems_on(target.name)
     gpu_names: list[str] = []
     for sub in subsystems:
@@ -50,6 +54,8 @@ def nvmet_args(spec, target) -> dict[str, Any]:
             entry["dhchap_key"] = _secret(key)
         if ctrl is not None:
             entry["dhchap_ctrl_key"] = _secret(ctrl)
+        if key is not None and (in_run is None or g in in_run):
+            entry["reauth"] = True
         hosts.append(entry)
     subs = []
     for sub in subsystems:
@@ -125,13 +131,14 @@ def nvme_host_args(spec, gpu) -> dict[str, Any]:
     return args
 
 
-def host_vars(spec) -> dict[str, dict[str, Any]]:
-    """Inventory variables per host: ``nvmeofctl_rdma`` plus ``nvmeofctl_nvmet`` or ``nvmeofctl_nvme_host``."""
+def host_vars(spec, in_run=None) -> dict[str, dict[str, Any]]:
+    """Inventory variables per host: ``nvmeofctl_rdma`` plus ``nvmeofctl_nvmet`` or ``nvmeofctl_nvme_host``.
+    ``in_run``: the hosts this run configures (None: all), see ``nvmet_args``."""
     out: dict[str, dict[str, Any]] = {}
     for host in spec.hosts:
         hv: dict[str, Any] = {"nvmeofctl_rdma": rdma_args(spec, host)}
         if host.role == "target":
-            hv["nvmeofctl_nvmet"] = nvmet_args(spec, host)
+            hv["nvmeofctl_nvmet"] = nvmet_args(spec, host, in_run)
         else:
             hv["nvmeofctl_nvme_host"] = nvme_host_args(spec, host)
         out[host.name] = hv

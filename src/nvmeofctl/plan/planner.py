@@ -71,7 +71,7 @@ def _changes(host: str, concern: str, raw: list[dict]) -> list[Change]:
     ]
 
 
-def plan_host(spec, host, observed: dict[str, Any]) -> HostPlan:
+def plan_host(spec, host, observed: dict[str, Any], in_run=None) -> HostPlan:
     hp = HostPlan(host.name, host.role)
     try:
         rdma_opts = desired_mod.rdma_args(spec, host)
@@ -81,7 +81,7 @@ def plan_host(spec, host, observed: dict[str, Any]) -> HostPlan:
             hp.changes += _changes(host.name, "rdma", changes)
         if host.role == "target":
             nvmet = load_module_utils("nvmet")
-            want = nvmet.normalize(desired_mod.nvmet_args(spec, host))
+            want = nvmet.normalize(desired_mod.nvmet_args(spec, host, in_run))
             raw = nvmet.diff(want, observed.get("nvmet") or nvmet.empty_tree(), observed.get("nvmet_managed") or {})
             hp.changes += _changes(host.name, "nvmet", [nvmet.public_change(c) for c in raw])
         else:
@@ -94,4 +94,6 @@ def plan_host(spec, host, observed: dict[str, Any]) -> HostPlan:
 
 
 def make_plan(spec, observed_by_host: dict[str, dict[str, Any]]) -> Plan:
-    return Plan([plan_host(spec, spec.host(name), obs) for name, obs in observed_by_host.items()])
+    """Plan every host read; the hosts read are the hosts of this run."""
+    in_run = set(observed_by_host)
+    return Plan([plan_host(spec, spec.host(name), obs, in_run) for name, obs in observed_by_host.items()])

@@ -30,12 +30,17 @@ def ssh_host_vars(host) -> dict[str, Any]:
     return hv
 
 
-def build_inventory(spec, host_vars: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``host_vars`` adds per-host variables (the desired state) to the connection variables."""
-    groups: dict[str, dict[str, Any]] = {"targets": {"hosts": {}}, "gpu_nodes": {"hosts": {}}}
+def build_inventory(spec, host_vars: dict[str, dict[str, Any]],
+                    release: list[str] | None = None) -> dict[str, Any]:
+    """``host_vars`` adds per-host variables (the desired state) to the connection variables;
+    ``release`` names the GPU nodes of the ordered playbook's first play (group ``release``)."""
+    groups: dict[str, dict[str, Any]] = {"targets": {"hosts": {}}, "gpu_nodes": {"hosts": {}},
+                                         "release": {"hosts": {}}}
     for host in spec.hosts:
         group = "targets" if host.role == "target" else "gpu_nodes"
         groups[group]["hosts"][host.name] = {**ssh_host_vars(host), **host_vars.get(host.name, {})}
+    for name in release or []:
+        groups["release"]["hosts"][name] = {}  # variables come from gpu_nodes
     return {"all": {"children": groups}}
 
 

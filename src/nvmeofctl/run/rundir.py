@@ -69,9 +69,9 @@ def runs_parent(environ: Mapping[str, str] | None = None) -> Path:
     return cache_root() / "runs"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) with mode 0700, then check that it is a directory
-    owned by the effective user with no group/other permission bits. Raises NvmeofctlError."""
+def make_dirs_0700(path: Path) -> None:
+    """Create `path` and its missing parents, each mode 0700 whatever the umask (a folder made
+    meanwhile by another run is left to the caller's checks). Raises OSError naming the folder."""
     missing: list[Path] = []
     p = Path(path)
     while not os.path.lexists(p) and p != p.parent:
@@ -80,12 +80,19 @@ def ensure_private_dir(path: Path) -> Path:
     for d in reversed(missing):
         try:
             os.mkdir(d, 0o700)
-        except FileExistsError:  # another run made it meanwhile: checked below
+        except FileExistsError:
             continue
-        except OSError as exc:
-            raise NvmeofctlError(f"cannot create the private run folder {d}: {exc.strerror}",
-                                 exit_code=ExitCode.PREFLIGHT) from None
         os.chmod(d, 0o700)  # mkdir's mode is masked by the umask
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) with mode 0700, then check that it is a directory
+    owned by the effective user with no group/other permission bits. Raises NvmeofctlError."""
+    try:
+        make_dirs_0700(path)
+    except OSError as exc:
+        raise NvmeofctlError(f"cannot create the private run folder {exc.filename or path}: {exc.strerror}",
+                             exit_code=ExitCode.PREFLIGHT) from None
     try:
         st = os.stat(path)
     except OSError as exc:

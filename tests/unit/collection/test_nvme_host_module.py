@@ -107,8 +107,28 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     new_key = "DHHC-1:01:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"  # valid CRC, key bytes 0..31
     rotated = dict(conn, dhchap_secret=new_key)
     res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]), check=True)
-    assert ("connection:rdma://192.168.100.1:4420/" + NQN, "reconnect") in pairs(res["changes"])
+    assert ("connection:rdma://192.168.100.1:4420/" + NQN, "rekey") in pairs(res["changes"])
+    assert [c["disruptive"] for c in res["changes"] if c["action"] == "rekey"] == [False]
     assert "dhchap_secret changed" in raw and "AAECAwQFBgcICQoL" not in raw and SECRET not in raw
+    # applied: the new secret goes to the live controller's sysfs attribute (the kernel then
+    # re-authenticates in place; the line the fake dmesg prints is the real one from
+    # dhchap-connect-rdma-ok.txt), no disconnect, no connect
+    monkeypatch.setenv("FAKE_DMESG", "[{now}] nvme nvme0: qid 0: authenticated")
+    calls = len(nvme_calls(node))
+    res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]))
+    assert not res.get("failed"), res.get("msg")
+    assert ("connection:rdma://192.168.100.1:4420/" + NQN, "rekey") in pairs(res["changes"])
+    assert (node.ctrl_dir / "nvme0" / "dhchap_secret").read_text() == new_key
+    assert nvme_calls(node)[calls:] == []
+    assert "AAECAwQFBgcICQoL" not in raw
+    # a rekey the kernel refuses fails with the kernel's words, not the secret
+    monkeypatch.setenv("FAKE_DMESG", "[{now}] nvme nvme0: qid 0: authentication failed, error 881")
+    res, raw = run(monkeypatch, capsys, node.params(connections=[conn]))
+    assert res["failed"] is True
+    assert "re-authentication with the new secret failed (kernel: nvme nvme0: qid 0: authentication failed" in res["msg"]
+    assert SECRET not in raw
+    monkeypatch.delenv("FAKE_DMESG")
+    (node.ctrl_dir / "nvme0" / "dhchap_secret").write_text(SECRET + "\n")
     # a malformed key is refused before anything happens, without echoing it
     bad = dict(conn, dhchap_secret="DHHC-1:01:" + "A" * 48 + ":")
     res, raw = run(monkeypatch, capsys, node.params(connections=[bad]))
@@ -189,3 +209,36 @@ def test_site_playbook_passes_only_known_nvme_host_options():
            / "modules" / "nvme_host.py").read_text()
     for option in task["nvmeofctl.fabric.nvme_host"]:
         assert f"{option}=dict(" in src, option
+
+def test_release_phase_only_disconnects_what_goes_away(node, monkeypatch, capsys):
+    """phase=release (first play of an ordered apply): drops the path the spec removed and
+    nothing else: no connect of a new path, no file rewritten."""
+    run(monkeypatch, capsys, node.params(connections=[RDMA]))
+    conn_file = node.state_dir / "connections.json"
+    before = conn_file.read_text()
+    calls = len(nvme_calls(node))
+    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP], phase="release"))
+    assert [c["action"] for c in res["changes"]] == ["disconnect"]
+    assert [c[0] for c in nvme_calls(node)[calls:]] == ["disconnect"]
+    assert sorted(p.name for p in node.ctrl_dir.iterdir()) == []
+    assert conn_file.read_text() == before
+    # the full phase then connects the new path and rewrites the boot-time config
+    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP]))
+    assert ("connection:tcp://192.168.100.1:4420/" + NQN, "connect") in pairs(res["changes"])
+    assert conn_file.read_text() != before
+
+
+def test_stuck_disconnect_is_bounded_and_names_the_controller_state(node, monkeypatch, capsys):
+    run(monkeypatch, capsys, node.params(connections=[RDMA]))
+    monkeypatch.setenv("FAKE_NVME_MODE", "disconnect_hang")
+    monkeypatch.setenv("FAKE_NVME_SLEEP", "30")
+    import time
+    t0 = time.monotonic()
+    res, _ = run(monkeypatch, capsys, node.params(connections=[], phase="release", disconnect_timeout=2))
+    assert time.monotonic() - t0 < 10
+    assert res["failed"] is True
+    assert "nvme disconnect -d nvme0 did not finish within 2s; controller state: deleting" in res["msg"]
+    # the next run does not trip over the controller being deleted: nothing to do for it
+    monkeypatch.setenv("FAKE_NVME_MODE", "ok")
+    again, _ = run(monkeypatch, capsys, node.params(connections=[], phase="release"), check=True)
+    assert again["changes"] == []

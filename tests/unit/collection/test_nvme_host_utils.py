@@ -4,6 +4,7 @@ nvme-cli error classifier (fed every captured error output), timeouts and secret
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_module_utils_is_stdlib_only_and_imports_nothing_from_ansible():
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
-    assert names <= {"__future__", "json", "os", "re", "signal", "subprocess", "sys", "tempfile", "time"}
+    assert names <= {"__future__", "hashlib", "json", "os", "re", "signal", "subprocess", "sys", "tempfile", "time"}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -109,9 +110,12 @@ def test_read_state_dhchap_is_a_bool_and_the_secret_never_leaves(tmp_path):
     st = node.read(nh)
     c = st["controllers"]["nvme0"]
     assert c["dhchap_secret_set"] is True and c["dhchap_ctrl_secret_set"] is False
+    # only a digest, so a rotated key is seen without the value leaving the node
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    assert c["dhchap_secret_sha256"] == digest and c["dhchap_ctrl_secret_sha256"] is None
     assert SECRET not in repr(st)
     text = subprocess.run(["sh", "-c", nh.dump_command(**_roots(node))], capture_output=True, text=True).stdout
-    assert SECRET not in text and "dhchap_secret\tset" in text
+    assert SECRET not in text and f"dhchap_secret\tsha256:{digest}" in text
 
 
 def _roots(node):

@@ -1,4 +1,15 @@
+"""The probe script and its parser, fed real probe outputs (provenance: tests/fixtures/health/PROVENANCE.md):
+
+- ``probe/lab-real/{tgt1,gpu1}-healthy.txt``: ``PROBE_SCRIPT`` stdout captured over SSH from the provisioned
+  lab VMs (Debian 12, kernel 6.12.95+deb12-amd64, soft-RoCE ``rxe_eth1``), 2026-11-27;
+- ``gpu-node/h100-node-probe.txt``: a real H100 node (Ubuntu 24.04, no RDMA NIC, no NVMe, no configfs),
+  written as the probe sections that hold the same outputs by ``tests/fixtures/health/gpu_probe.py``.
+
+Expected values are literals read from those captures (counter deltas are t1 - t0 of the capture's lines).
+"""
+
 import shutil
+import sys
 import subprocess
 from pathlib import Path
 
@@ -6,7 +17,19 @@ import pytest
 
 from nvmeofctl.facts.probe import PROBE_SCRIPT, parse_probe_output, probe_command
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures" / "health" / "probe"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "health"
+sys.path.insert(0, str(FIX))
+from gpu_probe import h100_gpu_node  # noqa: E402
+LAB_REAL = FIX / "probe" / "lab-real"
+
+TRAIN = "nqn.2024-01.io.nvmeofctl.lab:train"
+CKPT = "nqn.2024-01.io.nvmeofctl.lab:ckpt"
+GPU1_HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:bce6f754-ea93-5cb5-89d7-177f392bcd4b"
+GPU2_HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:452a16fc-bb18-5cfa-ba28-8e97503bc225"
+
+
+def lab(host: str) -> str:
+    return (LAB_REAL / f"{host}-healthy.txt").read_text(encoding="utf-8")
 
 
 def test_probe_command_quotes_interface():
@@ -34,49 +57,60 @@ def test_probe_script_runs_locally_and_parses():
 
 
 def test_lab_target_probe():
-    f = parse_probe_output("stor1", (FIX / "lab-target.txt").read_text())
-    assert f.complete and f.kernel == "6.12.95+deb12-amd64" and f.window_s == pytest.approx(3.007, abs=0.01)
-    assert f.module_loaded("rdma_rxe") and f.module_loaded("nvmet-rdma")
-    assert f.links["eth1"].ipv4 == ["192.168.100.1"] and f.netif.mtu == 1500 and f.netif.speed_mbps is None
-    dev = f.ib_devices["rxe0"]
+    f = parse_probe_output("tgt1", lab("tgt1"))
+    # ts t0 1795818544.456067346, t1 1795818549.496128407
+    assert f.complete and f.kernel == "6.12.95+deb12-amd64" and f.window_s == pytest.approx(5.040, abs=0.001)
+    # /proc/modules says nvmet_rdma: the dashed name must match too
+    assert f.module_loaded("rdma_rxe") and f.module_loaded("nvmet-rdma") and not f.module_loaded("nvme-rdma")
+    # netif: mtu=1500, speed=-1 (virtio_net reports no speed)
+    assert f.links["eth1"].ipv4 == ["192.168.100.11"] and f.netif.mtu == 1500 and f.netif.speed_mbps is None
+    dev = f.ib_devices["rxe_eth1"]
     assert dev.is_soft and dev.ports[1].state == "ACTIVE" and dev.ports[1].phys_state == "LINK_UP"
     assert dev.ports[1].active_mtu == 1024
-    assert [g.ipv4 for g in dev.ports[1].gids] == [None, "192.168.100.1"]
-    assert f.rdma_devs_on("eth1") == ["rxe0"]
-    assert f.hw_counters[("rxe0", 1)].deltas()["sent_pkts"] == 73383
-    assert f.rdma_stat[("rxe0", 1)].present
-    assert f.ethtool.deltas()["rx_queue_0_packets"] == 40
-    assert f.pause is not None and not f.pause.supported
-    assert f.rdma_cm_configfs and f.rdma_cm == {}
-    assert [(p.id, p.trtype, p.subsystems) for p in f.nvmet_ports] == [
-        ("1", "rdma", ["nqn.2024-01.io.lab:gpu-pool-1"]), ("2", "tcp", ["nqn.2024-01.io.lab:gpu-pool-1"])]
-    assert f.nvmet_subsystems["nqn.2024-01.io.lab:gpu-pool-1"].allowed_hosts
+    # GID 0 is the link-local fe80::, GID 1 is ::ffff:c0a8:640b
+    assert [g.ipv4 for g in dev.ports[1].gids] == [None, "192.168.100.11"]
+    assert f.rdma_devs_on("eth1") == ["rxe_eth1"]
+    assert f.hw_counters[("rxe_eth1", 1)].deltas()["sent_pkts"] == 24  # 22978 -> 23002
+    assert f.rdma_stat[("rxe_eth1", 1)].present
+    assert f.rdma_stat[("rxe_eth1", 1)].deltas()["rcvd_pkts"] == 24  # 127580 -> 127604
+    assert f.ethtool.deltas()["tx_kicks"] == 23 and f.ethtool.deltas()["rx_drops"] == 0  # 11985 -> 12008
+    assert f.pause is not None and not f.pause.supported  # "netlink error: Operation not supported"
+    assert f.rdma_cm_configfs and f.rdma_cm == {
+        ("rxe_eth1", 1): {"default_roce_mode": "RoCE v2", "default_roce_tos": "106"}}
+    assert [(p.id, p.trtype, p.subsystems) for p in f.nvmet_ports] == [("1", "rdma", [CKPT, TRAIN])]
+    assert f.nvmet_subsystems[CKPT].allowed_hosts == [GPU1_HOSTNQN]
+    assert f.nvmet_subsystems[TRAIN].allowed_hosts == [GPU2_HOSTNQN, GPU1_HOSTNQN]
+    assert f.nvme_ctrls == [] and f.etc_hostnqn is None
     assert not f.nvidia_smi and f.mlnx_qos is None and f.ecn is None
 
 
 def test_lab_gpu_probe():
-    f = parse_probe_output("gpu1", (FIX / "lab-gpu1.txt").read_text())
-    assert f.complete
-    (c,) = f.nvme_ctrls
-    assert (c.state, c.transport, c.traddr) == ("live", "rdma", "192.168.100.1")
-    assert f.nvme_subsystems[0].iopolicy == "numa"
-    assert f.etc_hostnqn.endswith("f4a3064a-a702-4134-ab62-ed4d001ffe8b")
+    f = parse_probe_output("gpu1", lab("gpu1"))
+    assert f.complete and not f.nvmet
+    assert [(c.name, c.state, c.transport, c.traddr, c.subsysnqn) for c in f.nvme_ctrls] == [
+        ("nvme0", "live", "rdma", "192.168.100.11", TRAIN), ("nvme1", "live", "rdma", "192.168.100.11", CKPT)]
+    assert [(s.name, s.nqn, s.iopolicy) for s in f.nvme_subsystems] == [
+        ("nvme-subsys0", TRAIN, "numa"), ("nvme-subsys1", CKPT, "numa")]
+    assert f.etc_hostnqn == GPU1_HOSTNQN and f.etc_hostnqn.endswith("bce6f754-ea93-5cb5-89d7-177f392bcd4b")
 
 
 def test_h100_probe():
-    f = parse_probe_output("h100", (FIX / "h100-gpu-node.txt").read_text(errors="surrogateescape"))
+    f = parse_probe_output("h100", h100_gpu_node())
     assert f.complete and f.nvidia_smi and [g.name for g in f.gpus] == ["NVIDIA H100 80GB HBM3"]
+    # nvidia-smi pci.bus_id 00000000:00:06.0; sysfs numa_node -1
     assert f.gpus[0].bus_id == "0000:00:06.0" and f.gpus[0].numa_node is None
     assert f.topology.gpus == ["GPU0"] and f.topology.nics == {}
     assert f.ib_devices == {} and f.nvme_ctrls == [] and f.configfs is False
-    assert f.ethtool is not None and not f.ethtool.t0
+    assert f.modules == {"nvidia_uvm", "nvidia"} and f.kernel == "6.18.44-fc-v657-gpu"
+    # no counters were captured on that node: no ethtool window, no ts window
+    assert f.ethtool is None and f.window_s is None and f.hw_counters == {}
 
 
 def test_truncated_probe_is_incomplete():
-    text = (FIX / "lab-target.txt").read_text()
+    text = lab("tgt1")
     cut = text[: text.index("### netif")]
-    f = parse_probe_output("stor1", cut)
-    assert not f.complete and f.netif is None and "rxe0" in f.ib_devices
+    f = parse_probe_output("tgt1", cut)
+    assert not f.complete and f.netif is None and "rxe_eth1" in f.ib_devices
 
 
 def test_garbage_does_not_raise():

@@ -1,2 +1,1 @@
-from healthfx import *  # noqa: F401,F403 - fixtures live in healthfx.py (unique module name)
-from healthfx import lab_dict, lab_exp, make_exp, target_facts, gpu_facts, h100_facts, real_exp, mlx5_gpu  # noqa: F401
+from healthfx import gpu1_facts, gpu2_facts, lab_dict, lab_exp, make_exp, mlx5_gpu, real_exp, tgt1_facts  # noqa: F401

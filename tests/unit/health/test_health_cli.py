@@ -1,4 +1,5 @@
-"""`nvmeofctl health` through typer's CliRunner with the SSH fan-out replaced by captured probes."""
+"""`nvmeofctl health` through typer's CliRunner with the SSH fan-out replaced by the probe outputs
+captured from the real lab VMs (probe/lab-real: tgt1, gpu1, gpu2) and the spec they were captured with."""
 
 import json
 
@@ -12,20 +13,20 @@ from nvmeofctl.health import expect as expect_mod
 from nvmeofctl.health import perf as perf_mod
 from nvmeofctl.remote import ssh
 
-from healthfx import FIX, ns, read
+from healthfx import LAB_SPEC, edit_section, lab, ns, read
 
-SPEC = str(FIX / "lab-cluster.yaml")
+SPEC = str(LAB_SPEC)
 
 
 @pytest.fixture
 def spec_dict():
-    return yaml.safe_load(read("lab-cluster.yaml"))
+    return yaml.safe_load(LAB_SPEC.read_text())
 
 
 @pytest.fixture
 def fake(monkeypatch, spec_dict):
     """Patch the spec loader and the fan-out; returns a dict to tweak outputs/unreachable hosts."""
-    state = {"outputs": {"stor1": read("probe/lab-target.txt"), "gpu1": read("probe/lab-gpu1.txt")},
+    state = {"outputs": {h: lab(h) for h in ("tgt1", "gpu1", "gpu2")},
              "unreachable": set(), "calls": [], "spec": spec_dict, "run_on": []}
     monkeypatch.setattr(expect_mod, "load_spec", lambda path, **_: ns(state["spec"]))
 
@@ -44,7 +45,7 @@ def fake(monkeypatch, spec_dict):
         state["run_on"].append((target.name, command))
         if "rping -c" in command:
             return ssh.CommandResult(target.name, 0, read("lab/rping-client.txt"), "", 0.2)
-        if "ib_write_bw" in command and target.name == "gpu1":
+        if "ib_write_bw" in command and target.name.startswith("gpu"):
             return ssh.CommandResult(target.name, 0, read("lab/ib_write_bw-client-rdmacm.txt"), "", 2.5)
         return ssh.CommandResult(target.name, 0, "", "", 0.1)
 
@@ -61,10 +62,12 @@ def invoke(*args):
 def test_healthy_lab_table(fake):
     r = invoke()
     assert r.exit_code == 0, r.output
-    assert "healthy:" in r.output and "roce_v2_gid" in r.output and "index 1 = 192.168.100.2" in r.output
+    assert "healthy:" in r.output and "roce_v2_gid" in r.output
+    assert "index 1 = 192.168.100.21 (RoCE v2, eth1)" in r.output
+    assert "index 1 = 192.168.100.22 (RoCE v2, eth1)" in r.output
     assert "not applicable: soft-RoCE exposes no PFC/ECN" in r.output
     # one round trip per host, the probe on stdin, interface and window on the command line
-    assert sorted(c[0] for c in fake["calls"]) == ["gpu1", "stor1"]
+    assert sorted(c[0] for c in fake["calls"]) == ["gpu1", "gpu2", "tgt1"]
     assert all(c[1] == "bash -s -- eth1 3" and c[2] == PROBE_SCRIPT for c in fake["calls"])
 
 
@@ -82,40 +85,55 @@ def test_prometheus_output(fake):
     r = invoke("-o", "prometheus")
     assert r.exit_code == 0
     assert r.stdout.startswith("# HELP nvmeofctl_health_check")
-    assert 'nvmeofctl_health_check{host="gpu1",check="nvme_controller",device="nqn.2024-01.io.lab:gpu-pool-1"} 0' in r.stdout
+    assert ('nvmeofctl_health_check{host="gpu1",check="nvme_controller",'
+            'device="nqn.2024-01.io.nvmeofctl.lab:train"} 0') in r.stdout
+    assert 'nvmeofctl_health_check{host="gpu1",check="pfc",device="eth1"} -1' in r.stdout
     assert "nvmeofctl_health_exit_code 0" in r.stdout
 
 
 def test_unreachable_host_exit_6_others_still_checked(fake):
-    fake["unreachable"].add("stor1")
+    fake["unreachable"].add("tgt1")
     r = invoke("-o", "json")
     assert r.exit_code == 6
     doc = json.loads(r.stdout)
-    stor = [f for f in doc["findings"] if f["host"] == "stor1"]
-    assert len(stor) == 1 and stor[0]["status"] == "unreachable" and "timed out" in stor[0]["observed"]
+    stor = [f for f in doc["findings"] if f["host"] == "tgt1"]
+    assert len(stor) == 1 and stor[0]["status"] == "unreachable"
+    assert stor[0]["observed"] == "ssh 127.0.0.1:54115: timed out after 15s"
     assert any(f["host"] == "gpu1" and f["check"] == "nvme_controller" and f["status"] == "ok" for f in doc["findings"])
 
 
 def test_unhealthy_exit_11(fake):
-    fake["outputs"]["gpu1"] = fake["outputs"]["gpu1"].replace("state=live", "state=connecting")
+    fake["outputs"]["gpu1"] = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "state=live", "state=connecting")
     r = invoke("-o", "json")
     assert r.exit_code == 11
-    assert json.loads(r.stdout)["status"] == "unhealthy"
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "unhealthy"
+    assert [(f["host"], f["check"], f["device"], f["observed"]) for f in doc["findings"] if f["status"] == "fail"] == [
+        ("gpu1", "nvme_controller", "nqn.2024-01.io.nvmeofctl.lab:train", "nvme0 connecting")]
 
 
 def test_degraded_exit_10(fake):
-    fake["spec"]["fabric"]["iopolicy"] = "round-robin"
+    fake["spec"]["fabric"]["iopolicy"] = "round-robin"  # the lab's subsystems use numa
     r = invoke()
     assert r.exit_code == 10 and "degraded" in r.output and "nvme_iopolicy" in r.output
 
 
-def test_incomplete_probe_is_a_fail(fake):
-    text = fake["outputs"]["stor1"]
-    fake["outputs"]["stor1"] = text[: text.index("### nvmet")]
+def test_real_capture_of_a_removed_rdma_device_exit_11(fake):
+    fake["outputs"]["gpu2"] = lab("gpu2", "rxe-removed")
     r = invoke("-o", "json")
     assert r.exit_code == 11
     doc = json.loads(r.stdout)
-    assert any(f["check"] == "probe" and f["host"] == "stor1" for f in doc["findings"])
+    assert {(f["host"], f["check"]) for f in doc["findings"] if f["status"] == "fail"} == {
+        ("gpu2", "rdma_device"), ("gpu2", "nvme_controller")}
+
+
+def test_incomplete_probe_is_a_fail(fake):
+    text = fake["outputs"]["tgt1"]
+    fake["outputs"]["tgt1"] = text[: text.index("### nvmet")]  # the stream cut before the end marker
+    r = invoke("-o", "json")
+    assert r.exit_code == 11
+    doc = json.loads(r.stdout)
+    assert any(f["check"] == "probe" and f["host"] == "tgt1" for f in doc["findings"])
 
 
 def test_limit(fake):
@@ -143,11 +161,12 @@ def test_perf_matrix_and_json(fake):
     r = invoke("--perf")
     assert r.exit_code == 0, r.output
     assert "RDMA write bandwidth" in r.output and "0.04" in r.output
-    servers = [c for c in fake["run_on"] if c[0] == "stor1"]
+    servers = [c for c in fake["run_on"] if c[0] == "tgt1"]
     assert any("ib_write_bw" in c[1] and "-R" in c[1] for c in servers)
     r = invoke("--perf", "-o", "json")
-    (p,) = json.loads(r.stdout)["perf"]
-    assert p["gpu_node"] == "gpu1" and p["target"] == "stor1" and p["soft_roce"] and p["status"] == "na"
+    perf = json.loads(r.stdout)["perf"]
+    assert [(p["gpu_node"], p["target"], p["soft_roce"], p["status"]) for p in perf] == [
+        ("gpu1", "tgt1", True, "na"), ("gpu2", "tgt1", True, "na")]
 
 
 def test_help_documents_exit_codes_and_metric_values():

@@ -81,6 +81,22 @@ def test_real_playbook_templates_no_inventory_string(tmp_path, check, connection
     assert {h: s["unreachable"] for h, s in result.stats.items()} == {"tgt1": 1, "gpu1": 1}
 
 
+def test_ordered_playbook_templates_no_inventory_string_either(tmp_path, monkeypatch):
+    """site_ordered.yml (release, targets, GPU nodes) on the same poisoned inventory with gpu1
+    in the release group: no marker, and the release play stops the run (any_errors_fatal)
+    before the targets play, as it must when a GPU node cannot drop its paths."""
+    text = SPEC.replace("PORT2", str(_closed_port())).replace("PORT", str(_closed_port()))
+    spec = parse_spec(text, base_dir=tmp_path)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    counter = [0]
+    inv = _poison(build_inventory(spec, host_vars(spec), release=["gpu1"]), markers, True, counter)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = runner.run_playbook("site_ordered.yml", inv)
+    assert sorted(p.name for p in markers.iterdir()) == []
+    assert [(t.host, t.status) for t in result.tasks] == [("gpu1", "unreachable")]
+
+
 def test_the_same_inventory_as_plain_json_would_run_the_lookups(tmp_path):
     """The threat is real: without the !unsafe marks ansible runs the lookups (this test fails
     if the poison never reaches a templating step, which would make the test above vacuous)."""

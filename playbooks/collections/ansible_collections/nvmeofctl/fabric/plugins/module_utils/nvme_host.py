@@ -14,6 +14,7 @@ they never enter a returned structure, a message or a log line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -112,6 +113,19 @@ def _secret_flag(value):
     return v not in ("", "none")
 
 
+def secret_digest(value):
+    """The sha256 hex digest in a secret attribute's state value (``sha256:<hex>``, as the tree
+    views and ``dump_command`` give it), or None when unset, unreadable or unknown."""
+    if value is None:
+        return None
+    v = value.strip()
+    if v in ("", "none", "?", "set"):
+        return None
+    if v.startswith("sha256:"):
+        return v[len("sha256:"):]
+    return None
+
+
 def expected_ctrl_loss_tmo(ctrl_loss_tmo, reconnect_delay):
     """What sysfs shows for a requested ctrl_loss_tmo: the kernel stores
     max_reconnects = ceil(tmo / delay) and shows max_reconnects * delay, or -1 ("off")."""
@@ -126,7 +140,8 @@ def expected_ctrl_loss_tmo(ctrl_loss_tmo, reconnect_delay):
 
 # --------------------------------------------------------------------------- tree views
 class _FsTree:
-    """Real files. Secret attributes are turned into set/none at read time."""
+    """Real files. Secret attributes are turned into ``sha256:<hex>``/none at read time (as
+    ``dump_command`` prints them): the value itself never enters the state."""
 
     def read(self, path):
         try:
@@ -135,8 +150,8 @@ class _FsTree:
         except OSError:
             return None
         if os.path.basename(path) in SECRET_ATTRS:
-            v = value.strip()
-            return "none" if v in ("", "none") else "set"
+            v = value.split("\n", 1)[0]  # what the dump's `read -r` sees: the first line
+            return "none" if v.strip() in ("", "none") else "sha256:" + hashlib.sha256(v.encode()).hexdigest()
         return value.replace("\n", " ").replace("\t", " ").strip()
 
     def listdir(self, path):
@@ -206,8 +221,10 @@ def _build_state(tree, p):
         c["traddr"] = c["address"].get("traddr")
         c["trsvcid"] = c["address"].get("trsvcid")
         c["host_traddr"] = c["address"].get("host_traddr") or c["address"].get("src_addr")
-        c["dhchap_secret_set"] = _secret_flag(tree.read(j(cdir, "dhchap_secret")))
-        c["dhchap_ctrl_secret_set"] = _secret_flag(tree.read(j(cdir, "dhchap_ctrl_secret")))
+        for attr in SECRET_ATTRS:  # only whether set and a digest: the value never leaves
+            raw = tree.read(j(cdir, attr))
+            c[attr + "_set"] = _secret_flag(raw)
+            c[attr + "_sha256"] = secret_digest(raw)
         c["fabrics"] = c["transport"] in FABRICS_TRANSPORTS
         c["namespaces"] = []
         for ns in tree.listdir(cdir):
@@ -256,7 +273,8 @@ def read_state(sysfs="/sys/class/nvme", etc="/etc/nvme", state_dir=None):
 
 def dump_command(sysfs="/sys/class/nvme", etc="/etc/nvme", state_dir=None):
     """A read-only POSIX sh command whose output ``parse_dump`` turns into ``read_state``'s dict.
-    Secret attributes are printed only as ``set``/``none`` (``?`` when unreadable)."""
+    Secret attributes are printed only as ``sha256:<hex>``/``none`` (``?`` when unreadable):
+    hashed on the host, so a rotated key is seen without the value crossing the wire."""
     p = paths_for(sysfs, etc, state_dir)
     q = _shq
     return (
@@ -266,7 +284,8 @@ def dump_command(sysfs="/sys/class/nvme", etc="/etc/nvme", state_dir=None):
         "printf 'F\\t%s\\t%s\\n' \"$1\" \"$v\"; }; "
         "g(){ [ -f \"$1\" ] || return 0; if [ -r \"$1\" ]; then v=; IFS= read -r v < \"$1\" 2>/dev/null; "
         "else v='?'; fi; "
-        "case \"$v\" in ''|none) v=none;; '?') ;; *) v=set;; esac; "
+        "case \"$v\" in ''|none) v=none;; '?') ;; "
+        "*) v=sha256:$(printf %s \"$v\" | sha256sum | cut -d' ' -f1);; esac; "
         "printf 'F\\t%s\\t%s\\n' \"$1\" \"$v\"; }; "
         "d(){ printf 'D\\t%s\\n' \"$1\"; }; "
         "f " + q(p["etc"] + "/hostnqn") + "; f " + q(p["etc"] + "/hostid") + "; "
@@ -371,15 +390,19 @@ def _mismatches(ctrl, conn, d):
         want = bool(conn.get(opt))
         if have is not None and have != want:
             out.append("%s %s -> %s" % (opt, "set" if have else "none", "set" if want else "none"))
-    if ctrl.get("_dhchap_secret_differs"):
-        out.append("dhchap_secret changed")
-    if ctrl.get("_dhchap_ctrl_secret_differs"):
-        out.append("dhchap_ctrl_secret changed")
+    for opt in SECRET_ATTRS:
+        have = ctrl.get(opt + "_sha256")
+        if have and conn.get(opt) and have != hashlib.sha256(conn[opt].encode()).hexdigest():
+            out.append("%s changed" % opt)
     return out
 
 
 def _tmo(v):
     return "off" if v == -1 else str(v)
+
+
+# a new value for a secret that stays set: the kernel re-authenticates a live controller in place
+_REKEY_DIFFS = ("dhchap_secret changed", "dhchap_ctrl_secret changed")
 
 
 def plan(desired, observed, etc="/etc/nvme"):
@@ -412,7 +435,7 @@ def plan(desired, observed, etc="/etc/nvme"):
                 {"op": "identity", "attr": attr, "value": d[attr]})
 
     # 2. controllers to remove or reconnect; connections to make
-    remove, reconnect, connect = [], [], []
+    remove, reconnect, connect, rekey = [], [], [], []
     for name in sorted(present, key=_ctrl_sort):
         c = present[name]
         k = ctrl_key(c)
@@ -433,7 +456,10 @@ def plan(desired, observed, etc="/etc/nvme"):
             if extra != keep:
                 remove.append((extra, k, "duplicate"))
         diffs = _mismatches(present[keep], conn, d)
-        if diffs:
+        secret_only = [x for x in diffs if x in _REKEY_DIFFS]
+        if diffs and len(secret_only) == len(diffs) and present[keep].get("state") == "live":
+            rekey.append((keep, k, conn, diffs))
+        elif diffs:
             reconnect.append((keep, k, conn, diffs))
 
     for item in remove:
@@ -453,6 +479,15 @@ def plan(desired, observed, etc="/etc/nvme"):
                     "%s: %s" % (name, "; ".join(diffs)), True,
                     "these settings are fixed at connect time; the path drops while it reconnects"),
             {"op": "reconnect", "name": name, "key": k, "conn": conn})
+    for name, k, conn, diffs in rekey:
+        add(_change("connection:%s" % key_label(k), "rekey",
+                    "%s: %s: re-authenticate in place" % (name, "; ".join(diffs)), False,
+                    "the kernel re-authenticates the live controller with the new secret (sysfs "
+                    "dhchap_secret); the path and its I/O stay up"),
+            {"op": "rekey", "name": name, "key": k, "conn": conn,
+             "attrs": [a for a, flag in (("dhchap_secret", "dhchap_secret changed"),
+                                         ("dhchap_ctrl_secret", "dhchap_ctrl_secret changed"))
+                       if flag in diffs]})
     for k, conn, _ in connect:
         add(_change("connection:%s" % key_label(k), "connect",
                     "new %s path" % conn["transport"], False, "exported to this host by the spec"),
@@ -739,16 +774,105 @@ def find_controllers(state, key, live_only=False):
     return sorted(out, key=_ctrl_sort)
 
 
-def connect(conn, opts, paths, timeout=30, nvme="nvme", runner=run):
+_KMSG_RE = re.compile(r"^\[\s*(\d+\.\d+)\]\s*(.*)$")
+_AUTH_FAILED_RE = re.compile(r"authentication failed|authentication setup failed|failed to receive success1")
+_AUTH_TIMEOUT_RE = re.compile(r"\(Fabrics Cmd\) QID 0 timeout")
+
+
+def uptime(path="/proc/uptime"):
+    try:
+        with open(path) as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def auth_evidence(dmesg_text, since):
+    """``(kind, line)`` from the kernel log lines stamped after ``since`` (seconds of uptime):
+    ``("failed", line)`` when DH-HMAC-CHAP was refused, ``("no_answer", line)`` when the
+    target did not answer the negotiation, ``(None, "")`` otherwise. Pure (fed with ``dmesg``)."""
+    found = (None, "")
+    for raw in (dmesg_text or "").splitlines():
+        m = _KMSG_RE.match(raw.strip())
+        if not m or since is None or float(m.group(1)) < since:
+            continue
+        text = m.group(2)
+        if _AUTH_FAILED_RE.search(text):
+            return "failed", text
+        if _AUTH_TIMEOUT_RE.search(text) and found[0] is None:
+            found = ("no_answer", text)
+    return found
+
+
+def _explain_auth(res, runner, since):
+    """A failed connect with DH-HMAC-CHAP secrets: let the kernel log say whether it was the
+    authentication (the connect's own error is a bare EIO, or a timeout over RDMA)."""
+    if since is None:
+        return res
+    rc, out, _err, _t = runner(["dmesg"], 10)
+    if rc != 0:
+        return res
+    kind, line = auth_evidence(out, since - 1.0)
+    if kind == "failed":
+        res.update(category="auth_failed", message="DH-HMAC-CHAP authentication failed (kernel: %s)" % line,
+                   hint="the DH-HMAC-CHAP secret does not match the target's key for this host")
+    elif kind == "no_answer":
+        res.update(message="%s; the target did not answer the DH-HMAC-CHAP authentication (kernel: %s)"
+                   % (res["message"], line))
+    return res
+
+
+REKEY_WAIT = 20
+
+
+def rekey(ctrl_dir, conn, attrs, runner=run, clock=uptime, wait=REKEY_WAIT, sleep=time.sleep):
+    """Give a live controller its new DH-HMAC-CHAP secret(s) through sysfs; the kernel then
+    re-authenticates it in place (no disconnect). Confirmed from the kernel log of this attempt
+    ("qid 0: authenticated"), bounded by ``wait`` seconds. Returns None or a one-line error
+    (never a secret)."""
+    since = clock()
+    for attr in attrs:
+        try:
+            with open(os.path.join(ctrl_dir, attr), "w") as f:
+                f.write(conn[attr])
+        except OSError as exc:
+            return "%s: cannot set %s: %s" % (os.path.basename(ctrl_dir), attr, exc.strerror or exc)
+    if since is None:
+        return None
+    name = os.path.basename(ctrl_dir)
+    deadline = time.monotonic() + wait
+    while True:
+        rc, out, _err, _t = runner(["dmesg"], 10)
+        if rc == 0:
+            for raw in out.splitlines():
+                m = _KMSG_RE.match(raw.strip())
+                if not m or float(m.group(1)) < since - 1.0 or (name + ":") not in m.group(2):
+                    continue
+                if _AUTH_FAILED_RE.search(m.group(2)):
+                    return "%s: re-authentication with the new secret failed (kernel: %s)" % (name, m.group(2))
+                if "qid 0: authenticated" in m.group(2):
+                    return None
+        else:
+            return None  # no kernel log to confirm from: the write itself succeeded
+        if time.monotonic() >= deadline:
+            return ("%s: no re-authentication seen in the kernel log within %ds after setting the "
+                    "new secret; controller state: %s" % (name, wait, controller_state(ctrl_dir)))
+        sleep(1)
+
+
+def connect(conn, opts, paths, timeout=30, nvme="nvme", runner=run, clock=uptime):
     """Connect one path and confirm it in sysfs.
 
     Returns ``{"ok","category","controller","message","hint"}`` (no secrets). ``runner`` is
-    ``run``-compatible (tests inject fakes).
+    ``run``-compatible (tests inject fakes); ``clock`` gives the kernel's uptime, to read the
+    kernel log of this attempt when an authenticated connect fails.
     """
     secrets = [conn.get("dhchap_secret"), conn.get("dhchap_ctrl_secret")]
     key = conn_key(conn)
     before = set(find_controllers(_state_at(paths), key))
-    if conn.get("dhchap_secret") or conn.get("dhchap_ctrl_secret"):
+    authenticated = bool(conn.get("dhchap_secret") or conn.get("dhchap_ctrl_secret"))
+    since = clock() if authenticated else None
+    if authenticated:
         rc, out, err, timed_out = runner(fabrics_argv(), timeout, stdin_data=fabrics_options(conn, opts))
     else:
         rc, out, err, timed_out = runner(connect_argv(conn, opts, nvme), timeout)
@@ -756,7 +880,7 @@ def connect(conn, opts, paths, timeout=30, nvme="nvme", runner=run):
     res = {"ok": False, "category": cls["category"], "controller": None,
            "message": cls["message"], "hint": cls["hint"], "label": key_label(key)}
     if not cls["ok"]:
-        return res
+        return _explain_auth(res, runner, since) if authenticated else res
     hinted = None
     try:
         doc = json.loads(out) if out and out.strip().startswith("{") else None
@@ -778,13 +902,43 @@ def connect(conn, opts, paths, timeout=30, nvme="nvme", runner=run):
     return res
 
 
-def disconnect(name, nvme="nvme", runner=run, timeout=60):
-    """Disconnect ONE controller by name (never by NQN: that drops every path)."""
+DISCONNECT_TIMEOUT = 30
+
+
+def controller_state(ctrl_dir):
+    """The controller's sysfs ``state`` (``gone`` when it no longer exists), never blocking
+    on a missing attribute."""
+    try:
+        with open(os.path.join(ctrl_dir, "state")) as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "gone"
+
+
+def disconnect(name, nvme="nvme", runner=run, timeout=DISCONNECT_TIMEOUT, ctrl_root="/sys/class/nvme"):
+    """Disconnect ONE controller by name (never by NQN: that drops every path).
+
+    Bounded by ``timeout``: ``nvme disconnect`` writes ``delete_controller``, which waits for
+    the controller's reconnect work and outstanding I/O. When it does not return in time the
+    process is abandoned (it may sit in D state) and the error names the controller's state:
+    ``deleting`` means the kernel has taken it and finishes it on its own (plans and health
+    ignore controllers being deleted, and a path the spec still wants gets a new controller);
+    ``connecting``/``resetting`` means it is still retrying a target that went away.
+    """
     rc, out, err, timed_out = runner([nvme, "disconnect", "-d", name], timeout)
-    if rc == 0:
+    state = controller_state(os.path.join(ctrl_root, name))
+    if rc == 0 or (not timed_out and state == "gone"):
         return None
-    return "nvme disconnect -d %s failed: %s" % (
-        name, "timeout" if timed_out else (err or out or "exit %s" % rc).strip().splitlines()[0])
+    if timed_out:
+        if state == "gone":
+            return None  # it went away just as the bound hit
+        return ("nvme disconnect -d %s did not finish within %ds; controller state: %s (%s)" % (
+            name, timeout, state,
+            "the kernel is deleting it and will finish when its outstanding I/O ends"
+            if state.startswith("deleting") else
+            "it is still reconnecting to a target that no longer answers for it"))
+    return "nvme disconnect -d %s failed: %s (controller state: %s)" % (
+        name, (err or out or "exit %s" % rc).strip().splitlines()[0], state)
 
 
 def _state_at(paths):
@@ -946,20 +1100,6 @@ def _policy_text(tmo, delay, kato, dhchap, hostnqn):
 
 
 # --------------------------------------------------------------------------- boot-time runner
-def secret_differs(ctrl_dir, attr, wanted):
-    """Compare a sysfs DH-HMAC-CHAP secret with the wanted one in place (value never leaves)."""
-    if not wanted:
-        return False
-    try:
-        with open(os.path.join(ctrl_dir, attr)) as f:
-            have = f.read().strip()
-    except OSError:
-        return False
-    if have in ("", "none"):
-        return False  # reported through the *_set flag
-    return have != wanted
-
-
 def set_iopolicy(paths, subsys_name, value):
     path = os.path.join(paths["subsys"], subsys_name, "iopolicy")
     try:

@@ -505,7 +505,7 @@ def normalize(spec):
         if ctrl and not key:
             raise ValueError("%s.dhchap_ctrl_key (host %s): needs dhchap_key too "
                              "(bidirectional authentication)" % (where, nqn))
-        desired["hosts"][nqn] = {"dhchap_key": key, "dhchap_ctrl_key": ctrl}
+        desired["hosts"][nqn] = {"dhchap_key": key, "dhchap_ctrl_key": ctrl, "reauth": bool(h.get("reauth"))}
 
     for i, s in enumerate(spec.get("subsystems") or []):
         where = "subsystems[%d]" % i
@@ -695,11 +695,14 @@ def diff(desired, observed, managed=None):
             if recreate:
                 detail += "; the kernel cannot clear a key: unlink from its subsystems, rmdir, " \
                           "mkdir, relink"
+            reauth = keys_changed and not recreate and h.get("reauth")
             fwd["host"].append(_change(
                 "host", [nqn], "update", "host %s" % nqn, detail,
+                "its GPU node re-authenticates with the new key in this run, after this target"
+                if reauth else
                 "initiators still holding the old key fail to (re)authenticate"
                 if keys_changed else "differs from spec",
-                disruptive=keys_changed, attrs=attrs, recreate=recreate))
+                disruptive=keys_changed and not reauth, attrs=attrs, recreate=recreate))
     foreign_subs_keep = {n for n in obs_subs if n not in want_subs and n not in del_subs}
     for nqn in obs_hosts:
         if nqn in want_hosts or nqn not in m["hosts"]:

@@ -61,6 +61,21 @@ options:
     default: true
     description: When false, fail before changing anything if a change would drop or re-create a connection.
   persist: {type: bool, default: true, description: Install the boot-time reconnect unit and its config.}
+  phase:
+    type: str
+    choices: [all, release]
+    default: all
+    description:
+      - C(all) converges everything. C(release) only disconnects the managed paths the options
+        no longer list (nothing else, no connects, no files), so a playbook can release the
+        paths to an export on every GPU node BEFORE the target removes that export.
+  disconnect_timeout:
+    type: int
+    default: 30
+    description:
+      - Hard limit per C(nvme disconnect), in seconds. One that does not finish fails with the
+        controller's sysfs state; a controller left C(deleting) is ignored by later runs (a path
+        still wanted gets a new controller), one left C(connecting) is disconnected again.
   sysfs_root: {type: path, default: /sys, description: sysfs root (tests use a fake tree).}
   etc_root: {type: path, default: /etc, description: /etc root (tests use a fake tree).}
   state_dir: {type: path, default: /etc/nvmeofctl, description: Where the managed-connection record and config live.}
@@ -112,7 +127,7 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import 
     CONNECTIONS_FILE, MANAGED_FILE, UNIT_NAME, conn_key, connect, connections_config,
     describe_desired, describe_observed, disconnect, ensure_modules, file_differs, key_label,
     managed_record, normalize_desired, own_source, paths_for, plan, public_controllers,
-    read_state, redact, secret_differs, set_iopolicy, unit_text, write_file,
+    read_state, redact, rekey, set_iopolicy, unit_text, write_file,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import validators
 
@@ -191,6 +206,8 @@ def main():
             connect_wait=dict(type="int", default=0),
             allow_disruptive=dict(type="bool", default=True),
             persist=dict(type="bool", default=True),
+            phase=dict(type="str", choices=["all", "release"], default="all"),
+            disconnect_timeout=dict(type="int", default=30),
             sysfs_root=dict(type="path", default="/sys"),
             etc_root=dict(type="path", default="/etc"),
             state_dir=dict(type="path", default="/etc/nvmeofctl"),
@@ -242,17 +259,13 @@ def main():
     paths = paths_for(os.path.join(p["sysfs_root"], "class", "nvme"),
                       os.path.join(p["etc_root"], "nvme"), p["state_dir"])
     observed = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
-    by_key = {conn_key(c): c for c in desired["connections"]}
-    for name, c in observed["controllers"].items():
-        want = by_key.get((c.get("subsysnqn"), c.get("transport"), c.get("traddr"), c.get("trsvcid") or ""))
-        if want and c.get("fabrics"):
-            cdir = os.path.join(paths["ctrl"], name)
-            c["_dhchap_secret_differs"] = secret_differs(cdir, "dhchap_secret", want["dhchap_secret"])
-            c["_dhchap_ctrl_secret_differs"] = secret_differs(cdir, "dhchap_ctrl_secret",
-                                                              want["dhchap_ctrl_secret"])
 
     changes, ops = plan(desired, observed, paths["etc"])
     fchanges, fops = _file_plan(p, desired, paths)
+    if p["phase"] == "release":  # only drop the paths that are going away; the rest comes later
+        kept = [(ch, op) for ch, op in zip(changes, ops) if op["op"] == "disconnect"]
+        changes, ops = [ch for ch, _ in kept], [op for _, op in kept]
+        fchanges, fops = [], []
     before = describe_observed(observed, desired) + "files:\n" + "".join(
         "  %s: %s\n" % (ch["object"][5:] if ch["object"].startswith("file:") else ch["object"],
                         "absent or differs" if ch["action"] == "write" else "present")
@@ -292,10 +305,18 @@ def main():
     # 2. disconnect dropped and duplicate paths; first half of reconnects
     for ch, op in zip(changes, ops):
         if op["op"] in ("disconnect", "reconnect"):
-            err = disconnect(op["name"], nvme)
+            err = disconnect(op["name"], nvme, timeout=p["disconnect_timeout"], ctrl_root=paths["ctrl"])
             if err:
                 failures.append("%s: %s" % (key_label(op["key"]), err))
             elif op["op"] == "disconnect":
+                done.append(ch)
+    # 2b. new secrets for live controllers: re-authenticate in place
+    for ch, op in zip(changes, ops):
+        if op["op"] == "rekey":
+            err = rekey(os.path.join(paths["ctrl"], op["name"]), op["conn"], op["attrs"])
+            if err:
+                failures.append("%s: %s" % (key_label(op["key"]), err))
+            else:
                 done.append(ch)
     # 3. connect (new paths and second half of reconnects)
     todo = [(ch, op) for ch, op in zip(changes, ops) if op["op"] in ("connect", "reconnect")]
@@ -324,7 +345,7 @@ def main():
             if res["category"] == "timeout":
                 blocked = label
     # 4. iopolicy (also for subsystems that just appeared)
-    if desired["iopolicy"]:
+    if desired["iopolicy"] and p["phase"] == "all":
         now = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
         for nqn in sorted({c["subsysnqn"] for c in desired["connections"]}):
             s = now["subsystems"].get(nqn)

@@ -40,6 +40,13 @@ options:
       nqn: {description: Host NQN., type: str, required: true}
       dhchap_key: {description: Host key (DHHC-1:...). Enables authentication., type: str}
       dhchap_ctrl_key: {description: Controller key for bidirectional authentication., type: str}
+      reauth:
+        description: >-
+          This host's initiators re-authenticate with the new key in the same run (after this
+          target), so a key change for it is not disruptive (it is otherwise: an initiator still
+          holding the old key fails its next authentication).
+        type: bool
+        default: false
   subsystems:
     description: Subsystems to export.
     type: list
@@ -187,6 +194,7 @@ ARGUMENT_SPEC = dict(
         nqn=dict(type="str", required=True),
         dhchap_key=dict(type="str", no_log=True),
         dhchap_ctrl_key=dict(type="str", no_log=True),
+        reauth=dict(type="bool", default=False),
     )),
     subsystems=dict(type="list", elements="dict", default=[], options=dict(
         nqn=dict(type="str", required=True),
