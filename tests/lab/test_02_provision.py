@@ -252,3 +252,32 @@ def test_apply_of_the_edit_keeps_existing_connections(lab, spec):
 
 # Reboots (target and GPU node) are proven with checksummed I/O running through them in
 # test_08_data_safety.py.
+
+
+def test_history_records_each_apply_of_this_story_without_a_secret(lab, state_dir):
+    """Every apply above left a run record (the state folder is private to this test run): the
+    newest is the ordered removal of `scratch`, exit 0, with gpu2's disconnect; no record holds
+    a byte of the lab's DH-HMAC-CHAP keys."""
+    code, hist, err = nvmeofctl_json("history", "--limit", "100")
+    assert code == 0, err
+    runs = hist["runs"]
+    # test_apply_fresh_lab, the second apply, --check of the edit, the edit, the refused removal,
+    # the removal (at least: earlier test files may add more)
+    assert len(runs) >= 6, runs
+    newest = runs[0]
+    assert (newest["mode"], newest["exit_code"]) == ("apply", 0), newest
+    refused = runs[1]
+    assert refused["exit_code"] == 2 and "--allow-disruptive" in (refused["error"] or ""), refused
+    code, record, err = nvmeofctl_json("history", "--show", newest["id"])
+    assert code == 0, err
+    gpu2 = next(h for h in record["hosts"] if h["host"] == "gpu2")
+    assert [c["action"] for c in gpu2["changes"]] == ["disconnect"], gpu2
+    assert any(p["name"] == "playbooks/site_ordered.yml" for p in record["phases"]), record["phases"]
+    keys = [p.read_text().strip() for p in (lab.dir / "secrets").glob("*.key")]
+    assert keys
+    files = list((state_dir / "runs").glob("*.json"))
+    assert len(files) == hist["total"]
+    for f in files:
+        text = f.read_text()
+        assert not any(k in text for k in keys), f
+        assert f.stat().st_mode & 0o077 == 0, f

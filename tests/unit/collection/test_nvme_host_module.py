@@ -20,6 +20,7 @@ from modrun import run_module  # noqa: E402
 from fakesys import CTRL_SECRET, NQN, SECRET, FakeNode  # noqa: E402
 
 from ansible_collections.nvmeofctl.fabric.plugins.modules import nvme_host as module  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils import nvme_host as module_nh  # noqa: E402
 
 RDMA = {"subsysnqn": NQN, "transport": "rdma", "traddr": "192.168.100.1", "trsvcid": "4420"}
 TCP = dict(RDMA, transport="tcp")
@@ -121,7 +122,9 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     assert (node.ctrl_dir / "nvme0" / "dhchap_secret").read_text() == new_key
     assert nvme_calls(node)[calls:] == []
     assert "AAECAwQFBgcICQoL" not in raw
-    # a rekey the kernel refuses fails with the kernel's words, not the secret
+    # a rekey the kernel refuses fails with the kernel's words, not the secret (after the
+    # bounded wait: a refusal can belong to an attempt that began before the new secret)
+    monkeypatch.setattr(module_nh, "REKEY_WAIT", 2)
     monkeypatch.setenv("FAKE_DMESG", "[{now}] nvme nvme0: qid 0: authentication failed, error 881")
     res, raw = run(monkeypatch, capsys, node.params(connections=[conn]))
     assert res["failed"] is True
@@ -242,3 +245,18 @@ def test_stuck_disconnect_is_bounded_and_names_the_controller_state(node, monkey
     monkeypatch.setenv("FAKE_NVME_MODE", "ok")
     again, _ = run(monkeypatch, capsys, node.params(connections=[], phase="release"), check=True)
     assert again["changes"] == []
+
+
+def test_rotated_secret_on_a_reconnecting_controller_is_a_rekey_too(node, monkeypatch, capsys):
+    """The target got the new key first and the controller lost its session meanwhile (state
+    connecting): the new secret goes to sysfs for its next attempt; no disconnect."""
+    conn = dict(RDMA, dhchap_secret=SECRET)
+    run(monkeypatch, capsys, node.params(connections=[conn]))
+    (node.ctrl_dir / "nvme0" / "state").write_text("connecting\n")
+    new_key = "DHHC-1:01:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"
+    pred, _ = run(monkeypatch, capsys, node.params(connections=[dict(conn, dhchap_secret=new_key)]), check=True)
+    assert [(c["action"], c["disruptive"]) for c in pred["changes"] if c["object"].startswith("connection:")] == [
+        ("rekey", False)]
+    (node.ctrl_dir / "nvme0" / "state").write_text("deleting\n")  # being deleted: a new path instead
+    pred, _ = run(monkeypatch, capsys, node.params(connections=[dict(conn, dhchap_secret=new_key)]), check=True)
+    assert [c["action"] for c in pred["changes"] if c["object"].startswith("connection:")] == ["connect"]

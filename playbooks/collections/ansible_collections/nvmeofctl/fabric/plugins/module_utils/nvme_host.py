@@ -403,6 +403,7 @@ def _tmo(v):
 
 # a new value for a secret that stays set: the kernel re-authenticates a live controller in place
 _REKEY_DIFFS = ("dhchap_secret changed", "dhchap_ctrl_secret changed")
+REKEY_STATES = ("live", "connecting", "resetting")
 
 
 def plan(desired, observed, etc="/etc/nvme"):
@@ -457,7 +458,10 @@ def plan(desired, observed, etc="/etc/nvme"):
                 remove.append((extra, k, "duplicate"))
         diffs = _mismatches(present[keep], conn, d)
         secret_only = [x for x in diffs if x in _REKEY_DIFFS]
-        if diffs and len(secret_only) == len(diffs) and present[keep].get("state") == "live":
+        # a live controller re-authenticates at once; one that lost its target meanwhile (for
+        # instance because the target got the new key first) uses the new secret on its next
+        # reconnect: either way no disconnect
+        if diffs and len(secret_only) == len(diffs) and present[keep].get("state") in REKEY_STATES:
             rekey.append((keep, k, conn, diffs))
         elif diffs:
             reconnect.append((keep, k, conn, diffs))
@@ -822,14 +826,15 @@ def _explain_auth(res, runner, since):
     return res
 
 
-REKEY_WAIT = 20
+REKEY_WAIT = 30
 
 
-def rekey(ctrl_dir, conn, attrs, runner=run, clock=uptime, wait=REKEY_WAIT, sleep=time.sleep):
-    """Give a live controller its new DH-HMAC-CHAP secret(s) through sysfs; the kernel then
-    re-authenticates it in place (no disconnect). Confirmed from the kernel log of this attempt
-    ("qid 0: authenticated"), bounded by ``wait`` seconds. Returns None or a one-line error
-    (never a secret)."""
+def rekey(ctrl_dir, conn, attrs, runner=run, clock=uptime, wait=None, sleep=time.sleep):
+    """Give a controller its new DH-HMAC-CHAP secret(s) through sysfs: a live one is
+    re-authenticated in place by the kernel, one that is reconnecting uses them on its next
+    attempt (no disconnect either way). Confirmed from the kernel log of this attempt ("qid 0:
+    authenticated", which both log), bounded by ``wait`` seconds. Returns None or a one-line
+    error (never a secret)."""
     since = clock()
     for attr in attrs:
         try:
@@ -840,21 +845,24 @@ def rekey(ctrl_dir, conn, attrs, runner=run, clock=uptime, wait=REKEY_WAIT, slee
     if since is None:
         return None
     name = os.path.basename(ctrl_dir)
+    wait = REKEY_WAIT if wait is None else wait
     deadline = time.monotonic() + wait
+    refused = ""
     while True:
         rc, out, _err, _t = runner(["dmesg"], 10)
-        if rc == 0:
-            for raw in out.splitlines():
-                m = _KMSG_RE.match(raw.strip())
-                if not m or float(m.group(1)) < since - 1.0 or (name + ":") not in m.group(2):
-                    continue
-                if _AUTH_FAILED_RE.search(m.group(2)):
-                    return "%s: re-authentication with the new secret failed (kernel: %s)" % (name, m.group(2))
-                if "qid 0: authenticated" in m.group(2):
-                    return None
-        else:
+        if rc != 0:
             return None  # no kernel log to confirm from: the write itself succeeded
+        for raw in out.splitlines():
+            m = _KMSG_RE.match(raw.strip())
+            if not m or float(m.group(1)) < since or (name + ":") not in m.group(2):
+                continue
+            if "qid 0: authenticated" in m.group(2):
+                return None
+            if _AUTH_FAILED_RE.search(m.group(2)):
+                refused = m.group(2)  # may be an attempt that began before the write: keep waiting
         if time.monotonic() >= deadline:
+            if refused:
+                return "%s: re-authentication with the new secret failed (kernel: %s)" % (name, refused)
             return ("%s: no re-authentication seen in the kernel log within %ds after setting the "
                     "new secret; controller state: %s" % (name, wait, controller_state(ctrl_dir)))
         sleep(1)
