@@ -34,6 +34,12 @@ class PreflightError(NvmeofctlError):
     exit_code = ExitCode.PREFLIGHT
 
 
+class DisruptiveRefused(NvmeofctlError):
+    """`apply` without --allow-disruptive met disruptive changes; it changed nothing."""
+
+    exit_code = ExitCode.DISRUPTIVE_REFUSED
+
+
 class LabError(NvmeofctlError):
     """A lab step failed (image build, VM start, SSH readiness)."""
 

@@ -137,11 +137,17 @@ def test_gpu2_sees_only_train(lab, spec):
 
 
 def test_gpu2_cannot_connect_to_ckpt_by_hand(lab, spec):
+    """The ACL refuses gpu2, and says so: the kernel names the subsystem and gpu2's host NQN
+    (the real refusal, tests/fixtures/nvme/nvme-connect-rdma-host-not-allowed.txt), not a
+    timeout or any other error."""
     gpu2 = lab.vm("gpu2")
+    ckpt = nqn_of(spec, "ckpt")
     rc, out, err = gpu2.rc(
-        f"timeout 60 nvme connect -t rdma -a 192.168.100.11 -s 4420 -n {nqn_of(spec, 'ckpt')}", timeout=90
+        f"timeout 60 nvme connect -t rdma -a 192.168.100.11 -s 4420 -n {ckpt}", timeout=90
     )
-    assert rc != 0, out + err
+    assert rc == 1 and "Input/output error" in out + err, (rc, out + err)
+    log = gpu2.run("dmesg | tail -20")  # the refusal is gpu2's latest kernel message
+    assert f"Connect for subsystem {ckpt} is not allowed, hostnqn: {spec.host('gpu2').host_nqn}" in log, log
     assert [c["nqn"] for c in controllers(gpu2).values()] == [nqn_of(spec, "train")]
     assert not by_uuid(gpu2, ns_uuid(spec, "ckpt"))
 
@@ -228,9 +234,10 @@ def test_apply_of_the_edit_keeps_existing_connections(lab, spec):
         assert gpu2_after[name] == c
     new = [c for n, c in gpu2_after.items() if n not in gpu2_before]
     assert [c["nqn"] for c in new] == [f"nqn.2024-01.io.nvmeofctl.{spec.name}:scratch"]
-    # and back to the lab spec: removing an export is disruptive, so it needs the flag
+    # and back to the lab spec: removing an export is disruptive, so it needs the flag (exit 7:
+    # disruptive changes refused, nothing changed)
     proc = nvmeofctl("apply", "-f", str(lab.spec))
-    assert proc.returncode == 2 and "--allow-disruptive" in proc.stderr, proc.stderr
+    assert proc.returncode == 7 and "--allow-disruptive" in proc.stderr, proc.stderr
     assert "scratch" in proc.stderr
     assert len(controllers(lab.vm("gpu2"))) == 2  # refused before touching anything
     gpu2 = lab.vm("gpu2")
@@ -267,11 +274,14 @@ def test_history_records_each_apply_of_this_story_without_a_secret(lab, state_di
     newest = runs[0]
     assert (newest["mode"], newest["exit_code"]) == ("apply", 0), newest
     refused = runs[1]
-    assert refused["exit_code"] == 2 and "--allow-disruptive" in (refused["error"] or ""), refused
+    assert refused["exit_code"] == 7 and "--allow-disruptive" in (refused["error"] or ""), refused
     code, record, err = nvmeofctl_json("history", "--show", newest["id"])
     assert code == 0, err
     gpu2 = next(h for h in record["hosts"] if h["host"] == "gpu2")
-    assert [c["action"] for c in gpu2["changes"]] == ["disconnect"], gpu2
+    # the release play's disconnect first, then the GPU play's boot-config rewrite
+    assert [c["action"] for c in gpu2["changes"]] == ["disconnect", "write", "write"], gpu2
+    assert gpu2["changes"][0]["object"].startswith("controller:nvme"), gpu2
+    assert [c["action"] for c in next(h for h in record["hosts"] if h["host"] == "tgt1")["changes"]][0] == "delete"
     assert any(p["name"] == "playbooks/site_ordered.yml" for p in record["phases"]), record["phases"]
     keys = [p.read_text().strip() for p in (lab.dir / "secrets").glob("*.key")]
     assert keys

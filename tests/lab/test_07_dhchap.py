@@ -132,8 +132,9 @@ def test_key_rotation_reauthenticates_in_place_under_a_running_reader(healthy_la
     name = _ctrl_of(gpu1, ckpt.nqn)
     cntlid = gpu1.run(f"cat /sys/class/nvme/{name}/cntlid").strip()
     dev = gpu1.run(f"readlink -f /dev/disk/by-id/nvme-uuid.{ns_uuid}").strip()
+    # rate-capped (see test_08): the VM must stay responsive for SSH while it reads
     reader = ("nohup fio --name=reader --filename=%s --rw=read --bs=64k --direct=1 --ioengine=libaio "
-              "--iodepth=4 --time_based --runtime=600 --output-format=json --output=/root/reader.json "
+              "--iodepth=2 --rate=2m --time_based --runtime=600 --output-format=json --output=/root/reader.json "
               ">/dev/null 2>&1 &" % dev)
     try:
         gpu1.run(reader)

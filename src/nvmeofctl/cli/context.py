@@ -6,7 +6,10 @@ import os
 import sys
 from dataclasses import dataclass
 
+import typer
 from rich.console import Console
+
+from nvmeofctl.exitcodes import ExitCode
 
 
 @dataclass
@@ -15,6 +18,15 @@ class Globals:
 
 
 GLOBALS = Globals()
+
+
+def finish(code: ExitCode) -> None:
+    """End a command with its outcome when that is not OK (health degraded, some hosts failed).
+
+    Errors raise an ``errors.NvmeofctlError`` subclass instead. ``typer.Exit`` serves both
+    ``cli.main.run`` (click hands the code back, run() exits with it) and typer's CliRunner."""
+    if code != ExitCode.OK:
+        raise typer.Exit(code)
 
 
 def stderr_console() -> Console:

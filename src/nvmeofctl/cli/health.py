@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from nvmeofctl.cli.context import stderr_console, stdout_console
-from nvmeofctl.cli.limit import parse_limit
+from nvmeofctl.cli.context import finish, stderr_console, stdout_console
+from nvmeofctl.cli.limit import LimitOpt, parse_limit
+from nvmeofctl.cli.output import output_option
 from nvmeofctl.cli.spec import InsecureSecretPermsOpt
 from nvmeofctl.health import expect as expect_mod
 from nvmeofctl.health import runner
@@ -17,14 +17,7 @@ from nvmeofctl.health.model import exit_code_for
 from nvmeofctl.remote import ssh
 from nvmeofctl.report import health as health_report
 from nvmeofctl.report import prometheus
-from nvmeofctl.report.output import emit_json
-
-
-class HealthOutput(str, Enum):
-    table = "table"
-    json = "json"
-    prometheus = "prometheus"
-
+from nvmeofctl.report.output import OutputFormat, emit_json
 
 HELP = """Check the fabric and NVMe-oF state of every host in the spec (read-only).
 
@@ -36,9 +29,12 @@ Exit codes:
   10  degraded (any warn)
   11  unhealthy (any fail)
   6   some host unreachable: the result is incomplete, so 6 wins over 11/10
+  4   some host refused SSH (host key changed or unknown, login refused): incomplete too, wins over 11/10
+  3   invalid spec (missing file, bad YAML, invalid field)
+  130 interrupted (Ctrl-C)
 \b
 Prometheus (--output prometheus, node_exporter textfile format):
-  nvmeofctl_health_check{host,check,device} = 0 ok, 1 warn, 2 fail, -1 na, 3 unreachable
+  nvmeofctl_health_check{host,check,device} = 0 ok, 1 warn, 2 fail, -1 na, 3 unreachable, 4 refused
 
 \b
 Example:
@@ -52,34 +48,30 @@ def register(app: typer.Typer) -> None:
     app.command("health", help=HELP)(health_command)
 
 
-def _limit(exp: expect_mod.Expectations, limit: Optional[str]) -> list[str]:
-    return parse_limit(limit, exp.order) or exp.order
-
-
 def health_command(
-    file: Path = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=True, dir_okay=False),
-    output: HealthOutput = typer.Option(HealthOutput.table, "--output", "-o", help="table | json | prometheus"),
+    file: Path = typer.Option(..., "--file", "-f", help="Cluster spec (YAML)."),
+    output: OutputFormat = output_option(
+        OutputFormat.table, OutputFormat.json, OutputFormat.prometheus, help="table | json | prometheus"
+    ),
     perf: bool = typer.Option(False, "--perf", help="Also run rping + ib_write_bw for every GPU node/target pair."),
-    limit: Optional[str] = typer.Option(None, "--limit", help="Comma-separated host names to check."),
+    limit: Optional[str] = LimitOpt,
     window: float = typer.Option(3.0, "--window", min=0, max=300, help="Seconds between the two counter samples."),
     problems_only: bool = typer.Option(False, "--problems", help="Table: hide ok and na rows."),
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
     spec = expect_mod.load_spec(str(file), insecure_secret_perms=insecure_secret_perms)
     exp = expect_mod.expectations_from_spec(spec)
-    names = _limit(exp, limit)
+    names = parse_limit(limit, exp.order)
     if limit is not None:  # checks only see the limited hosts; fleet checks compare those
         exp = expect_mod.Expectations(exp.fabric, {n: exp.hosts[n] for n in names})
     err = stderr_console()
     targets = runner.ssh_targets(spec, names)
     err.print(f"probing {len(names)} host(s), counter window {window:g}s ...", markup=False)
     rep = runner.health(exp, targets, window=window, do_perf=perf, run_many=ssh.run_many, run_on=ssh.run_on)
-    if output == HealthOutput.json:
+    if output == OutputFormat.json:
         emit_json(health_report.payload(rep.findings, rep.perf, exp.order, window))
-    elif output == HealthOutput.prometheus:
+    elif output == OutputFormat.prometheus:
         typer.echo(prometheus.render(rep.findings, rep.perf, exp.order), nl=False)
     else:
         health_report.render_table(stdout_console(), rep.findings, rep.perf, exp.order, show_ok=not problems_only)
-    # SystemExit, not typer.Exit: cli.main.run() runs click with standalone_mode=False, which
-    # returns (and so drops) typer.Exit codes.
-    raise SystemExit(int(exit_code_for(rep.findings)))
+    finish(exit_code_for(rep.findings))

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nvmeofctl.cli.context import stderr_console, stdout_console
+from nvmeofctl.cli.output import output_option
 from nvmeofctl.report.output import OutputFormat, emit_json
 from nvmeofctl.run import records
 
@@ -121,7 +122,7 @@ def _render_record(out: Console, record: dict[str, Any]) -> None:
 
 def history_command(
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most N runs (newest first)."),
-    output: OutputFormat = typer.Option(OutputFormat.table, "--output", "-o", help="table (people) or json (scripts)."),
+    output: OutputFormat = output_option(),
     show: Optional[str] = typer.Option(None, "--show", metavar="ID", help="Print one run in full (id or a unique prefix)."),
 ) -> None:
     if show is not None:

@@ -9,8 +9,10 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from nvmeofctl.cli.context import progress_printer, stderr_console, stdout_console
+from nvmeofctl.cli.context import finish, progress_printer, stderr_console, stdout_console
+from nvmeofctl.cli.output import output_option
 from nvmeofctl.errors import LabError, UsageError
+from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.lab.manager import LabManager, VmStatus
 from nvmeofctl.report.output import OutputFormat, emit_json
 
@@ -26,8 +28,6 @@ app = typer.Typer(
 NameOpt = typer.Option(
     os.environ.get("NVMEOFCTL_LAB", "lab"), "--name", "-n", help="Lab name (env NVMEOFCTL_LAB).", show_default=True
 )
-
-
 
 
 def _render(statuses: list[VmStatus], output: OutputFormat, lab_name: str, spec: str | None = None) -> None:
@@ -61,7 +61,7 @@ def up(
     fresh: bool = typer.Option(False, "--fresh", help="Return every VM to its pristine booted state."),
     memory: int = typer.Option(768, "--memory", help="MiB of RAM per VM.", min=384),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Debian mirror (default: the one apt uses here)."),
-    output: OutputFormat = typer.Option(OutputFormat.table, "--output", "-o"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Build the image if needed, then start the lab's VMs and wait until each answers SSH.
 
@@ -110,7 +110,7 @@ def destroy(
 @app.command()
 def status(
     name: str = NameOpt,
-    output: OutputFormat = typer.Option(OutputFormat.table, "--output", "-o"),
+    output: OutputFormat = output_option(),
 ) -> None:
     """Show each VM: running, SSH-ready, endpoints, saved states. Exit 0 only when all are ready.
 
@@ -119,8 +119,7 @@ def status(
     mgr = LabManager(name)
     statuses = mgr.status()
     _render(statuses, output, name, str(mgr.lab.spec_file) if mgr.lab.spec_file.exists() else None)
-    if not all(s.ssh_ready for s in statuses):
-        raise typer.Exit(6)
+    finish(ExitCode.OK if all(s.ssh_ready for s in statuses) else ExitCode.UNREACHABLE)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -1,20 +1,25 @@
-"""`--limit HOSTS`: the one parser for every command that takes it."""
+"""`--limit HOSTS`: the one option and the one parser for every command that takes it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import typer
+
 from nvmeofctl.errors import UsageError
 
+LimitOpt = typer.Option(None, "--limit", "-l", metavar="HOSTS", help="Only these hosts (comma-separated names).")
 
-def parse_limit(limit: str | None, known: Sequence[str]) -> list[str] | None:
-    """The host names `--limit` selects, in spec order; None when the option is absent.
+
+def parse_limit(limit: str | None, known: Sequence[str]) -> list[str]:
+    """The host names a command covers, in spec order: those `--limit` names, or every host in
+    ``known`` when the option is absent.
 
     A value that names no host (`--limit ,`, `--limit ''`) is a usage error, never "all hosts"
     and never "no hosts": either would make the command do something other than what was asked.
     """
     if limit is None:
-        return None
+        return list(known)
     names = [n.strip() for n in limit.split(",") if n.strip()]
     if not names:
         raise UsageError(f"--limit {limit!r} names no host (hosts: {', '.join(known)})")

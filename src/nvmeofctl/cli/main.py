@@ -31,7 +31,7 @@ app = typer.Typer(
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"nvmeofctl {__version__}")
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()
@@ -67,39 +67,52 @@ except ImportError:  # pragma: no cover
     pass
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Console-script entry point: maps expected errors to one line and an exit code."""
-    try:
-        rc = app(args=argv, standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
-    except NvmeofctlError as exc:
-        console = stderr_console()
+def exit_code_for_exception(exc: BaseException) -> int:
+    """Say what ended the command on stderr (one line; the traceback only with -v) and return
+    its exit code. SystemExit (signals: 128 + n) never comes here: it passes through run()."""
+    console = stderr_console()
+    if isinstance(exc, NvmeofctlError):
         for line in str(exc).splitlines() or [type(exc).__name__]:
             console.print(f"error: {line}", markup=False)
         if GLOBALS.verbose:
-            traceback.print_exc()
-        sys.exit(int(exc.exit_code))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        stderr_console().print("aborted", markup=False)
-        sys.exit(int(ExitCode.USAGE))
+            traceback.print_exception(exc)
+        return exc.exit_code
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    # Ctrl-C: newer typer hands back Exit(130) (see run()), older typer raises Abort from it
+    if isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, typer.Abort) and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+    ):
+        console.print("interrupted", markup=False)
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, typer.Abort):
+        console.print("aborted", markup=False)
+        return ExitCode.USAGE
+    if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors (bad option, value)
+        exc.show()
+        return ExitCode.USAGE
+    console.print(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", markup=False)
+    if GLOBALS.verbose:
+        traceback.print_exception(exc)
+    return ExitCode.INTERNAL
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Console-script entry point: runs the app; returns 0 on success, else exits with the code
+    (exitcodes.py)."""
+    try:
+        rc = app(args=argv, standalone_mode=False)  # click hands back a typer.Exit's code
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        stderr_console().print("interrupted", markup=False)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback with -v
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors
-            exc.show()
-            sys.exit(int(ExitCode.USAGE) if exc.exit_code == 2 else int(exc.exit_code))
-        console = stderr_console()
-        console.print(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", markup=False)
-        if GLOBALS.verbose:
-            traceback.print_exc()
-        sys.exit(int(ExitCode.INTERNAL))
-    return 0
+    except BaseException as exc:  # noqa: BLE001 - every way out gets its code in one place
+        rc = exit_code_for_exception(exc)
+    else:
+        rc = rc if isinstance(rc, int) else ExitCode.OK
+        if rc == ExitCode.INTERRUPTED:
+            stderr_console().print("interrupted", markup=False)
+    if rc != ExitCode.OK:
+        sys.exit(int(rc))
+    return ExitCode.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

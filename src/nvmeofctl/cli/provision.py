@@ -9,10 +9,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from nvmeofctl.cli.context import progress_printer, stdout_console
-from nvmeofctl.cli.limit import parse_limit
+from nvmeofctl.cli.context import finish, progress_printer, stderr_console, stdout_console
+from nvmeofctl.cli.limit import LimitOpt, parse_limit
+from nvmeofctl.cli.output import output_option
 from nvmeofctl.cli.spec import InsecureSecretPermsOpt
-from nvmeofctl.errors import NvmeofctlError, PreflightError, UsageError
+from nvmeofctl.errors import DisruptiveRefused, NvmeofctlError, PreflightError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.facts.hoststate import gather
 from nvmeofctl.plan.desired import host_vars
@@ -27,16 +28,9 @@ from nvmeofctl.run.runner import run_playbook
 from nvmeofctl.spec import load_spec
 
 FileOpt = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=False)
-LimitOpt = typer.Option(None, "--limit", "-l", help="Only these hosts (comma-separated names).")
-OutputOpt = typer.Option(OutputFormat.table, "--output", "-o", help="table (people) or json (scripts).")
+OutputOpt = output_option()
 
 _SYMBOL = {"create": "+", "connect": "+", "update": "~", "reconnect": "~", "delete": "-", "disconnect": "-"}
-
-
-
-
-def _limit(spec, limit: str | None) -> list[str] | None:
-    return parse_limit(limit, [h.name for h in spec.hosts])
 
 
 StrictOpt = typer.Option(
@@ -53,19 +47,16 @@ def _read_hosts(spec, names, say, strict: bool) -> tuple[dict[str, dict], Select
     Hosts that are unreachable or fail preflight (a changed host key included: never retried,
     never accepted) are left out of the run, with the GPU nodes that connect to a target left
     out; with ``strict`` any such host stops the command before a change."""
-    hosts = names or [h.name for h in spec.hosts]
-    say(f"reading {len(hosts)} host(s): {', '.join(hosts)}")
+    say(f"reading {len(names)} host(s): {', '.join(names)}")
     states = gather(spec, names)
     problems = evaluate(spec, states)
-    selection = select_hosts(spec, hosts, problems)
+    selection = select_hosts(spec, names, problems)
     if problems and (strict or not selection.run):
-        unreachable = [p for p in problems if p.kind == "unreachable"]
-        code = ExitCode.UNREACHABLE if unreachable else ExitCode.PREFLIGHT
-        raise NvmeofctlError("\n".join(f"preflight: {p}" for p in problems), exit_code=code)
+        raise PreflightError("\n".join(f"preflight: {p}" for p in problems), exit_code=selection.exit_code)
     for s in selection.skipped:
         say(f"{s.host}: {s.status}: {s.reason}")
     if selection.skipped:
-        say(f"going on with {len(selection.run)} of {len(hosts)} host(s): {', '.join(selection.run)} "
+        say(f"going on with {len(selection.run)} of {len(names)} host(s): {', '.join(selection.run)} "
             "(--strict: all or nothing)")
     else:
         say("preflight ok: every host has the tools, kernel modules and features the spec needs")
@@ -103,10 +94,17 @@ def plan_cmd(
     Reads every host (read-only, one SSH session each) and diffs with the same code the
     modules run. Changes nothing.
 
+    \b
+    Exit codes (as `apply`; see README "Exit codes"):
+      0    planned (disruptive changes are shown, `apply` refuses them with 7)
+      3    invalid spec (missing file, bad YAML, invalid field)
+      4    preflight failed (host key changed or unknown, SSH login, missing tool or feature)
+      6    hosts unreachable
+
     Example: nvmeofctl plan -f cluster.yaml --output json
     """
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
-    names = _limit(spec, limit)
+    names = parse_limit(limit, [h.name for h in spec.hosts])
     say = progress_printer()
     observed, selection = _read_hosts(spec, names, say, strict)
     plan = make_plan(spec, observed)
@@ -116,9 +114,7 @@ def plan_cmd(
         _render_plan(plan, "plan")
         for s in selection.skipped:
             stdout_console().print(f"{s.host} ({s.role}): not planned: {s.status}: {s.reason}", markup=False)
-    code = worst(selection.exit_code, ExitCode.PREFLIGHT if any(h.error for h in plan.hosts) else ExitCode.OK)
-    if code != ExitCode.OK:
-        raise typer.Exit(int(code))
+    finish(worst(selection.exit_code, ExitCode.PREFLIGHT if any(h.error for h in plan.hosts) else ExitCode.OK))
 
 
 def apply_cmd(
@@ -138,8 +134,17 @@ def apply_cmd(
     Idempotent: a second apply changes nothing. Disruptive changes (anything that can drop a
     GPU node's I/O) are refused unless --allow-disruptive is given. A host that is unreachable or
     fails preflight is left untouched (and so are the GPU nodes that connect to it, if it is a
-    target) while the others are configured; --strict stops everything instead. Exit code: the
-    worst outcome, 6 hosts unreachable, 5 tasks failed, 4 preflight failed, 0 all done.
+    target) while the others are configured; --strict stops everything instead.
+
+    \b
+    Exit codes (the worst outcome):
+      0    all done
+      3    invalid spec (missing file, bad YAML, invalid field)
+      4    preflight failed (host key changed or unknown, SSH login, missing tool or feature)
+      5    tasks failed on some hosts
+      6    hosts unreachable
+      7    disruptive changes refused (no --allow-disruptive): nothing changed
+      130  interrupted (Ctrl-C); other signals 128+n
 
     Example: nvmeofctl apply -f cluster.yaml --check
     """
@@ -147,18 +152,16 @@ def apply_cmd(
     started = time.time()
     error = None
     try:
-        _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict)
+        rec["code"] = _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict)
     except NvmeofctlError as exc:
         rec["code"], error = exc.exit_code, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise
-    except typer.Exit as exc:
-        rec["code"] = exc.exit_code
-        raise
     except KeyboardInterrupt:
-        rec["code"], error = 130, "interrupted"
+        rec["code"], error = ExitCode.INTERRUPTED, "interrupted"
         raise
-    except BaseException as exc:  # signals (128+n) and bugs: still leave a record
-        rec["code"] = getattr(exc, "code", None) or ExitCode.INTERNAL
+    except BaseException as exc:  # signals (SystemExit 128+n) and bugs: still leave a record
+        code = getattr(exc, "code", None)
+        rec["code"] = code if isinstance(code, int) and code else ExitCode.INTERNAL
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
@@ -167,15 +170,16 @@ def apply_cmd(
             spec_path=file, check=check, allow_disruptive=allow_disruptive, limit=limit, strict=strict,
             plan=rec["plan"].to_dict() if rec["plan"] is not None else None,
             skipped=[s.to_dict() for s in sel.skipped] if sel is not None else [],
-            hosts=rec["rows"], exit_code=int(rec["code"]) if isinstance(rec["code"], int) else 1, error=error,
+            hosts=rec["rows"], exit_code=int(rec["code"]), error=error,
             started=started, finished=time.time(), phases=rec["phases"],
             warn=lambda m: stderr_console().print(f"warning: {m}", markup=False),
         )
+    finish(rec["code"])
 
 
-def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict) -> None:
-    """The body of `apply`; fills ``rec`` (plan, selection, rows, exit code, phase timings) as it
-    goes, for the run record."""
+def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict) -> ExitCode:
+    """The body of `apply`; fills ``rec`` (plan, selection, rows, phase timings) as it goes, for
+    the run record, and returns the run's exit code."""
     t0 = time.monotonic()
 
     def phase(name: str) -> None:
@@ -185,7 +189,7 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
         t0 = now
 
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
-    names = _limit(spec, limit)
+    names = parse_limit(limit, [h.name for h in spec.hosts])
     say = progress_printer()
     observed, selection = _read_hosts(spec, names, say, strict)
     rec["selection"] = selection
@@ -198,7 +202,7 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
     say(f"plan: {len(plan.changes)} change(s), {len(plan.disruptive)} disruptive")
     if plan.disruptive and not allow_disruptive and not check:
         lines = [f"{c.host}: {c.object}: {c.detail} ({c.reason})" for c in plan.disruptive]
-        raise UsageError(
+        raise DisruptiveRefused(
             f"{len(lines)} disruptive change(s) need --allow-disruptive (see `nvmeofctl plan`):\n" + "\n".join(lines)
         )
     hv = host_vars(spec, in_run=set(selection.run))
@@ -223,7 +227,7 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
     stopped_by = [h for h in order.release if result.host_status(h) in ("failed", "unreachable")]
     rows = []
     for host in spec.hosts:
-        if names and host.name not in names:
+        if host.name not in names:
             continue
         if host.name in skipped:
             rows.append({**skipped[host.name].to_dict(), "changed_tasks": 0, "changes": []})
@@ -239,7 +243,7 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
             "changed_tasks": st.get("changed", 0), "changes": changes, "failure": failure or None,
         })
     code = worst(selection.exit_code, result.exit_code)
-    rec["rows"], rec["code"] = rows, code
+    rec["rows"] = rows
     if output == OutputFormat.json:
         emit_json({"spec": str(file), "check": check, "exit_code": int(code),
                    "order": {"playbook": order.playbook, "release": order.release, "why": order.why or None},
@@ -259,8 +263,7 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
                     f"  {r['host']}: {_SYMBOL.get(c.get('action'), '*')} {c.get('object')}: {c.get('detail')}{flag}",
                     markup=False,
                 )
-    if code != ExitCode.OK:
-        raise typer.Exit(int(code))
+    return code
 
 
 def register(app: typer.Typer) -> None:

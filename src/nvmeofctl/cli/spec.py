@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from nvmeofctl.cli.context import stderr_console
-from nvmeofctl.exitcodes import ExitCode
+from nvmeofctl.cli.context import finish, stderr_console
+from nvmeofctl.cli.output import output_option
+from nvmeofctl.report.output import OutputFormat, emit_json
 from nvmeofctl.spec import ClusterSpec, SpecValidationError, load_spec
-
-SCHEMA_VERSION = 1
 
 INSECURE_SECRET_PERMS_HELP = (
     "accept DH-HMAC-CHAP secret files readable by group/other or owned by another user (not recommended)"
@@ -26,11 +23,6 @@ app = typer.Typer(
     help="Validate a cluster spec or print its JSON Schema.\n\nExample: nvmeofctl spec validate cluster.yaml",
     no_args_is_help=True,
 )
-
-
-class Output(str, Enum):
-    table = "table"
-    json = "json"
 
 
 def _n(count: int, word: str, plural: str | None = None) -> str:
@@ -47,9 +39,9 @@ def summary_line(file: str, spec: ClusterSpec) -> str:
 
 
 def summary_json(file: str, spec: ClusterSpec) -> dict[str, Any]:
-    """What the spec resolves to, derived IDs included; secrets only as 'configured' flags."""
+    """What the spec resolves to, derived IDs included; secrets only as 'configured' flags
+    (``emit_json`` adds ``schema_version``)."""
     return {
-        "schema_version": SCHEMA_VERSION,
         "file": file,
         "valid": True,
         "name": spec.name,
@@ -100,7 +92,7 @@ def summary_json(file: str, spec: ClusterSpec) -> dict[str, Any]:
 @app.command("validate")
 def validate(
     file: Path = typer.Argument(..., metavar="FILE", help="Cluster spec (YAML)."),
-    output: Output = typer.Option(Output.table, "--output", "-o", help="table: one summary line; json: details."),
+    output: OutputFormat = output_option(help="table: one summary line; json: details."),
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
     """Check a cluster spec: every problem is one `FILE:LINE PATH: message` line (exit 3).
@@ -111,19 +103,16 @@ def validate(
     try:
         spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     except SpecValidationError as exc:
-        if output is Output.json:
-            doc = {"schema_version": SCHEMA_VERSION, "file": shown, "valid": False,
-                   "errors": [d.as_dict() for d in exc.details]}
-            typer.echo(json.dumps(doc, indent=2))
+        if output is OutputFormat.json:
+            emit_json({"file": shown, "valid": False, "errors": [d.as_dict() for d in exc.details]})
         else:
             console = stderr_console()
             for line in exc.issues:
                 console.print(f"error: {line}", markup=False)
-        # sys.exit, not typer.Exit: run() calls the app with standalone_mode=False, where a
-        # typer.Exit code is returned (and dropped) instead of raised.
-        sys.exit(int(ExitCode.INVALID_SPEC))
-    if output is Output.json:
-        typer.echo(json.dumps(summary_json(shown, spec), indent=2))
+        finish(exc.exit_code)
+        return
+    if output is OutputFormat.json:
+        emit_json(summary_json(shown, spec))
     else:
         typer.echo(summary_line(shown, spec))
 

@@ -38,14 +38,20 @@ def run_checks(
     exp: Expectations,
     unreachable: Mapping[str, str] | None = None,
     probe_errors: Mapping[str, str] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> list[Finding]:
-    """All findings: one ``unreachable`` finding per unreachable host, the rest checked as usual.
+    """All findings: one ``unreachable`` finding per host that did not answer SSH, one ``refused``
+    per host that refused us (host key, login), the rest checked as usual.
 
     A check that raises is a bug; it becomes one ``fail`` finding instead of hiding the others."""
     out: list[Finding] = []
     for host, reason in (unreachable or {}).items():
         out.append(Finding(host, "ssh", Status.unreachable, reason, "reachable over SSH",
                            "check the address, key and known_hosts in the spec; is the host up?"))
+    for host, reason in (refused or {}).items():
+        out.append(Finding(host, "ssh", Status.refused, reason, "host key pinned in known_hosts, login accepted",
+                           "pin the host's key in the spec's known_hosts (never disable checking); "
+                           "check ssh.user and ssh.key"))
     for host, err in (probe_errors or {}).items():
         out.append(finding(host, "probe", Status.fail, err, "probe completes",
                            "run the probe by hand with -v; see stderr"))

@@ -24,6 +24,7 @@ class HealthReport:
     findings: list[Finding] = field(default_factory=list)
     perf: list[perf_mod.PerfResult] | None = None
     window_s: float = 3.0
+    refused: dict[str, str] = field(default_factory=dict)  # host key or login refused (ssh.REFUSED_KINDS)
 
 
 def ssh_targets(spec: Any, names: list[str]) -> dict[str, ssh.SshTarget]:
@@ -37,7 +38,8 @@ def gather(
     window: float,
     *,
     run_many: Callable[..., dict] | None = None,
-) -> tuple[dict[str, HostFacts], dict[str, str], dict[str, str]]:
+) -> tuple[dict[str, HostFacts], dict[str, str], dict[str, str], dict[str, str]]:
+    """Probe every host: (facts, unreachable, probe errors, refused), the last three host -> reason."""
     run_many = run_many or ssh.run_many
     by_name = {t.name: t for t in targets.values()}
     results = run_many(
@@ -49,10 +51,13 @@ def gather(
     facts: dict[str, HostFacts] = {}
     unreachable: dict[str, str] = {}
     errors: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for name in by_name:
         r = results.get(name)
         if r is None:
             unreachable[name] = "no result"
+        elif isinstance(r, ssh.Unreachable) and r.refused:
+            refused[name] = r.reason
         elif isinstance(r, ssh.Unreachable) or not hasattr(r, "stdout"):
             unreachable[name] = getattr(r, "reason", "unreachable")
         else:
@@ -61,7 +66,7 @@ def gather(
             if r.rc != 0 or not f.complete:
                 tail = (r.stderr or "").strip().splitlines()[-1:] or ["no end marker"]
                 errors[name] = f"probe rc={r.rc}: {tail[0]}"
-    return facts, unreachable, errors
+    return facts, unreachable, errors, refused
 
 
 def health(
@@ -73,11 +78,11 @@ def health(
     run_many: Callable[..., dict] | None = None,
     run_on: Callable[..., object] | None = None,
 ) -> HealthReport:
-    facts, unreachable, errors = gather(exp, targets, window, run_many=run_many)
-    rep = HealthReport(exp, facts, unreachable, errors, window_s=window)
-    rep.findings = run_checks(facts, exp, unreachable, errors)
+    facts, unreachable, errors, refused = gather(exp, targets, window, run_many=run_many)
+    rep = HealthReport(exp, facts, unreachable, errors, window_s=window, refused=refused)
+    rep.findings = run_checks(facts, exp, unreachable, errors, refused)
     if do_perf:
         rep.perf = perf_mod.run_perf(exp, facts, targets, run_on=run_on or ssh.run_on,
-                                     unreachable=set(unreachable))
+                                     unreachable=set(unreachable) | set(refused))
         rep.findings += perf_mod.to_findings(rep.perf)
     return rep

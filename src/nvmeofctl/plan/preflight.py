@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nvmeofctl.remote.nvme_cli import parse_version
+from nvmeofctl.remote.ssh import REFUSED_KINDS
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def evaluate(spec, states) -> list[Problem]:
     for name, st in states.items():
         host = spec.host(name)
         if not st.reachable:
-            kind = "hostkey" if st.error_kind in ("hostkey", "auth") else "unreachable"
+            kind = "hostkey" if st.error_kind in REFUSED_KINDS else "unreachable"
             hint = {
                 "hostkey": " (pin the host's key in the spec's known_hosts; never disable checking)",
                 "auth": " (check ssh.user and ssh.key in the spec)",

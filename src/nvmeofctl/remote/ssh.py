@@ -61,6 +61,12 @@ class CommandResult:
         return self.rc == 0
 
 
+# Failure kinds where the host answered but refused us (its key changed or is not pinned, or it
+# refused the login): a person must act, retrying cannot help. `apply` (preflight) and `health`
+# both report these as exit 4 (ExitCode.PREFLIGHT), a host that did not answer as 6.
+REFUSED_KINDS = frozenset({"hostkey", "auth"})
+
+
 @dataclass
 class Unreachable:
     """The host could not be reached or refused us; ``reason`` is one line for the user."""
@@ -70,6 +76,11 @@ class Unreachable:
     kind: str = "unreachable"  # unreachable | hostkey | auth
     elapsed: float = 0.0
     ok: bool = field(default=False, init=False)
+
+    @property
+    def refused(self) -> bool:
+        """The host answered but refused us (``REFUSED_KINDS``), rather than not answering."""
+        return self.kind in REFUSED_KINDS
 
 
 class SshError(Exception):

@@ -11,7 +11,7 @@ from rich.text import Text
 from nvmeofctl.health.model import Finding, Status, exit_code_for, overall_status, sort_findings
 
 STYLE = {Status.ok: "green", Status.warn: "yellow", Status.fail: "bold red", Status.na: "dim",
-         Status.unreachable: "bold magenta"}
+         Status.unreachable: "bold magenta", Status.refused: "bold magenta"}
 
 
 def payload(findings: list[Finding], perf: list | None = None, host_order: list[str] | None = None,

@@ -7,12 +7,17 @@ import sys
 from enum import Enum
 from typing import Any
 
+# the one version of every JSON document nvmeofctl prints (plan, apply, health, spec validate,
+# history, lab status)
 SCHEMA_VERSION = 1
 
 
 class OutputFormat(str, Enum):
+    """Every output format; each command accepts its own subset (``cli.output.output_option``)."""
+
     table = "table"
     json = "json"
+    prometheus = "prometheus"  # health only: node_exporter textfile format
 
 
 def to_json(payload: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """node_exporter textfile-collector output for ``nvmeofctl health --output prometheus``.
 
-Values of ``nvmeofctl_health_check``: ok=0 warn=1 fail=2 na=-1 unreachable=3."""
+Values of ``nvmeofctl_health_check``: ok=0 warn=1 fail=2 na=-1 unreachable=3 refused=4."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def _labels(**kv: str | None) -> str:
 
 def render(findings: list[Finding], perf: list | None = None, host_order: list[str] | None = None) -> str:
     lines = [
-        "# HELP nvmeofctl_health_check Result of one health check: 0 ok, 1 warn, 2 fail, -1 not applicable, 3 unreachable.",
+        "# HELP nvmeofctl_health_check Result of one health check: 0 ok, 1 warn, 2 fail, -1 not applicable, "
+        "3 unreachable, 4 refused (SSH host key or login).",
         "# TYPE nvmeofctl_health_check gauge",
     ]
     seen: set[str] = set()
@@ -32,7 +33,7 @@ def render(findings: list[Finding], perf: list | None = None, host_order: list[s
         "# HELP nvmeofctl_health_host_up 1 if the host answered the probe over SSH, else 0.",
         "# TYPE nvmeofctl_health_host_up gauge",
     ]
-    down = {f.host for f in findings if f.status == Status.unreachable}
+    down = {f.host for f in findings if f.status in (Status.unreachable, Status.refused)}
     for h in hosts:
         if h == "fleet":
             continue
@@ -47,7 +48,8 @@ def render(findings: list[Finding], perf: list | None = None, host_order: list[s
                 lines.append(f"nvmeofctl_perf_rdma_write_gbps{_labels(gpu_node=p.gpu_node, target=p.target)} "
                              f"{p.bw.bw_avg_gbps:.6g}")
     lines += [
-        "# HELP nvmeofctl_health_exit_code Exit code of the health run: 0 healthy, 10 degraded, 11 unhealthy, 6 unreachable.",
+        "# HELP nvmeofctl_health_exit_code Exit code of the health run: 0 healthy, 10 degraded, 11 unhealthy, "
+        "6 unreachable, 4 refused.",
         "# TYPE nvmeofctl_health_exit_code gauge",
         f"nvmeofctl_health_exit_code {int(exit_code_for(findings))}",
     ]

@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nvmeofctl.errors import NvmeofctlError
-from nvmeofctl.exitcodes import ExitCode
+from nvmeofctl.errors import PreflightError
+from nvmeofctl.exitcodes import for_signal
 from nvmeofctl.lab.paths import cache_root
 
 OWNER_FILE = "owner.json"
@@ -87,17 +87,15 @@ def make_dirs_0700(path: Path) -> None:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and missing parents) with mode 0700, then check that it is a directory
-    owned by the effective user with no group/other permission bits. Raises NvmeofctlError."""
+    owned by the effective user with no group/other permission bits. Raises PreflightError."""
     try:
         make_dirs_0700(path)
     except OSError as exc:
-        raise NvmeofctlError(f"cannot create the private run folder {exc.filename or path}: {exc.strerror}",
-                             exit_code=ExitCode.PREFLIGHT) from None
+        raise PreflightError(f"cannot create the private run folder {exc.filename or path}: {exc.strerror}") from None
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise NvmeofctlError(f"cannot use the private run folder {path}: {exc.strerror}",
-                             exit_code=ExitCode.PREFLIGHT) from None
+        raise PreflightError(f"cannot use the private run folder {path}: {exc.strerror}") from None
     euid = os.geteuid()
     problem = fix = ""
     if not stat.S_ISDIR(st.st_mode):
@@ -109,10 +107,7 @@ def ensure_private_dir(path: Path) -> Path:
         problem = f"is open to group/other (mode {stat.S_IMODE(st.st_mode):04o})"
         fix = f"run `chmod 700 {path}`"
     if problem:
-        raise NvmeofctlError(
-            f"refusing to keep DH-HMAC-CHAP keys in {path}: it {problem}; {fix}",
-            exit_code=ExitCode.PREFLIGHT,
-        )
+        raise PreflightError(f"refusing to keep DH-HMAC-CHAP keys in {path}: it {problem}; {fix}")
     return Path(path)
 
 
@@ -270,7 +265,7 @@ class _SignalCleanup:
             prev(signum, frame)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
+        raise SystemExit(for_signal(signum))
 
 
 @contextmanager
@@ -284,7 +279,7 @@ def private_run_dir(
 ) -> Iterator[Path]:
     """A fresh 0700 directory `<parent>/<prefix>-XXXXXXXX` for one run, removed on exit.
 
-    parent: default `runs_parent(environ)`; created 0700, refused (NvmeofctlError) when it is
+    parent: default `runs_parent(environ)`; created 0700, refused (PreflightError) when it is
     not ours or is open to group/other. On entry, run directories of ended processes are
     removed. While inside, SIGHUP/SIGTERM/SIGINT remove the directory before ending the process
     (see _SignalCleanup); the previous handlers come back on exit.

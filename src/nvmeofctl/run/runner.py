@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nvmeofctl.errors import NvmeofctlError
-from nvmeofctl.exitcodes import ExitCode
+from nvmeofctl.exitcodes import ExitCode, for_signal
 from nvmeofctl.resources import collections_dir, playbooks_dir
 from nvmeofctl.run.inventory import unsafe_yaml
 from nvmeofctl.run.rundir import private_run_dir, remove_tree
@@ -219,7 +219,7 @@ def run_playbook(
         if received:
             if received[0] == signal.SIGINT:
                 raise KeyboardInterrupt
-            raise SystemExit(128 + received[0])
+            raise SystemExit(for_signal(received[0]))
         raw = final_stats  # from the playbook_on_stats event (events are not kept on disk)
         stats: dict[str, dict[str, int]] = {}
         for key, name in (("ok", "ok"), ("changed", "changed"), ("failures", "failures"),

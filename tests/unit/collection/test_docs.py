@@ -62,3 +62,18 @@ def test_nvmet_target_documents_exactly_its_argument_spec():
     assert doc["options"]["backing_prefixes"]["default"] == list(DEFAULT_BACKING_PREFIXES)
     ns = doc["options"]["subsystems"]["suboptions"]["namespaces"]["suboptions"]
     assert {"name", "signature"} <= set(ns)
+
+
+def test_rdma_fragment_documents_the_link_options_once_for_both_places():
+    """The `rdma` suboptions (nvmet_target, nvme_host) and rdma_link's options are the same
+    text, and match module_utils/rdma.py's ARGUMENT_SPEC."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+    from ansible_collections.nvmeofctl.fabric.plugins.doc_fragments.rdma import ModuleDocFragment
+    from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import ARGUMENT_SPEC
+
+    nested = yaml.safe_load(ModuleDocFragment.DOCUMENTATION.replace("O(rdma.", "O("))["options"]["rdma"]["suboptions"]
+    link = yaml.safe_load(ModuleDocFragment.LINK)["options"]
+    assert nested == link
+    assert _doc_vs_argspec(link, ARGUMENT_SPEC) == []

@@ -35,8 +35,8 @@ def node(tmp_path, monkeypatch):
     return n
 
 
-def run(monkeypatch, capsys, params, check=False):
-    return run_module(module, monkeypatch, capsys, params, check)
+def run(monkeypatch, capsys, params, check=False, diff=False):
+    return run_module(module, monkeypatch, capsys, params, check, diff)
 
 
 def nvme_calls(node):
@@ -89,11 +89,21 @@ def pred_sorted(pred, applied):
     return sorted(pairs(pred["changes"]), key=lambda p: order.get(p, 1 << 20))
 
 
+def test_diff_only_in_diff_mode(node, monkeypatch, capsys):
+    params = node.params(connections=[RDMA])
+    res, _ = run(monkeypatch, capsys, params, check=True)
+    assert res["changed"] is True and "diff" not in res
+    res, _ = run(monkeypatch, capsys, params, check=True, diff=True)
+    assert "connection" in res["diff"]["after"] and "before" in res["diff"]
+    res, _ = run(monkeypatch, capsys, params)
+    assert res["changed"] is True and not res.get("failed") and "diff" not in res
+
+
 def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     conn = dict(RDMA, dhchap_secret=SECRET, dhchap_ctrl_secret=CTRL_SECRET)
     params = node.params(connections=[conn])
     for check in (True, False):
-        res, raw = run(monkeypatch, capsys, params, check=check)
+        res, raw = run(monkeypatch, capsys, params, check=check, diff=True)
         assert SECRET not in raw and CTRL_SECRET not in raw
         assert "dhchap=yes" in res["diff"]["after"]
     # the secrets reached the kernel's connect interface on stdin, never a command line
@@ -107,7 +117,7 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     # rotate the secret: detected by comparing in place, reported without the value
     new_key = "DHHC-1:01:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"  # valid CRC, key bytes 0..31
     rotated = dict(conn, dhchap_secret=new_key)
-    res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]), check=True)
+    res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]), check=True, diff=True)
     assert ("connection:rdma://192.168.100.1:4420/" + NQN, "rekey") in pairs(res["changes"])
     assert [c["disruptive"] for c in res["changes"] if c["action"] == "rekey"] == [False]
     assert "dhchap_secret changed" in raw and "AAECAwQFBgcICQoL" not in raw and SECRET not in raw
@@ -116,7 +126,7 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     # dhchap-connect-rdma-ok.txt), no disconnect, no connect
     monkeypatch.setenv("FAKE_DMESG", "[{now}] nvme nvme0: qid 0: authenticated")
     calls = len(nvme_calls(node))
-    res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]))
+    res, raw = run(monkeypatch, capsys, node.params(connections=[rotated]), diff=True)
     assert not res.get("failed"), res.get("msg")
     assert ("connection:rdma://192.168.100.1:4420/" + NQN, "rekey") in pairs(res["changes"])
     assert (node.ctrl_dir / "nvme0" / "dhchap_secret").read_text() == new_key
@@ -126,7 +136,7 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     # bounded wait: a refusal can belong to an attempt that began before the new secret)
     monkeypatch.setattr(module_nh, "REKEY_WAIT", 2)
     monkeypatch.setenv("FAKE_DMESG", "[{now}] nvme nvme0: qid 0: authentication failed, error 881")
-    res, raw = run(monkeypatch, capsys, node.params(connections=[conn]))
+    res, raw = run(monkeypatch, capsys, node.params(connections=[conn]), diff=True)
     assert res["failed"] is True
     assert "re-authentication with the new secret failed (kernel: nvme nvme0: qid 0: authentication failed" in res["msg"]
     assert SECRET not in raw
@@ -134,11 +144,11 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     (node.ctrl_dir / "nvme0" / "dhchap_secret").write_text(SECRET + "\n")
     # a malformed key is refused before anything happens, without echoing it
     bad = dict(conn, dhchap_secret="DHHC-1:01:" + "A" * 48 + ":")
-    res, raw = run(monkeypatch, capsys, node.params(connections=[bad]))
+    res, raw = run(monkeypatch, capsys, node.params(connections=[bad]), diff=True)
     assert res["failed"] is True and "CRC-32 does not match" in res["msg"] and "A" * 48 not in raw
     # a failing connect: message names the subsystem, one line, no secret
     monkeypatch.setenv("FAKE_NVME_MODE", "nokey")
-    res, raw = run(monkeypatch, capsys, node.params(connections=[dict(conn, traddr="192.168.100.7")]))
+    res, raw = run(monkeypatch, capsys, node.params(connections=[dict(conn, traddr="192.168.100.7")]), diff=True)
     assert res["failed"] is True and "\n" not in res["msg"]
     assert "rdma://192.168.100.7:4420/" + NQN in res["msg"] and "missing_secret" in res["msg"]
     assert SECRET not in raw and CTRL_SECRET not in raw

@@ -223,8 +223,8 @@ def params(e, **over):
     return p
 
 
-def run(monkeypatch, capsys, args, check=False):
-    return run_module(module, monkeypatch, capsys, args, check)
+def run(monkeypatch, capsys, args, check=False, diff=False):
+    return run_module(module, monkeypatch, capsys, args, check, diff)
 
 
 def _set(p, where, value):
@@ -277,7 +277,7 @@ def test_module_refuses_hostile_options_before_touching_anything(env, monkeypatc
     _set(p, where, value.format(data=env["data"]) if isinstance(value, str) and "{data}" in value else value)
     before = snapshot(env["top"])
     for check in (True, False):
-        res, raw = run(monkeypatch, capsys, p, check=check)
+        res, raw = run(monkeypatch, capsys, p, check=check, diff=True)
         assert res["failed"] is True
         assert res["msg"].startswith("nvmet_target: ") and message in res["msg"], res["msg"]
         assert "\n" not in res["msg"]

@@ -55,8 +55,8 @@ def params(e, **over):
     return p
 
 
-def run(monkeypatch, capsys, args, check=False):
-    return run_module(module, monkeypatch, capsys, args, check)
+def run(monkeypatch, capsys, args, check=False, diff=False):
+    return run_module(module, monkeypatch, capsys, args, check, diff)
 
 
 def snapshot(*dirs):
@@ -71,12 +71,12 @@ def snapshot(*dirs):
 
 
 def test_check_mode_predicts_apply_then_rerun_is_a_noop(env, monkeypatch, capsys):
-    pred, _ = run(monkeypatch, capsys, params(env), check=True)
+    pred, _ = run(monkeypatch, capsys, params(env), check=True, diff=True)
     assert pred["changed"] is True
     assert os.listdir(env["root"]) == [] and not env["state"].exists() and not env["data"].exists()  # nothing written
     assert env["cmds"] == []
 
-    res, _ = run(monkeypatch, capsys, params(env))
+    res, _ = run(monkeypatch, capsys, params(env), diff=True)
     assert res["changed"] is True and "failed" not in res
     assert res["changes"] == pred["changes"]  # the prediction is exactly what was done
     assert res["diff"] == pred["diff"]
@@ -90,18 +90,27 @@ def test_check_mode_predicts_apply_then_rerun_is_a_noop(env, monkeypatch, capsys
     assert res["managed"] == {"hosts": [HOSTNQN], "subsystems": [SUBNQN], "ports": ["1"],
                               "files": [str(env["data"] / "pool1.img")]}
 
-    again, _ = run(monkeypatch, capsys, params(env))
+    again, _ = run(monkeypatch, capsys, params(env), diff=True)
     assert again["changed"] is False and again["changes"] == []
     assert again["diff"]["before"] == again["diff"]["after"]
     check_again, _ = run(monkeypatch, capsys, params(env), check=True)
     assert check_again["changed"] is False
 
 
+def test_diff_only_in_diff_mode(env, monkeypatch, capsys):
+    for check in (True, False):
+        res, _ = run(monkeypatch, capsys, params(env), check=check)
+        assert "failed" not in res and res["changes"] and "diff" not in res
+    res, _ = run(monkeypatch, capsys, params(env), diff=True)
+    assert "failed" not in res and set(res["diff"]) == {"before", "after"}
+    assert "subsystem %s" % SUBNQN in res["diff"]["after"]
+
+
 def test_secrets_never_leave_the_module(env, monkeypatch, capsys):
-    _, raw1 = run(monkeypatch, capsys, params(env), check=True)
-    _, raw2 = run(monkeypatch, capsys, params(env))
+    _, raw1 = run(monkeypatch, capsys, params(env), check=True, diff=True)
+    _, raw2 = run(monkeypatch, capsys, params(env), diff=True)
     rotated = params(env, hosts=[{"nqn": HOSTNQN, "dhchap_key": CTRL_KEY, "dhchap_ctrl_key": KEY}])
-    res, raw3 = run(monkeypatch, capsys, rotated)
+    res, raw3 = run(monkeypatch, capsys, rotated, diff=True)
     for raw in (raw1, raw2, raw3):
         for secret in (KEY, CTRL_KEY, KEY[10:40], CTRL_KEY[10:40]):
             assert secret not in raw

@@ -103,20 +103,20 @@ def node_factory(tmp_path, monkeypatch):
     return make
 
 
-def run(monkeypatch, capsys, args, check=False):
-    return run_module(module, monkeypatch, capsys, args, check)[0]
+def run(monkeypatch, capsys, args, check=False, diff=False):
+    return run_module(module, monkeypatch, capsys, args, check, diff)[0]
 
 
 def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, capsys):
     n = node_factory()
     monkeypatch.setattr(rdma_mu, "UNIT_DIR", str(n.unit))  # treat the fake unit dir as the real one
-    pred = run(monkeypatch, capsys, n.params(), check=True)
+    pred = run(monkeypatch, capsys, n.params(), check=True, diff=True)
     assert pred["changed"] is True and pred["rdma_device"] == "rxe_eth1"
     assert n.cmds == [["rdma", "-j", "link", "show"]]  # check mode only reads
     assert not n.lib.exists() and not (n.cfg / "rdma_cm").exists()
 
     n.cmds.clear()
-    res = run(monkeypatch, capsys, n.params())
+    res = run(monkeypatch, capsys, n.params(), diff=True)
     assert res["changes"] == pred["changes"]
     assert [c["object"] for c in res["changes"]] == [
         "netdev eth1", "kernel modules", "rdma link rxe_eth1", "rdma_cm rxe_eth1 port 1",
@@ -139,10 +139,19 @@ def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, caps
     assert "rdma device: none" in res["diff"]["before"] and "rdma device: rxe_eth1 (bound to eth1)" in res["diff"]["after"]
 
     n.cmds.clear()
-    again = run(monkeypatch, capsys, n.params())
+    again = run(monkeypatch, capsys, n.params(), diff=True)
     assert again["changed"] is False and again["changes"] == []
     assert n.cmds == [["rdma", "-j", "link", "show"]]  # a no-op costs one rdma call, nothing else
     assert again["diff"]["before"] == again["diff"]["after"]
+
+
+def test_diff_only_in_diff_mode(node_factory, monkeypatch, capsys):
+    n = node_factory()
+    for check in (True, False):
+        res = run(monkeypatch, capsys, n.params(), check=check)
+        assert not res.get("failed") and res["changes"] and "diff" not in res
+    res = run(monkeypatch, capsys, n.params(), diff=True)
+    assert "rdma device: rxe_eth1 (bound to eth1)" in res["diff"]["after"]
 
 
 def test_existing_rxe_device_is_adopted(node_factory, monkeypatch, capsys):

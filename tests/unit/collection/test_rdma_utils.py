@@ -141,3 +141,38 @@ def test_normalize_rejects_bad_options():
         rdma.normalize({"interface": "eth1", "roce_tos": 300})
     with pytest.raises(ValueError, match="interface"):
         rdma.normalize({"interface": "eth1; reboot"})
+
+
+class _Module:
+    """What merge_into needs of an AnsibleModule: exit_json/fail_json and the diff-mode flag."""
+
+    def __init__(self, diff):
+        self._diff = diff
+        self.exited = []
+        self.exit_json = lambda **kw: self.exited.append(("exit", kw))
+        self.fail_json = lambda **kw: self.exited.append(("fail", kw))
+
+
+@pytest.mark.parametrize("diff", [False, True])
+def test_merge_into_leads_with_the_link_and_diffs_only_in_diff_mode(diff):
+    link = {"changed": True, "rdma_device": "rxe_eth1", "observed": {"mtu": 9000},
+            "changes": [{"object": "netdev eth1", "action": "update"}],
+            "diff": {"before": "netdev eth1: mtu 1500\n", "after": "netdev eth1: mtu 9000\n"}}
+    m = _Module(diff)
+    rdma.merge_into(m, link)
+    own = {"changed": False, "changes": [{"object": "port 1", "action": "create"}]}
+    if diff:
+        own["diff"] = {"before": "port 1: absent\n", "after": "port 1: rdma\n"}
+    m.exit_json(**own)
+    m.fail_json(msg="boom")
+    (how, kw), (how2, kw2) = m.exited
+    assert how == "exit" and how2 == "fail"
+    assert [c["object"] for c in kw["changes"]] == ["netdev eth1", "port 1"] and kw["changed"] is True
+    assert kw["rdma"] == {"rdma_device": "rxe_eth1", "observed": {"mtu": 9000}, "changed": True}
+    assert [c["object"] for c in kw2["changes"]] == ["netdev eth1"] and kw2["msg"] == "boom"
+    if diff:
+        assert kw["diff"] == {"before": "netdev eth1: mtu 1500\nport 1: absent\n",
+                              "after": "netdev eth1: mtu 9000\nport 1: rdma\n"}
+        assert kw2["diff"]["after"] == "netdev eth1: mtu 9000\n"
+    else:
+        assert "diff" not in kw and "diff" not in kw2

@@ -24,12 +24,24 @@ def F(host, check, status, device=None):
         (["warn", "fail"], ExitCode.UNHEALTHY),
         (["fail", "unreachable"], ExitCode.UNREACHABLE),
         (["ok", "unreachable"], ExitCode.UNREACHABLE),
+        # a host that refused SSH (host key, login): 4, as `apply` says for it; incomplete too
+        (["ok", "warn", "fail", "refused"], ExitCode.PREFLIGHT),
+        (["refused", "unreachable"], ExitCode.UNREACHABLE),
     ],
 )
 def test_exit_code_mapping(statuses, code):
     fs = [F("h", f"c{i}", s) for i, s in enumerate(statuses)]
     assert exit_code_for(fs) == code
-    assert int(code) in (0, 6, 10, 11)
+    assert int(code) in (0, 4, 6, 10, 11)
+
+
+def test_refused_host_in_json_and_prometheus():
+    fs = [F("tgt1", "ssh", "refused"), F("gpu1", "mtu", "ok")]
+    p = rh.payload(fs, None, ["tgt1", "gpu1"], 3.0)
+    assert (p["status"], p["exit_code"], p["counts"]["refused"]) == ("refused", 4, 1)
+    text = prometheus.render(fs, None, ["tgt1", "gpu1"])
+    assert 'nvmeofctl_health_check{host="tgt1",check="ssh",device=""} 4' in text
+    assert 'nvmeofctl_health_host_up{host="tgt1"} 0' in text and "nvmeofctl_health_exit_code 4" in text
 
 
 def test_overall_status_words():

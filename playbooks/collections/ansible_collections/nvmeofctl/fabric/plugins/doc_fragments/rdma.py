@@ -1,16 +1,156 @@
 # -*- coding: utf-8 -*-
 # Copyright: nvmeofctl contributors
 # Apache-2.0
-"""The `rdma` option shared by nvmet_target and nvme_host (one module run per host)."""
+"""The RDMA fabric link options (module_utils/rdma.py ARGUMENT_SPEC), documented twice with the
+same text (doc fragments must be plain string literals):
+
+* ``nvmeofctl.fabric.rdma`` (DOCUMENTATION): the ``rdma`` dict option of nvmet_target and
+  nvme_host, with the link's options as its suboptions;
+* ``nvmeofctl.fabric.rdma.link`` (LINK): the same options at the top level, for rdma_link.
+
+tests/unit/collection/test_docs.py checks that both say the same and match ARGUMENT_SPEC.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
 
 
 class ModuleDocFragment(object):
+    # nvmet_target, nvme_host: the nested `rdma` option
     DOCUMENTATION = r"""
 options:
   rdma:
+    description:
+      - The RDMA fabric link (the options of M(nvmeofctl.fabric.rdma_link)), reconciled first, in
+        this same module run (a converged host then costs one module run, not two); its changes
+        lead the returned RV(changes) list and its result is returned in RV(rdma).
+      - Unset (or empty) leaves the RDMA link alone, as on a TCP-only fabric.
     type: dict
-    description: >-
-      Optional rdma_link options (interface, mtu, soft_roce, rdma_device, roce_mode, roce_tos,
-      persist). When given, the RDMA fabric link is reconciled first, in this same module run
-      (a converged host then costs one module run, not two); its changes lead the returned list.
+    suboptions:
+      interface:
+        description:
+          - Fabric network interface (netdev).
+        type: str
+        required: true
+      mtu:
+        description:
+          - L2 MTU to set (for example C(9000); a RoCE active_mtu of 4096 needs about 4200 or more).
+          - Lowering the MTU is a disruptive change (RDMA connections that negotiated a larger path
+            MTU break). Unset leaves the MTU alone.
+        type: int
+      soft_roce:
+        description:
+          - Create a Soft-RoCE (C(rdma_rxe)) device when none is bound to O(rdma.interface).
+        type: bool
+        default: false
+      rdma_device:
+        description:
+          - RDMA device name. With O(rdma.soft_roce) the name to create (default C(rxe_<interface>));
+            an existing device bound to O(rdma.interface) is adopted when this is not set.
+          - When set, it must be (or become) the device bound to O(rdma.interface); anything else fails.
+        type: str
+      roce_mode:
+        description:
+          - rdma_cm default RoCE mode of the device's port 1 (applies to new connections only).
+        type: str
+        default: RoCE v2
+        choices:
+          - RoCE v2
+          - IB/RoCE v1
+      roce_tos:
+        description:
+          - rdma_cm default TOS, 0 to 255 (for example C(106) = DSCP 26 + ECT). Unset leaves it alone.
+        type: int
+      persist:
+        description:
+          - Write the restore script and the C(nvmeofctl-rdma.service) unit (ordered before
+            C(nvmeofctl-nvmet.service) and C(nvmeofctl-connect.service)) so the link survives a reboot.
+        type: bool
+        default: true
+      sysfs_root:
+        description:
+          - sysfs root (tests use a fake tree).
+        type: path
+        default: /sys
+      configfs_root:
+        description:
+          - configfs root holding C(rdma_cm) (tests use a fake tree).
+        type: path
+        default: /sys/kernel/config
+      lib_dir:
+        description:
+          - Where the restore script is installed (tests use a fake tree).
+        type: path
+        default: /usr/local/lib/nvmeofctl
+      unit_dir:
+        description:
+          - systemd unit directory; C(systemctl) runs only for the default (others are test trees).
+        type: path
+        default: /etc/systemd/system
+"""
+
+    # rdma_link: the same options at the top level
+    LINK = r"""
+options:
+  interface:
+    description:
+      - Fabric network interface (netdev).
+    type: str
+    required: true
+  mtu:
+    description:
+      - L2 MTU to set (for example C(9000); a RoCE active_mtu of 4096 needs about 4200 or more).
+      - Lowering the MTU is a disruptive change (RDMA connections that negotiated a larger path
+        MTU break). Unset leaves the MTU alone.
+    type: int
+  soft_roce:
+    description:
+      - Create a Soft-RoCE (C(rdma_rxe)) device when none is bound to O(interface).
+    type: bool
+    default: false
+  rdma_device:
+    description:
+      - RDMA device name. With O(soft_roce) the name to create (default C(rxe_<interface>));
+        an existing device bound to O(interface) is adopted when this is not set.
+      - When set, it must be (or become) the device bound to O(interface); anything else fails.
+    type: str
+  roce_mode:
+    description:
+      - rdma_cm default RoCE mode of the device's port 1 (applies to new connections only).
+    type: str
+    default: RoCE v2
+    choices:
+      - RoCE v2
+      - IB/RoCE v1
+  roce_tos:
+    description:
+      - rdma_cm default TOS, 0 to 255 (for example C(106) = DSCP 26 + ECT). Unset leaves it alone.
+    type: int
+  persist:
+    description:
+      - Write the restore script and the C(nvmeofctl-rdma.service) unit (ordered before
+        C(nvmeofctl-nvmet.service) and C(nvmeofctl-connect.service)) so the link survives a reboot.
+    type: bool
+    default: true
+  sysfs_root:
+    description:
+      - sysfs root (tests use a fake tree).
+    type: path
+    default: /sys
+  configfs_root:
+    description:
+      - configfs root holding C(rdma_cm) (tests use a fake tree).
+    type: path
+    default: /sys/kernel/config
+  lib_dir:
+    description:
+      - Where the restore script is installed (tests use a fake tree).
+    type: path
+    default: /usr/local/lib/nvmeofctl
+  unit_dir:
+    description:
+      - systemd unit directory; C(systemctl) runs only for the default (others are test trees).
+    type: path
+    default: /etc/systemd/system
 """

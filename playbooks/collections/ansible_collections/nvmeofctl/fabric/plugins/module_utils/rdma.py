@@ -111,7 +111,7 @@ _PHYS_STATES = {"1": "SLEEP", "2": "POLLING", "3": "DISABLED", "4": "PORT_CONFIG
 def _state_name(value, names):
     if value is None:
         return None
-    num, _, text = value.partition(":")
+    num, _sep, text = value.partition(":")
     return names.get(num.strip(), text.strip() or value)
 
 
@@ -706,11 +706,11 @@ def merge_into(module, rdma_result):
         kw["changed"] = bool(kw.get("changed")) or rdma_result["changed"]
         kw["rdma"] = {"rdma_device": rdma_result["rdma_device"], "observed": rdma_result["observed"],
                       "changed": rdma_result["changed"]}
-        d = kw.get("diff") or {}
-        kw["diff"] = {"before": rdma_result["diff"]["before"] + (d.get("before") or ""),
-                      "after": rdma_result["diff"]["after"] + (d.get("after") or "")}
+        if getattr(module, "_diff", False):  # the diff only in diff mode (--diff)
+            d = kw.get("diff") or {}
+            kw["diff"] = {"before": rdma_result["diff"]["before"] + (d.get("before") or ""),
+                          "after": rdma_result["diff"]["after"] + (d.get("after") or "")}
         return kw
 
     module.exit_json = lambda **kw: orig_exit(**merged(kw))
     module.fail_json = lambda **kw: orig_fail(**merged(kw))
-

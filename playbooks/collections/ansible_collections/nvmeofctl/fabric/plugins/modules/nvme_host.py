@@ -9,7 +9,9 @@ NOT_READY = ("no_listener", "refused", "unreachable")
 RETRY_INTERVAL = 3
 
 DOCUMENTATION = r"""
+---
 module: nvme_host
+version_added: 0.1.0
 short_description: Converge a GPU node's NVMe-oF initiator (identity, connections, persistence)
 description:
   - Reads the node's state from sysfs (C(/sys/class/nvme), C(/sys/class/nvme-subsystem),
@@ -20,99 +22,281 @@ description:
     reconnect policy, host identity or DH-HMAC-CHAP setting differ, sets the multipath
     C(iopolicy) of managed subsystems, writes C(/etc/nvme/hostnqn) and C(/etc/nvme/hostid).
   - Controllers of subsystems that are neither in O(connections) nor recorded in
-    C(STATE_DIR/initiator-managed.json), and PCIe controllers, are never touched.
-  - With O(persist), writes C(STATE_DIR/connections.json) (mode 0600, holds secrets), copies its
-    helper to C(LIB_DIR/nvme_host.py) and enables C(nvmeofctl-connect.service), which connects
+    O(state_dir)/initiator-managed.json, and PCIe controllers, are never touched.
+  - With O(persist), writes O(state_dir)/connections.json (mode 0600, holds secrets), copies its
+    helper to O(lib_dir)/nvme_host.py and enables C(nvmeofctl-connect.service), which connects
     the paths at boot and retries failures with backoff for about 10 minutes.
-  - Check mode predicts C(changed) and the change list without writing anything.
-extends_documentation_fragment: [nvmeofctl.fabric.rdma]
+  - Check mode predicts C(changed) and the change list (and RV(diff) in diff mode) without
+    writing anything.
+extends_documentation_fragment:
+  - nvmeofctl.fabric.rdma
 options:
-  hostnqn: {type: str, required: true, description: Host NQN of this node (unique fleet-wide).}
-  hostid: {type: str, required: true, description: Host ID (UUID) paired with O(hostnqn).}
+  hostnqn:
+    description:
+      - Host NQN of this node (unique fleet-wide).
+    type: str
+    required: true
+  hostid:
+    description:
+      - Host ID (UUID) paired with O(hostnqn).
+    type: str
+    required: true
   connections:
+    description:
+      - Every path this node must have. Identity is (subsysnqn, transport, traddr, trsvcid).
     type: list
     elements: dict
     default: []
-    description: Every path this node must have. Identity is (subsysnqn, transport, traddr, trsvcid).
     suboptions:
-      subsysnqn: {type: str, required: true, description: NQN of the subsystem to connect to.}
-      transport: {type: str, choices: [rdma, tcp], default: rdma, description: Fabric transport.}
-      traddr: {type: str, required: true, description: The target port's address.}
-      trsvcid: {type: str, default: "4420", description: The target port (service id).}
-      host_traddr: {type: str, description: Local source address to bind.}
-      dhchap_secret: {type: str, no_log: true, description: DH-HMAC-CHAP host secret (DHHC-1:..).}
-      dhchap_ctrl_secret: {type: str, no_log: true, description: Controller secret (bidirectional).}
-  ctrl_loss_tmo: {type: int, default: 600, description: Seconds before a lost controller is removed; -1 never.}
-  reconnect_delay: {type: int, default: 10, description: Seconds between reconnect attempts.}
-  keep_alive_tmo: {type: int, default: 5, description: Keep-alive timeout in seconds.}
-  nr_io_queues: {type: int, description: Applied at connect time only (not compared afterwards).}
-  queue_size: {type: int, description: Applied at connect time only (not compared afterwards).}
-  iopolicy: {type: str, choices: [numa, round-robin, queue-depth], description: Multipath I/O policy; unset leaves it alone.}
-  connect_timeout: {type: int, default: 30, description: Hard limit per nvme connect, in seconds.}
-  connect_wait:
-    type: int
-    default: 0
-    description: >-
-      Keep retrying, for at most this many seconds, a connect that fails because the target is
-      not ready yet (no listener, connection refused, host not yet allowed): lets GPU nodes be
-      configured in parallel with the targets they connect to.
-  allow_disruptive:
-    type: bool
-    default: true
-    description: When false, fail before changing anything if a change would drop or re-create a connection.
-  persist: {type: bool, default: true, description: Install the boot-time reconnect unit and its config.}
-  phase:
-    type: str
-    choices: [all, release]
-    default: all
+      subsysnqn:
+        description:
+          - NQN of the subsystem to connect to.
+        type: str
+        required: true
+      transport:
+        description:
+          - Fabric transport.
+        type: str
+        choices:
+          - rdma
+          - tcp
+        default: rdma
+      traddr:
+        description:
+          - The target port's address.
+        type: str
+        required: true
+      trsvcid:
+        description:
+          - The target port (service id), 1 to 65535.
+        type: str
+        default: "4420"
+      host_traddr:
+        description:
+          - Local source address to bind.
+        type: str
+      dhchap_secret:
+        description:
+          - DH-HMAC-CHAP host secret (C(DHHC-1:...)). Never returned or logged.
+        type: str
+      dhchap_ctrl_secret:
+        description:
+          - DH-HMAC-CHAP controller secret (bidirectional authentication). Never returned or
+            logged.
+        type: str
+  ctrl_loss_tmo:
     description:
-      - C(all) converges everything. C(release) only disconnects the managed paths the options
-        no longer list (nothing else, no connects, no files), so a playbook can release the
-        paths to an export on every GPU node BEFORE the target removes that export.
-  disconnect_timeout:
+      - Seconds before a lost controller is removed; C(-1) never.
+    type: int
+    default: 600
+  reconnect_delay:
+    description:
+      - Seconds between reconnect attempts.
+    type: int
+    default: 10
+  keep_alive_tmo:
+    description:
+      - Keep-alive timeout in seconds.
+    type: int
+    default: 5
+  nr_io_queues:
+    description:
+      - Number of I/O queues. Applied at connect time only (not compared afterwards).
+    type: int
+  queue_size:
+    description:
+      - I/O queue depth. Applied at connect time only (not compared afterwards).
+    type: int
+  iopolicy:
+    description:
+      - Multipath I/O policy of the managed subsystems; unset leaves it alone.
+    type: str
+    choices:
+      - numa
+      - round-robin
+      - queue-depth
+  connect_timeout:
+    description:
+      - Hard limit per C(nvme connect), in seconds.
     type: int
     default: 30
+  connect_wait:
+    description:
+      - Keep retrying, for at most this many seconds, a connect that fails because the target is
+        not ready yet (no listener, connection refused, host not yet allowed), so GPU nodes can be
+        configured in parallel with the targets they connect to.
+    type: int
+    default: 0
+  allow_disruptive:
+    description:
+      - When false, fail before changing anything if a change would drop or re-create a
+        connection.
+    type: bool
+    default: true
+  persist:
+    description:
+      - Install the boot-time reconnect unit and its config. When false, removes them.
+    type: bool
+    default: true
+  phase:
+    description:
+      - V(all) converges everything. V(release) only disconnects the managed paths the options
+        no longer list (nothing else, no connects, no files), so a playbook can release the
+        paths to an export on every GPU node BEFORE the target removes that export.
+    type: str
+    choices:
+      - all
+      - release
+    default: all
+  disconnect_timeout:
     description:
       - Hard limit per C(nvme disconnect), in seconds. One that does not finish fails with the
         controller's sysfs state; a controller left C(deleting) is ignored by later runs (a path
         still wanted gets a new controller), one left C(connecting) is disconnected again.
-  sysfs_root: {type: path, default: /sys, description: sysfs root (tests use a fake tree).}
-  etc_root: {type: path, default: /etc, description: /etc root (tests use a fake tree).}
-  state_dir: {type: path, default: /etc/nvmeofctl, description: Where the managed-connection record and config live.}
-  lib_dir: {type: path, default: /usr/local/lib/nvmeofctl, description: Where the boot-time helper is copied.}
-author: nvmeofctl
+    type: int
+    default: 30
+  sysfs_root:
+    description:
+      - sysfs root (tests use a fake tree).
+    type: path
+    default: /sys
+  etc_root:
+    description:
+      - C(/etc) root (tests use a fake tree); C(systemctl) runs only for C(/etc).
+    type: path
+    default: /etc
+  state_dir:
+    description:
+      - Where the managed-connection record and the boot-time config live.
+    type: path
+    default: /etc/nvmeofctl
+  lib_dir:
+    description:
+      - Where the boot-time helper is copied.
+    type: path
+    default: /usr/local/lib/nvmeofctl
+author:
+  - nvmeofctl contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
-- nvmeofctl.fabric.nvme_host:
+- name: Connect a GPU node to its target over RoCE v2
+  nvmeofctl.fabric.nvme_host:
     hostnqn: nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b
     hostid: f4a3064a-a702-4134-ab62-ed4d001ffe8b
     connections:
-      - {subsysnqn: nqn.2024-01.io.lab:gpu-pool-1, transport: rdma, traddr: 192.168.100.1, trsvcid: "4420"}
+      - subsysnqn: nqn.2024-01.io.lab:gpu-pool-1
+        transport: rdma
+        traddr: 192.168.100.1
+        trsvcid: "4420"
     ctrl_loss_tmo: 600
     reconnect_delay: 10
     iopolicy: round-robin
+
+- name: Release the paths to an export before the target removes it
+  nvmeofctl.fabric.nvme_host:
+    hostnqn: nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b
+    hostid: f4a3064a-a702-4134-ab62-ed4d001ffe8b
+    connections: []
+    phase: release
 """
 
 RETURN = r"""
-changed: {type: bool, returned: always, description: Whether anything changed (or would, in check mode).}
 changes:
-  description: What was (or, in check mode, would be) done.
+  description:
+    - What was (or, in check mode, would be) done. With O(rdma), the RDMA link's changes come
+      first.
+    - When the module fails, the steps that succeeded before the failure.
   type: list
   elements: dict
-  returned: always
-  sample: [{object: "connection:rdma://192.168.100.1:4420/nqn.2024-01.io.lab:gpu-pool-1",
-            action: connect, detail: new rdma path, disruptive: false, reason: exported to this host by the spec}]
-diff: {type: dict, returned: always, description: "{before, after} text, no secrets."}
+  returned: success, and on failures after the options were checked
+  contains:
+    object:
+      description: What changes (C(connection:<label>), C(subsystem:<nqn>), C(file:<path>), C(unit:<name>), ...).
+      type: str
+    action:
+      description: C(connect), C(disconnect), C(reconnect), C(rekey), C(set-iopolicy), C(write), C(remove), C(enable), ...
+      type: str
+    detail:
+      description: The change itself; secrets never appear.
+      type: str
+    disruptive:
+      description: Whether the change drops or re-creates a connection.
+      type: bool
+    reason:
+      description: Why the change is needed.
+      type: str
+    kind:
+      description: What kind of RDMA link object changes (see M(nvmeofctl.fabric.rdma_link)).
+      type: str
+      returned: for the RDMA link's changes (O(rdma))
+  sample:
+    - object: "connection:rdma://192.168.100.1:4420/nqn.2024-01.io.lab:gpu-pool-1"
+      action: connect
+      detail: new rdma path
+      disruptive: false
+      reason: exported to this host by the spec
+diff:
+  description: The node's identity, managed connections, iopolicy and files as text, no secrets.
+  returned: in diff mode (C(--diff))
+  type: dict
+  contains:
+    before:
+      description: Before the run.
+      type: str
+    after:
+      description: After the run (predicted in check mode).
+      type: str
 controllers:
-  description: Fabrics controllers after the run (name, subsysnqn, transport, address, state,
-    managed, dhchap, namespaces with name/block/nsid/uuid/nguid/ana_state).
+  description: Fabrics controllers after the run (before it, in check mode); no secrets.
   type: list
-  returned: always
+  elements: dict
+  returned: success, and on failures after the options were checked
+  contains:
+    name:
+      description: Controller name (C(nvme0)).
+      type: str
+    subsysnqn:
+      description: Subsystem NQN.
+      type: str
+    transport:
+      description: C(rdma) or C(tcp).
+      type: str
+    address:
+      description: The controller's address fields (traddr, trsvcid, host_traddr, ...).
+      type: dict
+    state:
+      description: Controller state (C(live), C(connecting), ...).
+      type: str
+    managed:
+      description: Whether nvmeofctl manages this path.
+      type: bool
+    dhchap:
+      description: Whether DH-HMAC-CHAP is set on the controller.
+      type: bool
+    namespaces:
+      description: Namespaces (name, block, nsid, uuid, nguid, ana_state).
+      type: list
+      elements: dict
 failures:
-  description: One line per failed step (also joined into msg when the task fails).
+  description: One line per failed step (also joined into C(msg) when the task fails).
   type: list
+  elements: str
   returned: on failure
+rdma:
+  description: The RDMA link's result (the module ran with O(rdma)).
+  returned: when O(rdma) is set
+  type: dict
+  contains:
+    rdma_device:
+      description: The RDMA device bound to the interface.
+      type: str
+    observed:
+      description: The link's observed state (see M(nvmeofctl.fabric.rdma_link)).
+      type: dict
+    changed:
+      description: Whether the link changed.
+      type: bool
 """
 
 import os
@@ -212,7 +396,7 @@ def main():
             etc_root=dict(type="path", default="/etc"),
             state_dir=dict(type="path", default="/etc/nvmeofctl"),
             lib_dir=dict(type="path", default="/usr/local/lib/nvmeofctl"),
-            rdma=dict(type="dict", options={k: v for k, v in RDMA_ARGUMENT_SPEC.items()}),
+            rdma=dict(type="dict", options=dict(RDMA_ARGUMENT_SPEC)),
         ),
         supports_check_mode=True,
     )
@@ -264,7 +448,7 @@ def main():
     fchanges, fops = _file_plan(p, desired, paths)
     if p["phase"] == "release":  # only drop the paths that are going away; the rest comes later
         kept = [(ch, op) for ch, op in zip(changes, ops) if op["op"] == "disconnect"]
-        changes, ops = [ch for ch, _ in kept], [op for _, op in kept]
+        changes, ops = [ch for ch, _op in kept], [op for _ch, op in kept]
         fchanges, fops = [], []
     before = describe_observed(observed, desired) + "files:\n" + "".join(
         "  %s: %s\n" % (ch["object"][5:] if ch["object"].startswith("file:") else ch["object"],
@@ -275,9 +459,10 @@ def main():
                         "removed" if ch["action"] == "remove" else "up to date")
         for ch in fchanges)
     result = dict(changed=bool(changes or fchanges), changes=changes + fchanges,
-                  diff={"before": redact(before, secrets), "after": redact(after, secrets)},
                   controllers=public_controllers(observed, [conn_key(c) for c in desired["connections"]]
                                                  + [tuple(k) for k in observed["managed"]]))
+    if module._diff:  # the diff only in diff mode (--diff), as Ansible's own modules do
+        result["diff"] = {"before": redact(before, secrets), "after": redact(after, secrets)}
 
     conflicts = [ch for ch in changes if ch["action"] == "conflict"]
     if module.check_mode:
@@ -321,7 +506,7 @@ def main():
     # 3. connect (new paths and second half of reconnects)
     todo = [(ch, op) for ch, op in zip(changes, ops) if op["op"] in ("connect", "reconnect")]
     if todo:
-        _, err = ensure_modules({op["conn"]["transport"] for _, op in todo}, paths["module"])
+        _loaded, err = ensure_modules({op["conn"]["transport"] for _ch, op in todo}, paths["module"])
         if err:
             failures.append(err)
     blocked = None

@@ -8,92 +8,179 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: nvmet_target
+version_added: 0.1.0
 short_description: Reconcile the whole NVMe-oF target (nvmet configfs) and its boot persistence
 description:
   - One call per target host configures DH-HMAC-CHAP hosts, subsystems, namespaces, allowed
     hosts, ports and port links in C(/sys/kernel/config/nvmet), in place, touching only what
     differs (never clear-and-restore), and writes what re-applies it at boot.
-  - Objects the spec does not list are deleted only when C(state_dir)/nvmet-managed.json records
-    them as nvmeofctl's; foreign objects are left alone and returned in C(foreign).
-  - Check mode predicts C(changed), C(changes) and C(diff) without writing anything.
+  - Objects the spec does not list are deleted only when O(state_dir)/nvmet-managed.json records
+    them as nvmeofctl's; foreign objects are left alone and returned in RV(foreign).
+  - Check mode predicts C(changed) and RV(changes) (and RV(diff) in diff mode) without writing
+    anything.
   - DH-HMAC-CHAP keys never appear in results, diffs or errors; comparisons use sha256 digests.
   - Every option is treated as hostile input and checked, before anything is touched, with the
     same rules as the cluster spec (module_utils/validators.py); configfs paths built from NQNs
-    must stay inside C(configfs_root).
-  - A backing file (I(create_file)) is created mode 0600 in 0700 directories and never follows
-    a symlink. An existing file is grown or exported only when nvmeofctl created it (recorded in
-    C(state_dir)/nvmet-managed.json) or it already backs a namespace of a subsystem nvmeofctl
-    manages.
-  - A block device (no I(create_file)) is checked when a namespace is created on it or moved to
-    it, never again afterwards. It is refused when it is not a block device, holds the root
-    filesystem or is part of the root disk, when it, one of its partitions or its disk is
-    mounted, when something is stacked on it (LVM, md, device-mapper), and when
-    C(blkid -p) finds a filesystem, RAID/LVM signature or partition table other than I(signature).
-extends_documentation_fragment: [nvmeofctl.fabric.rdma]
+    must stay inside O(configfs_root).
+  - A backing file (O(subsystems[].namespaces[].create_file)) is created mode 0600 in 0700
+    directories and never follows a symlink. An existing file is grown or exported only when
+    nvmeofctl created it (recorded in O(state_dir)/nvmet-managed.json) or it already backs a
+    namespace of a subsystem nvmeofctl manages.
+  - A block device (no O(subsystems[].namespaces[].create_file)) is checked when a namespace is
+    created on it or moved to it, never again afterwards. It is refused when it is not a block
+    device, holds the root filesystem or is part of the root disk, when it, one of its partitions
+    or its disk is mounted, when something is stacked on it (LVM, md, device-mapper), and when
+    C(blkid -p) finds a filesystem, RAID/LVM signature or partition table other than
+    O(subsystems[].namespaces[].signature).
+extends_documentation_fragment:
+  - nvmeofctl.fabric.rdma
 options:
   hosts:
-    description: Host NQNs that may be allowed on subsystems, with optional DH-HMAC-CHAP keys.
+    description:
+      - Host NQNs that may be allowed on subsystems, with optional DH-HMAC-CHAP keys.
     type: list
     elements: dict
     default: []
     suboptions:
-      nqn: {description: Host NQN., type: str, required: true}
-      dhchap_key: {description: Host key (DHHC-1:...). Enables authentication., type: str}
-      dhchap_ctrl_key: {description: Controller key for bidirectional authentication., type: str}
+      nqn:
+        description:
+          - Host NQN.
+        type: str
+        required: true
+      dhchap_key:
+        description:
+          - Host key (C(DHHC-1:...)). Enables authentication.
+        type: str
+      dhchap_ctrl_key:
+        description:
+          - Controller key for bidirectional authentication.
+        type: str
       reauth:
-        description: >-
-          This host's initiators re-authenticate with the new key in the same run (after this
-          target), so a key change for it is not disruptive (it is otherwise: an initiator still
-          holding the old key fails its next authentication).
+        description:
+          - This host's initiators re-authenticate with the new key in the same run (after this
+            target), so a key change for it is not disruptive (it is otherwise, an initiator still
+            holding the old key fails its next authentication).
         type: bool
         default: false
   subsystems:
-    description: Subsystems to export.
+    description:
+      - Subsystems to export.
     type: list
     elements: dict
     default: []
     suboptions:
-      nqn: {description: Subsystem NQN., type: str, required: true}
-      serial: {description: Serial number (<= 20 ASCII chars); kernel default when unset., type: str}
-      model: {description: Model number (<= 40 ASCII chars)., type: str, default: nvmeofctl}
-      allowed_hosts: {description: Host NQNs (listed in I(hosts)) allowed to connect., type: list, elements: str, default: []}
+      nqn:
+        description:
+          - Subsystem NQN.
+        type: str
+        required: true
+      serial:
+        description:
+          - Serial number (at most 20 ASCII characters); kernel default when unset.
+        type: str
+      model:
+        description:
+          - Model number (at most 40 ASCII characters).
+        type: str
+        default: nvmeofctl
+      allowed_hosts:
+        description:
+          - Host NQNs (listed in O(hosts)) allowed to connect.
+        type: list
+        elements: str
+        default: []
       namespaces:
-        description: Namespaces of the subsystem.
+        description:
+          - Namespaces of the subsystem.
         type: list
         elements: dict
         default: []
         suboptions:
-          nsid: {description: Namespace id (>= 1)., type: int, required: true}
-          name: {description: The namespace's name in the cluster spec; used in messages., type: str}
+          nsid:
+            description:
+              - Namespace id (1 or more).
+            type: int
+            required: true
+          name:
+            description:
+              - The namespace's name in the cluster spec; used in messages.
+            type: str
           device_path:
             description:
-              - Block device, or with I(create_file) the regular file, to export.
-              - An absolute, normalised path under one of I(backing_prefixes).
+              - Block device, or with O(subsystems[].namespaces[].create_file) the regular file,
+                to export.
+              - An absolute, normalised path under one of O(backing_prefixes).
             type: str
             required: true
-          uuid: {description: Namespace UUID (stable identity for initiators)., type: str}
-          nguid: {description: Namespace NGUID (32 hex digits, dashes allowed)., type: str}
-          size: {description: Size in bytes of the backing file (with I(create_file))., type: int}
-          create_file: {description: Create a sparse backing file of I(size) bytes if missing; grow a smaller one; never shrink or overwrite., type: bool, default: false}
+          uuid:
+            description:
+              - Namespace UUID (stable identity for initiators).
+            type: str
+          nguid:
+            description:
+              - Namespace NGUID (32 hex digits, dashes allowed).
+            type: str
+          size:
+            description:
+              - Size in bytes of the backing file (with O(subsystems[].namespaces[].create_file)).
+            type: int
+          create_file:
+            description:
+              - Create a sparse backing file of O(subsystems[].namespaces[].size) bytes if
+                missing; grow a smaller one; never shrink or overwrite.
+            type: bool
+            default: false
           signature:
             description:
               - Device backing only. The filesystem, RAID/LVM signature or partition table type
-                (as C(blkid -p) names it, e.g. C(ext4), C(LVM2_member), C(gpt)) the device is
-                known to hold and may be exported with. Without it, a device holding any
+                (as C(blkid -p) names it, for example C(ext4), C(LVM2_member), C(gpt)) the device
+                is known to hold and may be exported with. Without it, a device holding any
                 signature is refused.
             type: str
   ports:
-    description: Listeners; a port serves the subsystems linked to it.
+    description:
+      - Listeners; a port serves the subsystems linked to it.
     type: list
     elements: dict
     default: []
     suboptions:
-      id: {description: Port id., type: int, required: true}
-      trtype: {description: Transport., type: str, required: true, choices: [rdma, tcp]}
-      adrfam: {description: Address family., type: str, default: ipv4, choices: [ipv4, ipv6]}
-      traddr: {description: Fabric IP address to listen on., type: str, required: true}
-      trsvcid: {description: Service id (port number)., type: int, default: 4420}
-      subsystems: {description: Subsystem NQNs served on this port., type: list, elements: str, default: []}
+      id:
+        description:
+          - Port id.
+        type: int
+        required: true
+      trtype:
+        description:
+          - Transport.
+        type: str
+        required: true
+        choices:
+          - rdma
+          - tcp
+      adrfam:
+        description:
+          - Address family.
+        type: str
+        default: ipv4
+        choices:
+          - ipv4
+          - ipv6
+      traddr:
+        description:
+          - Fabric IP address to listen on.
+        type: str
+        required: true
+      trsvcid:
+        description:
+          - Service id (port number).
+        type: int
+        default: 4420
+      subsystems:
+        description:
+          - Subsystem NQNs served on this port.
+        type: list
+        elements: str
+        default: []
   backing_prefixes:
     description:
       - Where a namespace's backing store may live. A prefix ending in C(/) admits paths below
@@ -102,22 +189,47 @@ options:
       - The spec's allow-list; the default is nvmeofctl's built-in list.
     type: list
     elements: str
-    default: [/var/lib/nvmeofctl/, /dev/disk/by-id/, /dev/nvme*, /dev/md*, /dev/mapper/]
+    default:
+      - /var/lib/nvmeofctl/
+      - /dev/disk/by-id/
+      - /dev/nvme*
+      - /dev/md*
+      - /dev/mapper/
   persist:
-    description: Write C(state_dir)/nvmet.json (0600), the restore program and the
-      C(nvmeofctl-nvmet.service) unit that re-applies the configuration at boot.
+    description:
+      - Write O(state_dir)/nvmet.json (mode 0600), the restore program and the
+        C(nvmeofctl-nvmet.service) unit that re-applies the configuration at boot.
     type: bool
     default: true
   allow_disruptive:
-    description: When false, fail before changing anything if a change is disruptive
-      (port address change, namespace device change, removing an export or an allowed host).
+    description:
+      - When false, fail before changing anything if a change is disruptive (port address change,
+        namespace device change, removing an export or an allowed host).
     type: bool
     default: true
-  configfs_root: {description: nvmet configfs root; kernel modules are loaded only for the default (others are test trees)., type: path, default: /sys/kernel/config/nvmet}
-  state_dir: {description: Where nvmet.json and nvmet-managed.json live., type: path, default: /etc/nvmeofctl}
-  lib_dir: {description: Where the restore program is installed (tests)., type: path, default: /usr/local/lib/nvmeofctl}
-  unit_dir: {description: systemd unit directory; systemctl runs only for the default (others are test trees)., type: path, default: /etc/systemd/system}
-author: nvmeofctl
+  configfs_root:
+    description:
+      - nvmet configfs root; kernel modules are loaded only for the default (others are test
+        trees).
+    type: path
+    default: /sys/kernel/config/nvmet
+  state_dir:
+    description:
+      - Where nvmet.json and nvmet-managed.json live.
+    type: path
+    default: /etc/nvmeofctl
+  lib_dir:
+    description:
+      - Where the restore program is installed (tests use a fake tree).
+    type: path
+    default: /usr/local/lib/nvmeofctl
+  unit_dir:
+    description:
+      - systemd unit directory; C(systemctl) runs only for the default (others are test trees).
+    type: path
+    default: /etc/systemd/system
+author:
+  - nvmeofctl contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -129,42 +241,133 @@ EXAMPLES = r"""
     subsystems:
       - nqn: nqn.2024-01.io.lab:gpu-pool-1
         serial: "0123456789abcdef"
-        allowed_hosts: [nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b]
+        allowed_hosts:
+          - nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b
         namespaces:
-          - {nsid: 1, device_path: /var/lib/nvmeofctl/pool1.img, size: 1073741824, create_file: true,
-             uuid: fbd61f08-fde1-48e3-b431-57fda06e7aa9}
+          - nsid: 1
+            device_path: /var/lib/nvmeofctl/pool1.img
+            size: 1073741824
+            create_file: true
+            uuid: fbd61f08-fde1-48e3-b431-57fda06e7aa9
     ports:
-      - {id: 1, trtype: rdma, traddr: 192.168.100.1, trsvcid: 4420, subsystems: [nqn.2024-01.io.lab:gpu-pool-1]}
+      - id: 1
+        trtype: rdma
+        traddr: 192.168.100.1
+        trsvcid: 4420
+        subsystems:
+          - nqn.2024-01.io.lab:gpu-pool-1
+
+- name: Target and its RDMA fabric link in one module run
+  nvmeofctl.fabric.nvmet_target:
+    rdma:
+      interface: eth1
+      mtu: 9000
+      soft_roce: true
+    subsystems: []
 """
 
 RETURN = r"""
 changes:
-  description: Ordered changes (predicted in check mode); no secret values.
-  returned: always
+  description:
+    - Ordered changes (predicted in check mode); no secret values. With O(rdma), the RDMA link's
+      changes come first.
+    - When the module fails, the changes made (or refused) before the failure.
+  returned: success, and on failures after the change list is known
   type: list
   elements: dict
-  sample: [{"object": "port 1", "action": "update", "detail": "traddr: 10.0.0.1 -> 10.0.0.2; unlink 1 subsystem(s), write, relink",
-            "disruptive": true, "reason": "hosts connected through this port are disconnected ...", "kind": "port", "key": ["1"]}]
+  contains:
+    object:
+      description: What changes (C(host <nqn>), C(subsystem <nqn>), C(port 1), C(file <path>), ...).
+      type: str
+    action:
+      description: C(create), C(update) or C(delete).
+      type: str
+    detail:
+      description: The change itself (old and new values, configfs writes); keys never appear.
+      type: str
+    disruptive:
+      description: Whether the change interrupts hosts' I/O or connections.
+      type: bool
+    reason:
+      description: Why the change is needed.
+      type: str
+    kind:
+      description: What kind of object changes (C(host), C(subsystem), C(namespace), C(port), C(file), C(modules), C(persist), ...).
+      type: str
+    key:
+      description: The object's identity (NQNs, namespace id, port id or path).
+      type: list
+      elements: str
+      returned: except for the RDMA link's changes
+  sample:
+    - object: port 1
+      action: update
+      detail: "traddr: 10.0.0.1 -> 10.0.0.2; unlink 1 subsystem(s), write, relink"
+      disruptive: true
+      reason: hosts connected through this port are disconnected ...
+      kind: port
+      key:
+        - "1"
 disruptive:
   description: Whether any change is disruptive.
-  returned: always
+  returned: success, and when disruptive changes are refused (O(allow_disruptive=false))
   type: bool
 diff:
-  description: Text of the managed configuration before and after (keys shown as <secret>/<changed>).
-  returned: always
+  description:
+    - Text of the managed configuration before and after (keys shown as C(<secret>) or
+      C(<changed>)), then the state and persistence files; with O(rdma), the RDMA link's state
+      first.
+  returned: in diff mode (C(--diff))
   type: dict
+  contains:
+    before:
+      description: Before the run.
+      type: str
+    after:
+      description: After the run (predicted in check mode).
+      type: str
 observed:
   description: nvmet state read before the changes (keys as sha256 digests only).
-  returned: always
+  returned: success
   type: dict
+  contains:
+    hosts:
+      description: Host NQN to its DH-HMAC-CHAP settings (key digests, hash, DH group).
+      type: dict
+    subsystems:
+      description: Subsystem NQN to its attributes, allowed hosts and namespaces.
+      type: dict
+    ports:
+      description: Port id to its address and linked subsystems.
+      type: dict
+    files:
+      description: Backing file path to its size (or why it is not a plain file).
+      type: dict
 managed:
-  description: Objects recorded in nvmet-managed.json after this run.
-  returned: always
+  description: Objects recorded in nvmet-managed.json after this run (hosts, subsystems, ports, files).
+  returned: success
   type: dict
 foreign:
   description: Objects in configfs that nvmeofctl does not manage and left alone.
-  returned: always
+  returned: success
   type: list
+  elements: str
+  sample:
+    - subsystem nqn.2024-01.io.other:pool
+rdma:
+  description: The RDMA link's result (the module ran with O(rdma)).
+  returned: when O(rdma) is set
+  type: dict
+  contains:
+    rdma_device:
+      description: The RDMA device bound to the interface.
+      type: str
+    observed:
+      description: The link's observed state (see M(nvmeofctl.fabric.rdma_link)).
+      type: dict
+    changed:
+      description: Whether the link changed.
+      type: bool
 """
 
 import os
@@ -222,7 +425,7 @@ ARGUMENT_SPEC = dict(
     )),
     backing_prefixes=dict(type="list", elements="str", default=list(DEFAULT_BACKING_PREFIXES)),
     persist=dict(type="bool", default=True),
-    rdma=dict(type="dict", options={k: v for k, v in RDMA_ARGUMENT_SPEC.items()}),
+    rdma=dict(type="dict", options=dict(RDMA_ARGUMENT_SPEC)),
     allow_disruptive=dict(type="bool", default=True),
     configfs_root=dict(type="path", default=CONFIGFS_ROOT),
     state_dir=dict(type="path", default=STATE_DIR),
@@ -290,7 +493,7 @@ def option_problems(p):
 
 def block_probe(module):
     """The block-device checks on this host (the seam tests replace with fake proc/sys trees)."""
-    return BlockProbe(run=lambda argv: module.run_command(argv), blkid=module.get_bin_path("blkid"))
+    return BlockProbe(run=module.run_command, blkid=module.get_bin_path("blkid"))
 
 
 def backing_problems(module, desired, observed, managed):
@@ -441,12 +644,13 @@ def run(module):
         changed=bool(changes),
         changes=changes,
         disruptive=any(c["disruptive"] for c in changes),
-        diff=dict(before=before + "".join(l + "\n" for l in extra_before),
-                  after=after + "".join(l + "\n" for l in extra_after)),
         observed=observed,
         managed=new_managed,
         foreign=foreign_objects(observed, desired, managed),
     )
+    if module._diff:  # the diff only in diff mode (--diff), as Ansible's own modules do
+        result["diff"] = dict(before=before + "".join(l + "\n" for l in extra_before),
+                              after=after + "".join(l + "\n" for l in extra_after))
     module.exit_json(**result)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: rdma_link
+version_added: 0.1.0
 short_description: Set up one RoCE v2 fabric interface (MTU, Soft-RoCE device, rdma_cm defaults) and its boot persistence
 description:
   - One call per host sets the netdev MTU, creates a Soft-RoCE (rxe) device on the interface
@@ -15,27 +16,17 @@ description:
     and sets the rdma_cm default RoCE mode (v2) and TOS through configfs.
   - Writes an idempotent restore script and the C(nvmeofctl-rdma.service) unit (ordered before
     C(nvmeofctl-nvmet.service) and C(nvmeofctl-connect.service)) so it all survives a reboot.
-  - Check mode predicts C(changed), C(changes) and C(diff) without writing anything.
+  - Check mode predicts C(changed) and RV(changes) (and RV(diff) in diff mode) without writing
+    anything.
   - One fabric interface per host (one unit); if rdma_cm's configfs is not exposed by the
     kernel the mode/TOS are reported as C(not exposed) and the module does not fail.
-options:
-  interface: {description: Fabric network interface (netdev)., type: str, required: true}
-  mtu: {description: L2 MTU to set (e.g. 9000; RoCE active_mtu 4096 needs >= ~4200)., type: int}
-  soft_roce: {description: Create a Soft-RoCE (rdma_rxe) device when none is bound to I(interface)., type: bool, default: false}
-  rdma_device:
-    description:
-      - RDMA device name. With I(soft_roce) the name to create (default C(rxe_<interface>));
-        an existing device bound to I(interface) is adopted when this is not set.
-      - When set, it must be (or become) the device bound to I(interface); anything else fails.
-    type: str
-  roce_mode: {description: rdma_cm default RoCE mode., type: str, default: RoCE v2, choices: [RoCE v2, IB/RoCE v1]}
-  roce_tos: {description: rdma_cm default TOS (e.g. 106 = DSCP 26 + ECT)., type: int}
-  persist: {description: Write the restore script and systemd unit., type: bool, default: true}
-  sysfs_root: {description: sysfs root (tests)., type: path, default: /sys}
-  configfs_root: {description: configfs root (tests)., type: path, default: /sys/kernel/config}
-  lib_dir: {description: Where the restore script is installed (tests)., type: path, default: /usr/local/lib/nvmeofctl}
-  unit_dir: {description: systemd unit directory; systemctl runs only for the default (others are test trees)., type: path, default: /etc/systemd/system}
-author: nvmeofctl
+  - The same options are the O(nvmeofctl.fabric.nvmet_target#module:rdma) and
+    O(nvmeofctl.fabric.nvme_host#module:rdma) options of the role modules, which reconcile the
+    link in their own module run.
+extends_documentation_fragment:
+  - nvmeofctl.fabric.rdma.link
+author:
+  - nvmeofctl contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -53,19 +44,78 @@ changes:
   returned: always
   type: list
   elements: dict
+  contains:
+    object:
+      description: What changes (C(netdev eth1), C(rdma link rxe_eth1), C(file /etc/systemd/system/...)).
+      type: str
+    action:
+      description: C(create) or C(update).
+      type: str
+    detail:
+      description: The change itself (old and new values, the command run).
+      type: str
+    disruptive:
+      description: Whether the change interrupts established RDMA connections (a lower MTU).
+      type: bool
+    reason:
+      description: Why the change is needed.
+      type: str
+    kind:
+      description: C(mtu), C(modules), C(rxe), C(rdma_cm) or C(persist).
+      type: str
+  sample:
+    - object: rdma link rxe_eth1
+      action: create
+      detail: rdma link add rxe_eth1 type rxe netdev eth1
+      disruptive: false
+      reason: no RDMA device bound to eth1
+      kind: rxe
+disruptive:
+  description: Whether any change is disruptive.
+  returned: always
+  type: bool
 rdma_device:
-  description: The RDMA device bound to I(interface) (to be created, in check mode).
+  description: The RDMA device bound to O(interface) (to be created, in check mode).
   returned: always
   type: str
+  sample: rxe_eth1
 observed:
-  description: Interface MTU, RDMA links on the interface, its GID table and rdma_cm settings
-    (as read before the changes in check mode, after them otherwise).
+  description:
+    - Interface MTU, RDMA links on the interface, its GID table and rdma_cm settings (as read
+      before the changes in check mode, after them otherwise).
   returned: always
   type: dict
+  contains:
+    interface:
+      description: The fabric interface.
+      type: str
+    mtu:
+      description: Its MTU.
+      type: int
+    links:
+      description: RDMA links bound to the interface (device, port, state, physical_state, netdev).
+      type: list
+      elements: dict
+    gids:
+      description: The device's port 1 GID table (index, gid, type, ndev, ipv4).
+      type: list
+      elements: dict
+    rdma_cm:
+      description:
+        - C(default_roce_mode) and C(default_roce_tos) of the device's port 1, or the text
+          C(not exposed) or C(not configured).
+      type: raw
 diff:
-  description: Text before/after.
-  returned: always
+  description: The link's state as text, before and after.
+  returned: in diff mode (C(--diff))
   type: dict
+  contains:
+    before:
+      description: State before the run.
+      type: str
+    after:
+      description: State after the run (predicted in check mode).
+      type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -74,7 +124,10 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import ARGUM
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.exit_json(**reconcile(module, module.params, module.check_mode))
+    result = reconcile(module, module.params, module.check_mode)
+    if not module._diff:  # the diff only in diff mode (--diff), as Ansible's own modules do
+        result.pop("diff")
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
