@@ -68,3 +68,22 @@ def test_connect_names_authentication_from_the_kernel_log(tmp_path):
                               "success1, nvme status 881)")
     assert "auth_failed" not in nh.__dict__.get("NOT_READY", ())
     assert calls[-1] == "dmesg"
+
+
+def test_authenticated_connect_that_times_out_names_authentication(tmp_path):
+    """The other real outcome of a wrong secret over RDMA (dhchap-connect-rdma-wrong-secret-hang-
+    370s.txt): the connect hangs past the tool's bound with nothing in the kernel log yet."""
+    def runner(argv, timeout, stdin_data=None):
+        if argv == ["dmesg"]:
+            return 0, "", "", False
+        return None, "", "", True  # killed at the bound
+
+    conn = {"subsysnqn": "nqn.2024-01.io.nvmeofctl.test:ckpt", "transport": "rdma", "traddr": "192.168.100.11",
+            "trsvcid": "4420", "dhchap_secret": "DHHC-1:00:" + "A" * 48 + ":", "dhchap_ctrl_secret": None}
+    opts = nh.normalize_desired({"hostnqn": "nqn.2014-08.org.nvmexpress:uuid:x", "hostid": "x",
+                                 "connections": [conn]})
+    paths = nh.paths_for(str(tmp_path / "class" / "nvme"), str(tmp_path / "etc" / "nvme"))
+    res = nh.connect(conn, opts, paths, 5, runner=runner, clock=lambda: 10.0)
+    assert res["category"] == "timeout" and res["ok"] is False
+    assert res["message"] == ("DH-HMAC-CHAP authentication did not complete within the connect timeout "
+                              "(over RDMA the kernel waits ~370 s on a secret the target rejects)")

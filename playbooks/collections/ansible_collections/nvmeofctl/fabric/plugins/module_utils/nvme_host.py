@@ -813,6 +813,9 @@ def _explain_auth(res, runner, since):
     authentication (the connect's own error is a bare EIO, or a timeout over RDMA)."""
     if since is None:
         return res
+    if res["category"] == "timeout":  # seen in the lab: a wrong secret over RDMA hangs the kernel
+        res["message"] = ("DH-HMAC-CHAP authentication did not complete within the connect timeout "
+                          "(over RDMA the kernel waits ~370 s on a secret the target rejects)")
     rc, out, _err, _t = runner(["dmesg"], 10)
     if rc != 0:
         return res
