@@ -29,6 +29,8 @@ from nvmeofctl.cli.main import app, run
 from nvmeofctl.exitcodes import ExitCode, for_signal
 from nvmeofctl.health import expect as expect_mod
 from nvmeofctl.lab.keys import write_ed25519_keypair
+
+from test_cli_errors import closed_port  # noqa: E402  (one helper for both files)
 from nvmeofctl.run import records
 
 from sshd import RefusingSshd
@@ -63,14 +65,6 @@ def one_target_spec(folder: Path, port: int, ssh_extra: str = "") -> Path:
         "fabric: {interface: eth1, ips: [10.9.0.1]}}\n"
     )
     return spec
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    return port
 
 
 # ---- the spec: missing, unreadable YAML -> 3 everywhere -----------------------------------------

@@ -18,6 +18,16 @@ def _capture(name):
     return (FX / name).read_text()
 
 
+def _authenticated_connect(tmp_path, runner, uptime):
+    """connect() of the lab's ckpt path with a host secret, through ``runner``, at kernel ``uptime``."""
+    conn = {"subsysnqn": "nqn.2024-01.io.nvmeofctl.test:ckpt", "transport": "rdma", "traddr": "192.168.100.11",
+            "trsvcid": "4420", "dhchap_secret": "DHHC-1:00:" + "A" * 48 + ":", "dhchap_ctrl_secret": None}
+    opts = nh.normalize_desired({"hostnqn": "nqn.2014-08.org.nvmexpress:uuid:x", "hostid": "x",
+                                 "connections": [conn]})
+    paths = nh.paths_for(str(tmp_path / "class" / "nvme"), str(tmp_path / "etc" / "nvme"))
+    return nh.connect(conn, opts, paths, 5, runner=runner, clock=lambda: uptime)
+
+
 def test_wrong_secret_over_rdma_is_named_authentication():
     kind, line = nh.auth_evidence(_capture("dhchap-connect-rdma-wrong-secret.txt"), 586.0)
     assert kind == "failed"
@@ -57,12 +67,7 @@ def test_connect_names_authentication_from_the_kernel_log(tmp_path):
             return 0, dmesg, "", False
         return 1, "", "Failed to write to /dev/nvme-fabrics: Input/output error\n", False
 
-    conn = {"subsysnqn": "nqn.2024-01.io.nvmeofctl.test:ckpt", "transport": "rdma", "traddr": "192.168.100.11",
-            "trsvcid": "4420", "dhchap_secret": "DHHC-1:00:" + "A" * 48 + ":", "dhchap_ctrl_secret": None}
-    opts = nh.normalize_desired({"hostnqn": "nqn.2014-08.org.nvmexpress:uuid:x", "hostid": "x",
-                                 "connections": [conn]})
-    paths = nh.paths_for(str(tmp_path / "class" / "nvme"), str(tmp_path / "etc" / "nvme"))
-    res = nh.connect(conn, opts, paths, 5, runner=runner, clock=lambda: 586.5)
+    res = _authenticated_connect(tmp_path, runner, uptime=586.5)
     assert res["category"] == "auth_failed" and res["ok"] is False
     assert res["message"] == ("DH-HMAC-CHAP authentication failed (kernel: nvme nvme0: qid 0 failed to receive "
                               "success1, nvme status 881)")
@@ -78,12 +83,7 @@ def test_authenticated_connect_that_times_out_names_authentication(tmp_path):
             return 0, "", "", False
         return None, "", "", True  # killed at the bound
 
-    conn = {"subsysnqn": "nqn.2024-01.io.nvmeofctl.test:ckpt", "transport": "rdma", "traddr": "192.168.100.11",
-            "trsvcid": "4420", "dhchap_secret": "DHHC-1:00:" + "A" * 48 + ":", "dhchap_ctrl_secret": None}
-    opts = nh.normalize_desired({"hostnqn": "nqn.2014-08.org.nvmexpress:uuid:x", "hostid": "x",
-                                 "connections": [conn]})
-    paths = nh.paths_for(str(tmp_path / "class" / "nvme"), str(tmp_path / "etc" / "nvme"))
-    res = nh.connect(conn, opts, paths, 5, runner=runner, clock=lambda: 10.0)
+    res = _authenticated_connect(tmp_path, runner, uptime=10.0)
     assert res["category"] == "timeout" and res["ok"] is False
     assert res["message"] == ("DH-HMAC-CHAP authentication did not complete within the connect timeout "
                               "(over RDMA the kernel waits ~370 s on a secret the target rejects)")
