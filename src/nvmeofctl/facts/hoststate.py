@@ -12,10 +12,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from nvmeofctl.plan.kmods import PROBED
 from nvmeofctl.remote.ssh import CommandResult, SshTarget, Unreachable, run_many
 from nvmeofctl.resources import load_module_utils
 
-MODULES = ("nvmet", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "rdma_rxe", "nvme_auth")
+MODULES = PROBED  # plan/kmods.py: the one list of kernel modules
 MARK = "### nvmeofctl-section "
 
 

@@ -6,6 +6,7 @@ from nvmeofctl.facts.probe import HostFacts
 from nvmeofctl.health.common import finding
 from nvmeofctl.health.expect import Expectations
 from nvmeofctl.health.model import Finding, Status
+from nvmeofctl.plan import kmods
 
 OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
 
@@ -75,22 +76,25 @@ def _not_live_hint(state: str | None, ip: str) -> str:
 
 
 def _reconnect_policy(facts, exp: Expectations, c, nqn: str) -> list[Finding]:
-    fab = exp.fabric
-    want = {"ctrl_loss_tmo": fab.ctrl_loss_tmo, "reconnect_delay": fab.reconnect_delay, "kato": fab.keep_alive_tmo}
+    h = exp.hosts[facts.host]
+    # ctrl_loss_tmo as sysfs shows it (rounded up to a multiple of reconnect_delay), as plan compares it
+    want = {"ctrl_loss_tmo": h.ctrl_loss_tmo, "reconnect_delay": h.reconnect_delay, "kato": h.keep_alive_tmo}
     got = {"ctrl_loss_tmo": c.ctrl_loss_tmo, "reconnect_delay": c.reconnect_delay, "kato": c.kato}
     checked = {k: v for k, v in want.items() if v is not None and got[k] is not None}
     if not checked:
-        return [finding(facts, "nvme_reconnect", NA, "no reconnect policy in spec or sysfs", device=nqn)]
+        return [finding(facts, "nvme_reconnect", NA, "no reconnect policy in sysfs", device=nqn)]
     bad = {k: got[k] for k, v in checked.items() if got[k] != v}
     obs = " ".join(f"{k}={got[k]}" for k in checked)
-    exp_s = " ".join(f"{k}={v}" for k, v in checked.items())
+    shown = {k: (f"{v} (spec {h.ctrl_loss_tmo_requested})" if k == "ctrl_loss_tmo" and v != h.ctrl_loss_tmo_requested
+                 else str(v)) for k, v in checked.items()}
+    exp_s = " ".join(f"{k}={v}" for k, v in shown.items())
     return [finding(facts, "nvme_reconnect", WARN if bad else OK, obs, exp_s,
                     "reconnect with the spec's --ctrl-loss-tmo/--reconnect-delay/--keep-alive-tmo (nvmeofctl apply)",
                     nqn)]
 
 
 def _iopolicy(facts, exp: Expectations, nqns: list[str]) -> list[Finding]:
-    want = exp.fabric.iopolicy
+    want = exp.hosts[facts.host].iopolicy
     if not want or not nqns:
         return []
     out = []
@@ -136,7 +140,7 @@ def check_nvmet(facts: HostFacts, exp: Expectations) -> list[Finding]:
     want = f"{fab.transport} {'|'.join(h.ips) or '?'}:{fab.port}"
     if not facts.nvmet:
         return [finding(facts, "nvmet_port", FAIL, "nvmet configfs absent", want,
-                        f"modprobe -a nvmet nvmet-{fab.transport} && nvmeofctl apply")]
+                        kmods.modprobe_command(kmods.needed("target", fab.transport, False)) + " && nvmeofctl apply")]
     ports = [p for p in facts.nvmet_ports if p.trtype == fab.transport and p.trsvcid == str(fab.port)
              and (not h.ips or p.traddr in h.ips)]
     out: list[Finding] = []

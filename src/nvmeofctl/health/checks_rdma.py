@@ -6,6 +6,7 @@ from nvmeofctl.facts.probe import HostFacts
 from nvmeofctl.health.common import TCP_NA, finding, rdma_used, resolve_device
 from nvmeofctl.health.expect import Expectations
 from nvmeofctl.health.model import Finding, Status
+from nvmeofctl.plan import kmods
 
 OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
 
@@ -41,7 +42,7 @@ def check_rdma_device(facts: HostFacts, exp: Expectations) -> list[Finding]:
     bound = facts.rdma_devs_on(h.interface) if h.interface else []
     if r.device is None:
         have = ", ".join(sorted(facts.ib_devices)) or "no RDMA devices"
-        if exp.fabric.soft_roce:
+        if h.soft_roce:
             fix = f"modprobe rdma_rxe && rdma link add {h.rdma_device} type rxe netdev {h.interface}"
         else:
             fix = "load the NIC's RDMA driver (e.g. mlx5_ib) or fix hosts[].fabric.rdma_device"
@@ -116,11 +117,12 @@ def check_mtu(facts: HostFacts, exp: Expectations) -> list[Finding]:
     n = facts.netif
     if n is None or not n.exists or n.mtu is None:
         out.append(finding(facts, "mtu", NA, "interface MTU unknown (see fabric_interface)", device=h.interface))
-    elif exp.fabric.mtu is None:
-        out.append(finding(facts, "mtu", OK, str(n.mtu), "any (spec sets none)", device=h.interface))
+    elif h.mtu is None:  # rdma_link sets the MTU; a TCP fabric runs no rdma_link
+        out.append(finding(facts, "mtu", OK, str(n.mtu), "any (nvmeofctl sets the MTU on RDMA fabrics only)",
+                           device=h.interface))
     else:
-        out.append(finding(facts, "mtu", OK if n.mtu == exp.fabric.mtu else FAIL, str(n.mtu), str(exp.fabric.mtu),
-                           f"ip link set {h.interface} mtu {exp.fabric.mtu} (switch ports too)", h.interface))
+        out.append(finding(facts, "mtu", OK if n.mtu == h.mtu else FAIL, str(n.mtu), str(h.mtu),
+                           f"ip link set {h.interface} mtu {h.mtu} (switch ports too)", h.interface))
     if rdma_used(exp):
         r = resolve_device(facts, h)
         if r.port is None or r.port.active_mtu is None:
@@ -153,37 +155,23 @@ def check_rdma_cm(facts: HostFacts, exp: Expectations) -> list[Finding]:
     out.append(finding(facts, "rdma_cm_mode", OK if mode == "RoCE v2" else FAIL, mode, "RoCE v2",
                        f"echo 'RoCE v2' > /sys/kernel/config/rdma_cm/{r.name}/ports/{r.port.port}/default_roce_mode",
                        dev))
-    tos = cm.get("default_roce_tos")
-    if exp.fabric.tos is not None and tos is not None and not r.soft:
-        ok = tos.strip() == str(exp.fabric.tos)
-        out.append(finding(facts, "rdma_cm_tos", OK if ok else WARN, tos, str(exp.fabric.tos),
-                           f"echo {exp.fabric.tos} > /sys/kernel/config/rdma_cm/{r.name}/ports/{r.port.port}/default_roce_tos",
+    tos, want_tos = cm.get("default_roce_tos"), exp.hosts[facts.host].roce_tos
+    if want_tos is not None and tos is not None and not r.soft:
+        ok = tos.strip() == str(want_tos)
+        out.append(finding(facts, "rdma_cm_tos", OK if ok else WARN, tos, str(want_tos),
+                           f"echo {want_tos} > /sys/kernel/config/rdma_cm/{r.name}/ports/{r.port.port}/default_roce_tos",
                            dev))
     return out
-
-
-def needed_modules(role_is_target: bool, exp: Expectations) -> list[tuple[str, ...]]:
-    """Each entry: alternatives (any one satisfies it)."""
-    t = exp.fabric.transport
-    need: list[tuple[str, ...]] = []
-    if t == "rdma" and exp.fabric.soft_roce:
-        need.append(("rdma_rxe",))
-    if role_is_target:
-        need += [("nvmet",), (f"nvmet_{t}",)]
-    else:
-        need.append((f"nvme_{t}",))
-    return need
 
 
 def check_modules(facts: HostFacts, exp: Expectations) -> list[Finding]:
     h = exp.hosts[facts.host]
     if not facts.modules and not facts.sys_modules:
         return [finding(facts, "kernel_modules", NA, "module list unreadable")]
-    need = needed_modules(h.is_target, exp)
-    missing = [alts[0] for alts in need if not any(facts.module_loaded(a) for a in alts)]
-    want = ", ".join("|".join(a) for a in need)
+    need = kmods.needed(h.role, exp.fabric.transport, h.soft_roce)
+    missing = [m for m in need if not facts.module_loaded(m)]
+    want = ", ".join(need)
     if missing:
         return [finding(facts, "kernel_modules", FAIL, "missing " + ", ".join(missing), want,
-                        "modprobe -a " + " ".join(m.replace("_", "-") if m.startswith("nvme") else m for m in missing)
-                        + " (and persist in /etc/modules-load.d)")]
+                        kmods.modprobe_command(missing) + " (and persist in /etc/modules-load.d)")]
     return [finding(facts, "kernel_modules", OK, "loaded", want)]

@@ -54,7 +54,7 @@ def resolve_device(facts: HostFacts, host: HostExpect) -> Resolved:
 
 def is_soft(facts: HostFacts, host: HostExpect, exp: Expectations) -> bool:
     r = resolve_device(facts, host)
-    return exp.fabric.soft_roce or r.soft
+    return host.soft_roce or r.soft
 
 
 def rdma_used(exp: Expectations) -> bool:

@@ -1,28 +1,29 @@
-"""What the spec expects, as plain data: the ONE adapter between the spec models and the checks.
+"""What health expects, as plain data, read from the ONE translation of the spec (plan.desired).
 
-The spec models (``nvmeofctl.spec``) are read only here, by attribute name, so a renamed field
-changes this file and nothing else. Checks and tests use ``Expectations``."""
+``expectations_from_desired`` takes ``plan.desired.desired_state(spec)``: the very module options
+``apply`` passes and ``plan`` diffs (rdma_link, nvmet_target, nvme_host), normalised with the
+modules' own functions. So health never expects what plan would not make converge: a role the
+spec forbids cannot get here, the defaults are the modules' defaults, and ``ctrl_loss_tmo`` is
+what the kernel shows for the requested value. Checks and tests use ``Expectations``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from nvmeofctl.plan.desired import Desired, HostDesired, desired_state
+from nvmeofctl.resources import load_module_utils
+
 
 @dataclass(frozen=True)
 class FabricExpect:
+    """Fleet-wide: the NVMe-oF service and the lossless RoCE QoS (which no module sets)."""
+
     transport: str = "rdma"
     port: int = 4420
-    mtu: int | None = None
-    soft_roce: bool = False
     pfc_priority: int | None = 3
     dscp: int | None = 26
-    tos: int | None = None
     ecn: bool = True
-    ctrl_loss_tmo: int | None = None
-    reconnect_delay: int | None = None
-    keep_alive_tmo: int | None = None
-    iopolicy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,23 @@ class HostExpect:
     role: str  # target | gpu_node
     interface: str | None = None
     ips: tuple[str, ...] = ()
+    # rdma_link (all None/False on a TCP fabric: nothing sets them there)
     rdma_device: str | None = None
     rdma_device_explicit: bool = False
+    soft_roce: bool = False
+    mtu: int | None = None
+    roce_tos: int | None = None
+    # nvme_host (GPU nodes)
     host_nqn: str | None = None
     host_id: str | None = None
-    exports: tuple[Export, ...] = ()  # gpu nodes
-    subsystems: dict[str, tuple[str, ...]] = field(default_factory=dict)  # targets: nqn -> allowed host NQNs
+    exports: tuple[Export, ...] = ()
+    ctrl_loss_tmo: int | None = None  # as sysfs shows it: the kernel rounds up to a multiple of reconnect_delay
+    ctrl_loss_tmo_requested: int | None = None  # as nvme connect is given it
+    reconnect_delay: int | None = None
+    keep_alive_tmo: int | None = None
+    iopolicy: str | None = None
+    # nvmet_target (targets): nqn -> allowed host NQNs
+    subsystems: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def is_target(self) -> bool:
@@ -53,7 +65,7 @@ class HostExpect:
 
     @property
     def is_gpu_node(self) -> bool:
-        return self.role in ("gpu_node", "gpu", "initiator")
+        return self.role == "gpu_node"
 
 
 @dataclass(frozen=True)
@@ -73,81 +85,70 @@ class Expectations:
         return sorted(n for n, o in self.hosts.items() if any(e.target == name for e in o.exports))
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if obj is None:
-            return default
-        obj = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-    return default if obj is None else obj
+def _rdma(h: HostDesired) -> dict[str, Any]:
+    """rdma_link's view of the options: its own normalisation and device choice."""
+    if not h.rdma:
+        return {"rdma_device": None, "rdma_device_explicit": False, "soft_roce": False, "mtu": None, "roce_tos": None}
+    rdma = load_module_utils("rdma")
+    opts = rdma.normalize(dict(h.rdma))
+    device = opts["rdma_device"]
+    if device is None:
+        try:  # nothing bound yet: the name rdma_link would create (Soft-RoCE), else none
+            device = rdma.choose_device(opts, [])[0]
+        except ValueError:
+            device = None
+    return {"rdma_device": device, "rdma_device_explicit": opts["rdma_device"] is not None,
+            "soft_roce": opts["soft_roce"], "mtu": opts["mtu"], "roce_tos": opts["roce_tos"]}
 
 
-def _val(v: Any) -> Any:
-    """Enum members -> their value; everything else unchanged."""
-    return getattr(v, "value", v)
+def _exports(h: HostDesired, served_by: dict[str, tuple[str, tuple[str, ...]]]) -> tuple[Export, ...]:
+    out = []
+    for c in (h.nvme_host or {}).get("connections") or []:
+        target, ips = served_by[c["subsysnqn"]]  # every export is a subsystem of some target
+        out.append(Export(c["subsysnqn"], target, ips))
+    return tuple(out)
 
 
-def default_rdma_device(interface: str | None, soft_roce: bool) -> str | None:
-    """Soft-RoCE lab default: ``rxe_<interface>``."""
-    return f"rxe_{interface}" if interface and soft_roce else None
+def _nvme_host(h: HostDesired) -> dict[str, Any]:
+    """nvme_host's view of the options (its defaults filled), with the ctrl_loss_tmo sysfs shows."""
+    if h.nvme_host is None:
+        return {}
+    nh = load_module_utils("nvme_host")
+    d = nh.normalize_desired(dict(h.nvme_host))
+    return {"host_nqn": d["hostnqn"], "host_id": d["hostid"],
+            "ctrl_loss_tmo": nh.expected_ctrl_loss_tmo(d["ctrl_loss_tmo"], d["reconnect_delay"]),
+            "ctrl_loss_tmo_requested": d["ctrl_loss_tmo"], "reconnect_delay": d["reconnect_delay"],
+            "keep_alive_tmo": d["keep_alive_tmo"], "iopolicy": d["iopolicy"]}
 
 
-def expectations_from_spec(spec: Any) -> Expectations:
-    fab = _get(spec, "fabric")
-    roce = _get(fab, "roce")
-    rec = _get(fab, "reconnect")
-    soft = bool(_get(fab, "soft_roce", default=False))
-    fabric = FabricExpect(
-        transport=str(_val(_get(fab, "transport", default="rdma"))),
-        port=int(_get(fab, "port", default=4420)),
-        mtu=_get(fab, "mtu"),
-        soft_roce=soft,
-        pfc_priority=_get(roce, "pfc_priority"),
-        dscp=_get(roce, "dscp"),
-        tos=_get(roce, "tos"),
-        ecn=bool(_get(roce, "ecn", default=True)),
-        ctrl_loss_tmo=_get(rec, "ctrl_loss_tmo"),
-        reconnect_delay=_get(rec, "reconnect_delay"),
-        keep_alive_tmo=_get(rec, "keep_alive_tmo"),
-        iopolicy=_val(_get(fab, "iopolicy")),
-    )
-    raw_hosts = list(_get(spec, "hosts", default=[]))
-    by_name = {str(_get(h, "name")): h for h in raw_hosts}
-
-    def ips(h: Any) -> tuple[str, ...]:
-        return tuple(str(ip).split("/")[0] for ip in _get(h, "fabric", "ips", default=[]) or [])
-
-    exports: dict[str, list[Export]] = {}
+def expectations_from_desired(desired: Desired) -> Expectations:
+    served_by: dict[str, tuple[str, tuple[str, ...]]] = {}  # subsystem NQN -> (target, its listening IPs)
     served: dict[str, dict[str, tuple[str, ...]]] = {}
-    for sub in _get(spec, "subsystems", default=[]) or []:
-        nqn, tgt = str(_get(sub, "nqn")), str(_get(sub, "target"))
-        allowed = [str(a) for a in _get(sub, "allowed_gpu_nodes", default=[]) or []]
-        for g in allowed:
-            exports.setdefault(g, []).append(Export(nqn, tgt, ips(by_name.get(tgt))))
-        served.setdefault(tgt, {})[nqn] = tuple(
-            str(_get(by_name.get(g), "host_nqn", default="")) for g in allowed if by_name.get(g) is not None
-        )
-    hosts: dict[str, HostExpect] = {}
-    for h in raw_hosts:
-        name = str(_get(h, "name"))
-        iface = _get(h, "fabric", "interface")
-        explicit = _get(h, "fabric", "rdma_device")
-        hosts[name] = HostExpect(
-            name=name,
-            role=str(_val(_get(h, "role", default="gpu_node"))),
-            interface=iface,
-            ips=ips(h),
-            rdma_device=explicit or default_rdma_device(iface, soft),
-            rdma_device_explicit=bool(explicit),
-            host_nqn=_get(h, "host_nqn"),
-            host_id=str(_get(h, "host_id")) if _get(h, "host_id") is not None else None,
-            exports=tuple(exports.get(name, [])),
-            subsystems=served.get(name, {}),
-        )
+    for name, h in desired.hosts.items():
+        if h.nvmet is None:
+            continue
+        served[name] = {s["nqn"]: tuple(s["allowed_hosts"]) for s in h.nvmet["subsystems"]}
+        for s in h.nvmet["subsystems"]:
+            ips = tuple(str(p["traddr"]) for p in h.nvmet["ports"] if s["nqn"] in p["subsystems"])
+            served_by[s["nqn"]] = (name, ips)
+    hosts = {
+        name: HostExpect(name=name, role=h.role, interface=h.interface, ips=tuple(h.ips), **_rdma(h),
+                         **_nvme_host(h), exports=_exports(h, served_by), subsystems=served.get(name, {}))
+        for name, h in desired.hosts.items()
+    }
+    ll = desired.lossless
+    fabric = FabricExpect(transport=desired.transport, port=desired.port, pfc_priority=ll["pfc_priority"],
+                          dscp=ll["dscp"], ecn=bool(ll["ecn"]))
     return Expectations(fabric, hosts)
 
 
+def expectations_from_spec(spec: Any) -> Expectations:
+    """``expectations_from_desired(plan.desired.desired_state(spec))`` for a loaded ``ClusterSpec``."""
+    return expectations_from_desired(desired_state(spec))
+
+
 def load_spec(path: str, *, insecure_secret_perms: bool = False):
-    """Load the cluster spec with the spec package's loader (monkeypatched in unit tests)."""
+    """Load the cluster spec with the spec package's loader."""
     from nvmeofctl.spec import load_spec as _load
 
     return _load(path, insecure_secret_perms=insecure_secret_perms)
@@ -155,4 +156,4 @@ def load_spec(path: str, *, insecure_secret_perms: bool = False):
 
 def host_spec_objects(spec: Any) -> dict[str, Any]:
     """name -> the spec's host object (for ``SshTarget.from_host_spec``)."""
-    return {str(_get(h, "name")): h for h in _get(spec, "hosts", default=[]) or []}
+    return {h.name: h for h in spec.hosts}

@@ -88,9 +88,9 @@ def port_rate(facts: HostFacts | None, exp: Expectations, host: str) -> tuple[fl
     """(rate in Gb/s, soft-RoCE?, device name) of the host's fabric RDMA port."""
     h = exp.hosts[host]
     if facts is None:
-        return None, exp.fabric.soft_roce, h.rdma_device
+        return None, h.soft_roce, h.rdma_device
     r = resolve_device(facts, h)
-    soft = exp.fabric.soft_roce or r.soft
+    soft = h.soft_roce or r.soft
     rate = r.port.rate_gbps if r.port else None
     if facts.netif and facts.netif.speed_mbps:
         rate = facts.netif.speed_mbps / 1000.0

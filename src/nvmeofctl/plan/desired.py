@@ -1,13 +1,17 @@
 """Desired state per host, as the collection's module options, built from the cluster spec (pure).
 
-These dicts are the contract with ``nvmeofctl.fabric.rdma_link``, ``nvmet_target`` and
-``nvme_host``: the playbooks pass them through unchanged, and the planner feeds the same dicts
-to the modules' own diff functions, so plan and apply can never disagree.
+The ONE translation of the spec into what each host should hold. The dicts are the contract with
+``nvmeofctl.fabric.rdma_link``, ``nvmet_target`` and ``nvme_host``: the playbooks pass them
+through unchanged (``host_vars``), the planner feeds the same dicts to the modules' own diff
+functions, and ``health`` builds its expectations from ``desired_state`` (the same dicts plus the
+few facts no module sets), so plan, apply and health can never disagree.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
 
 
 CONNECT_WAIT = 120  # seconds a GPU node retries a target that is not listening yet
@@ -131,15 +135,63 @@ def nvme_host_args(spec, gpu) -> dict[str, Any]:
     return args
 
 
-def host_vars(spec, in_run=None) -> dict[str, dict[str, Any]]:
-    """Inventory variables per host: ``nvmeofctl_rdma`` plus ``nvmeofctl_nvmet`` or ``nvmeofctl_nvme_host``.
-    ``in_run``: the hosts this run configures (None: all), see ``nvmet_args``."""
-    out: dict[str, dict[str, Any]] = {}
+@dataclass(frozen=True)
+class HostDesired:
+    """What one host should hold: its module options, and where it sits on the fabric."""
+
+    name: str
+    role: str  # target | gpu_node
+    interface: str  # the fabric netdev
+    ips: tuple[str, ...]  # its fabric IPv4 addresses (the spec's; targets listen on each)
+    rdma: Mapping[str, Any]  # rdma_link options; {} on a TCP fabric (no RDMA set up, MTU included)
+    nvmet: Mapping[str, Any] | None = None  # nvmet_target options (targets)
+    nvme_host: Mapping[str, Any] | None = None  # nvme_host options (GPU nodes)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The whole cluster's desired state. ``lossless``: the RoCE QoS a real NIC should carry
+    (pfc_priority, dscp, tos, ecn); no module sets it (NIC firmware / DCB tools do), health checks it."""
+
+    transport: str  # rdma | tcp
+    port: int  # NVMe-oF service port (trsvcid)
+    lossless: Mapping[str, Any]
+    hosts: Mapping[str, HostDesired]
+
+    def host_vars(self) -> dict[str, dict[str, Any]]:
+        """Inventory variables per host: ``nvmeofctl_rdma`` plus ``nvmeofctl_nvmet`` or ``nvmeofctl_nvme_host``."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, h in self.hosts.items():
+            hv: dict[str, Any] = {"nvmeofctl_rdma": dict(h.rdma)}
+            if h.nvmet is not None:
+                hv["nvmeofctl_nvmet"] = dict(h.nvmet)
+            if h.nvme_host is not None:
+                hv["nvmeofctl_nvme_host"] = dict(h.nvme_host)
+            out[name] = hv
+        return out
+
+
+def desired_state(spec, in_run=None) -> Desired:
+    """The spec, translated once. ``in_run``: the hosts this run configures (None: all), see ``nvmet_args``."""
+    hosts: dict[str, HostDesired] = {}
     for host in spec.hosts:
-        hv: dict[str, Any] = {"nvmeofctl_rdma": rdma_args(spec, host)}
-        if host.role == "target":
-            hv["nvmeofctl_nvmet"] = nvmet_args(spec, host, in_run)
-        else:
-            hv["nvmeofctl_nvme_host"] = nvme_host_args(spec, host)
-        out[host.name] = hv
-    return out
+        target = host.role == "target"
+        hosts[host.name] = HostDesired(
+            name=host.name,
+            role=host.role,
+            interface=host.fabric.interface,
+            ips=tuple(str(ip) for ip in host.fabric.ips),
+            rdma=MappingProxyType(rdma_args(spec, host)),
+            nvmet=MappingProxyType(nvmet_args(spec, host, in_run)) if target else None,
+            nvme_host=None if target else MappingProxyType(nvme_host_args(spec, host)),
+        )
+    roce = spec.fabric.roce
+    lossless = {"pfc_priority": roce.pfc_priority, "dscp": roce.dscp, "tos": roce.tos, "ecn": roce.ecn}
+    return Desired(spec.fabric.transport, int(spec.fabric.port), MappingProxyType(lossless),
+                   MappingProxyType(hosts))
+
+
+def host_vars(spec, in_run=None) -> dict[str, dict[str, Any]]:
+    """Inventory variables per host (``Desired.host_vars``) for ansible-runner.
+    ``in_run``: the hosts this run configures (None: all), see ``nvmet_args``."""
+    return desired_state(spec, in_run).host_vars()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nvmeofctl.plan import kmods
 from nvmeofctl.remote.nvme_cli import parse_version
 from nvmeofctl.remote.ssh import REFUSED_KINDS
 
@@ -66,24 +67,20 @@ def evaluate(spec, states) -> list[Problem]:
             need.append("configfs is not mounted (/sys/kernel/config)")
         if p.get("iface") != "yes":
             need.append(f"fabric interface {host.fabric.interface} does not exist")
-        mods: list[str] = []
         if host.role == "target":
-            mods += ["nvmet", "nvmet_rdma" if transport == "rdma" else "nvmet_tcp"]
             exports_devices = any(ns.backing.device for sub in spec.subsystems_on(name) for ns in sub.namespaces)
             if exports_devices and p.get("blkid") == "no":
                 need.append("blkid (util-linux) is missing: the target checks a device for filesystem "
                             "signatures before it exports it")
         else:
-            mods += ["nvme_rdma" if transport == "rdma" else "nvme_tcp"]
             if not p.get("nvme_cli"):
                 need.append("nvme-cli is missing: install the nvme-cli package")
             else:
                 need += _nvme_cli_problems(p["nvme_cli"], _uses_dhchap(spec, host))
-        if transport == "rdma" and spec.fabric.soft_roce:
-            mods.append("rdma_rxe")
-            if p.get("rdma_tool") != "yes":
-                need.append("the `rdma` tool (iproute2) is missing")
-        missing = [m for m in mods if p.get(f"mod_{m}") != "yes"]
+        soft_roce = transport == "rdma" and spec.fabric.soft_roce
+        if soft_roce and p.get("rdma_tool") != "yes":
+            need.append("the `rdma` tool (iproute2) is missing")
+        missing = [m for m in kmods.needed(host.role, transport, soft_roce) if p.get(f"mod_{m}") != "yes"]
         if missing:
             need.append(f"kernel {p.get('kernel', '?')} has no module {', '.join(missing)}")
         if _uses_dhchap(spec, host):

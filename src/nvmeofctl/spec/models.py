@@ -38,9 +38,6 @@ from nvmeofctl.spec.secrets import dhchap_secret_message, dhchap_secret_problem,
 
 # Fixed forever: every generated ID is uuid5 under this namespace, so re-applying never drifts.
 PROJECT_NAMESPACE = UUID("7917fd00-c844-504d-93bd-02d30884fe04")
-UUID_NQN_PREFIX = "nqn.2014-08.org.nvmexpress:uuid:"
-NQN_MAX_BYTES = 223
-NQN_EXPECTED = "expected nqn.YYYY-MM.reverse.domain:name or nqn.2014-08.org.nvmexpress:uuid:<uuid>"
 
 Loc = tuple[str | int, ...]
 
@@ -74,6 +71,7 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 # One set of rules for every spec string, shared with the collection's modules (which re-check
 # their options with it on the hosts): module_utils/validators.py, loaded by file path.
 V = load_module_utils("validators")
+UUID_NQN_PREFIX = V.UUID_NQN_PREFIX
 NQN_MAX_BYTES = V.NQN_MAX_BYTES
 NQN_EXPECTED = V.NQN_EXPECTED
 MAX_BACKING_SIZE = V.MAX_BACKING_SIZE
@@ -112,6 +110,7 @@ _check_prefix = _checker(V.prefix_problem)
 
 
 _check_signature = _checker(V.signature_problem)
+_check_mtu = _checker(V.mtu_problem)
 
 
 def _check_not_nil(value: UUID | None) -> UUID | None:
@@ -169,8 +168,8 @@ BackingPath = Annotated[str, AfterValidator(_check_backing_path)]
 Size = Annotated[
     int,
     BeforeValidator(parse_size),
-    Field(ge=4096, le=MAX_BACKING_SIZE, multiple_of=4096),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 4096, "maximum": MAX_BACKING_SIZE},
+    AfterValidator(_checker(V.size_problem)),  # 4 KiB..1 PiB, whole 4 KiB blocks: nvmet_target's rule
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": V.MIN_BACKING_SIZE, "maximum": MAX_BACKING_SIZE},
                               {"type": "string", "pattern": _SIZE_RE.pattern}]}),
 ]
 
@@ -211,7 +210,9 @@ class ReconnectSpec(_Model):
 class FabricSpec(_Model):
     transport: Literal["rdma", "tcp"] = "rdma"
     port: int = Field(4420, ge=1, le=65535, description="NVMe-oF service port (trsvcid)")
-    mtu: int = Field(1500, ge=576, le=9978, description="L2 MTU of every fabric interface")
+    mtu: Annotated[int, AfterValidator(_check_mtu), WithJsonSchema(
+        {"type": "integer", "minimum": V.MTU_MIN, "maximum": V.MTU_MAX})] = Field(
+        1500, description="L2 MTU of every fabric interface (set by rdma_link: RDMA transport only)")
     soft_roce: bool = Field(False, description="create a Soft-RoCE (rdma_rxe) device on the fabric NIC")
     roce: RoceSpec = Field(default_factory=RoceSpec)
     reconnect: ReconnectSpec = Field(default_factory=ReconnectSpec)

@@ -23,13 +23,13 @@ import functools
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from nvmeofctl.facts.probe import parse_probe_output
 from nvmeofctl.health.expect import expectations_from_spec
+from nvmeofctl.spec import parse_spec
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "health"
 sys.path.insert(0, str(FIX))
@@ -44,15 +44,6 @@ GPU2_HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:452a16fc-bb18-5cfa-ba28-8e97503b
 GPU2_HOSTID = "452a16fc-bb18-5cfa-ba28-8e97503bc225"
 TRAIN = "nqn.2024-01.io.nvmeofctl.lab:train"
 CKPT = "nqn.2024-01.io.nvmeofctl.lab:ckpt"
-
-
-def ns(obj):
-    """dict/list tree -> attribute access like the pydantic spec models."""
-    if isinstance(obj, dict):
-        return SimpleNamespace(**{k: ns(v) for k, v in obj.items()})
-    if isinstance(obj, list):
-        return [ns(v) for v in obj]
-    return obj
 
 
 def read(rel: str) -> str:
@@ -228,20 +219,27 @@ def lab_dict():
     return copy.deepcopy(yaml.safe_load(LAB_SPEC.read_text()))
 
 
+def spec_of(d: dict):
+    """A spec dict through the real loader (relative secret files resolve beside LAB_SPEC): a
+    mutation the spec forbids fails here, as ``nvmeofctl health`` would refuse it."""
+    return parse_spec(yaml.safe_dump(d, sort_keys=False), source="cluster.yaml", base_dir=LAB_REAL)
+
+
 @pytest.fixture
 def lab_exp(lab_dict):
-    return expectations_from_spec(ns(lab_dict))
+    return expectations_from_spec(spec_of(lab_dict))
 
 
 @pytest.fixture
 def make_exp(lab_dict):
-    """make_exp(lambda d: ...mutate the spec dict...) -> Expectations."""
+    """make_exp(lambda d: ...mutate the spec dict...) -> Expectations (built like health builds them:
+    spec -> plan.desired -> expectations)."""
 
     def build(mutate=None):
         d = copy.deepcopy(lab_dict)
         if mutate:
             mutate(d)
-        return expectations_from_spec(ns(d))
+        return expectations_from_spec(spec_of(d))
 
     return build
 

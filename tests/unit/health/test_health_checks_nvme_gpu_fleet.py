@@ -10,6 +10,7 @@ from nvmeofctl.health import checks_gpu as cg
 from nvmeofctl.health import checks_nvme as cn
 from nvmeofctl.health.checks import run_checks
 from nvmeofctl.health.model import Status
+from nvmeofctl.resources import load_module_utils
 
 from healthfx import (CKPT, GPU1_HOSTID, GPU1_HOSTNQN, GPU2_HOSTID, TRAIN, add_section, drop_section, edit,
                       edit_section, facts, h100_gpu_node, lab, pin_identity, read, section, set_section)
@@ -37,6 +38,9 @@ def test_real_gpu1_nvme_healthy(gpu1_facts, lab_exp):
         ("nvme_controller", CKPT, OK, "nvme1 live rdma 192.168.100.11:4420"),
         ("nvme_reconnect", CKPT, OK, "ctrl_loss_tmo=-1 reconnect_delay=5 kato=5"),
         ("nvme_unexpected", None, OK, "none"),
+        # the spec's default iopolicy (numa), which apply passes to nvme_host
+        ("nvme_iopolicy", TRAIN, OK, "numa"),
+        ("nvme_iopolicy", CKPT, OK, "numa"),
         ("host_nqn", None, OK, GPU1_HOSTNQN),
         ("host_id", None, OK, GPU1_HOSTID),
     ]
@@ -127,9 +131,34 @@ def test_reconnect_policy(lab_exp, make_exp):
     text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "ctrl_loss_tmo=off", "ctrl_loss_tmo=60")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_reconnect", TRAIN)
     assert (f.status, f.observed) == (WARN, "ctrl_loss_tmo=60 reconnect_delay=5 kato=5")
-    no_policy = make_exp(lambda d: d["fabric"].pop("reconnect"))
-    f = get(cn.check_nvme_host(facts("gpu1", lab("gpu1")), no_policy), "nvme_reconnect", TRAIN)
-    assert (f.status, f.observed) == (NA, "no reconnect policy in spec or sysfs")
+    # no reconnect policy in the spec: the spec's defaults, which apply passes (forever, every 10 s)
+    defaults = make_exp(lambda d: d["fabric"].pop("reconnect"))
+    f = get(cn.check_nvme_host(facts("gpu1", lab("gpu1")), defaults), "nvme_reconnect", TRAIN)
+    assert (f.status, f.observed, f.expected) == (
+        WARN, "ctrl_loss_tmo=-1 reconnect_delay=5 kato=5", "ctrl_loss_tmo=-1 reconnect_delay=10 kato=5")
+
+
+def test_expected_ctrl_loss_tmo_is_what_the_kernel_shows():
+    """nvme-fabrics keeps max_reconnects = ceil(ctrl_loss_tmo / reconnect_delay) and sysfs shows
+    max_reconnects * reconnect_delay ("off" for -1): 600 every 7 s is 86 attempts, shown as 602."""
+    nh = load_module_utils("nvme_host")
+    assert nh.expected_ctrl_loss_tmo(600, 7) == 602
+    assert nh.expected_ctrl_loss_tmo(60, 5) == 60  # lab/sysfs-nvme0.txt: ctrl_loss_tmo=60 reconnect_delay=5
+    assert nh.expected_ctrl_loss_tmo(-1, 5) == -1  # lab-real gpu1: ctrl_loss_tmo=off
+
+
+def test_rounded_ctrl_loss_tmo_is_converged(make_exp):
+    """Spec 600 s every 7 s: the kernel shows 602, which plan calls converged; health must agree."""
+    exp = make_exp(lambda d: d["fabric"]["reconnect"].update(ctrl_loss_tmo=600, reconnect_delay=7))
+    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "ctrl_loss_tmo=off\nreconnect_delay=5",
+                        "ctrl_loss_tmo=602\nreconnect_delay=7")
+    f = get(cn.check_nvme_host(facts("gpu1", text), exp), "nvme_reconnect", TRAIN)
+    assert (f.status, f.observed, f.expected) == (
+        OK, "ctrl_loss_tmo=602 reconnect_delay=7 kato=5", "ctrl_loss_tmo=602 (spec 600) reconnect_delay=7 kato=5")
+    # (tests/unit/plan/test_one_translation.py: plan calls the same controller converged)
+    # a literal 600 next to delay 7 is not what this kernel would show: warned
+    text = edit(text, "ctrl_loss_tmo=602", "ctrl_loss_tmo=600")
+    assert get(cn.check_nvme_host(facts("gpu1", text), exp), "nvme_reconnect", TRAIN).status == WARN
 
 
 def test_iopolicy(gpu1_facts, make_exp):
@@ -215,11 +244,18 @@ def test_nvme_checks_by_role(tgt1_facts, gpu1_facts, lab_exp):
 
 # ---- GPU ------------------------------------------------------------------------------------------------
 def _gpu_exp(make_exp, dev=None):
+    """The lab spec plus the H100 node; ``dev``: a RoCE fabric whose hosts use that RDMA device,
+    else a TCP fabric (the node has no RDMA NIC)."""
     def m(d):
         d["fabric"]["soft_roce"] = False
+        if dev is None:
+            d["fabric"]["transport"] = "tcp"
         d["hosts"].append({"name": "h100", "role": "gpu_node",
                            "ssh": {"address": "10.0.0.9", "port": 22, "user": "root"},
-                           "fabric": {"interface": "eth0", "ips": [], **({"rdma_device": dev} if dev else {})}})
+                           "fabric": {"interface": "eth0", "ips": ["192.168.100.31"]}})
+        for h in d["hosts"]:
+            if dev:
+                h["fabric"]["rdma_device"] = dev
     return make_exp(m)
 
 
@@ -391,7 +427,7 @@ def test_every_check_runs_on_each_real_capture(lab_exp):
               "active_mtu", "rdma_cm_mode", "dscp_trust", "dscp_priority", "pfc", "ecn", "global_pause", "nic_drops",
               "link_errors", "rdma_drops", "transport_retries", "cqe_errors", "congestion", "lossless_class_traffic",
               "mtu_consistent", "active_mtu_consistent", "link_speed"}
-    gpu = {"nvme_controller", "nvme_reconnect", "nvme_unexpected", "host_nqn", "host_id", "gpus", "gpu_nic_affinity",
-           "host_nqn_unique", "host_id_unique"}
+    gpu = {"nvme_controller", "nvme_reconnect", "nvme_unexpected", "nvme_iopolicy", "host_nqn", "host_id", "gpus",
+           "gpu_nic_affinity", "host_nqn_unique", "host_id_unique"}
     assert per_host == {"tgt1": common | {"nvmet_port", "nvmet_subsystem"}, "gpu1": common | gpu, "gpu2": common | gpu}
     assert [(f.host, f.check, f.status.value) for f in fs if f.status not in (OK, NA)] == []

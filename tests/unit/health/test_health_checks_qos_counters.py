@@ -105,7 +105,8 @@ def test_dscp_to_priority_mapping_of_a_real_remapped_table(make_exp):
     f = facts("gpu1", text)
 
     def dscp(v):
-        return make_exp(lambda d: (real_nic(d), d["fabric"]["roce"].update(dscp=v)))
+        # tos carries the DSCP (tos = dscp << 2 | ECN bits): the spec refuses them apart
+        return make_exp(lambda d: (real_nic(d), d["fabric"]["roce"].update(dscp=v, tos=v << 2 | 2)))
 
     assert get(cq.check_qos(f, dscp(26)), "dscp_priority").status == OK
     bad = get(cq.check_qos(f, dscp(30)), "dscp_priority")

@@ -170,9 +170,19 @@ def test_mtu_ok_and_mismatch(gpu1_facts, lab_exp, make_exp):
     assert f.remedy == "ip link set eth1 mtu 9000 (switch ports too)"
 
 
-def test_mtu_without_spec_value_is_ok(gpu1_facts, make_exp):
+def test_mtu_without_spec_value_is_the_default(gpu1_facts, make_exp):
     f = one(cr.check_mtu(gpu1_facts, make_exp(lambda d: d["fabric"].pop("mtu"))), "mtu")
-    assert (f.status, f.observed, f.expected) == (OK, "1500", "any (spec sets none)")
+    assert (f.status, f.observed, f.expected) == (OK, "1500", "1500")  # the spec's default, which rdma_link sets
+    bad = edit_section(lab("gpu1"), "netif eth1", "mtu=1500", "mtu=9000")
+    f = one(cr.check_mtu(facts("gpu1", bad), make_exp(lambda d: d["fabric"].pop("mtu"))), "mtu")
+    assert (f.status, f.observed, f.expected) == (FAIL, "9000", "1500")
+
+
+def test_mtu_on_a_tcp_fabric_is_not_judged(gpu1_facts, make_exp):
+    """apply runs no rdma_link on a TCP fabric, so nothing sets the MTU: plan never changes it, nor
+    may health fail it."""
+    f = one(cr.check_mtu(gpu1_facts, make_exp(lambda d: d["fabric"].update(transport="tcp", mtu=9000))), "mtu")
+    assert (f.status, f.observed, f.expected) == (OK, "1500", "any (nvmeofctl sets the MTU on RDMA fabrics only)")
 
 
 def test_active_mtu_low_at_jumbo_warns(make_exp):

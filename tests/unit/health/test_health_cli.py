@@ -13,7 +13,7 @@ from nvmeofctl.health import expect as expect_mod
 from nvmeofctl.health import perf as perf_mod
 from nvmeofctl.remote import ssh
 
-from healthfx import LAB_SPEC, edit_section, lab, ns, read
+from healthfx import LAB_SPEC, edit_section, lab, read, spec_of
 
 SPEC = str(LAB_SPEC)
 
@@ -28,7 +28,7 @@ def fake(monkeypatch, spec_dict):
     """Patch the spec loader and the fan-out; returns a dict to tweak outputs/unreachable hosts."""
     state = {"outputs": {h: lab(h) for h in ("tgt1", "gpu1", "gpu2")},
              "unreachable": set(), "calls": [], "spec": spec_dict, "run_on": []}
-    monkeypatch.setattr(expect_mod, "load_spec", lambda path, **_: ns(state["spec"]))
+    monkeypatch.setattr(expect_mod, "load_spec", lambda path, **_: spec_of(state["spec"]))
 
     def run_many(targets, command, *, stdin=None, timeout=60.0, **kw):
         out = {}

@@ -18,13 +18,15 @@ TGT1_IP = "192.168.100.11"
 def test_plan_and_rounds(make_exp):
     def m(d):
         g3 = copy.deepcopy(host(d, "gpu2"))
-        g3["name"] = "gpu3"
+        g3.update(name="gpu3", ssh={**g3["ssh"], "port": 2203}, fabric={**g3["fabric"], "ips": ["192.168.100.23"]})
         t2 = copy.deepcopy(host(d, "tgt1"))
-        t2["name"] = "tgt2"
+        t2.update(name="tgt2", ssh={**t2["ssh"], "port": 2212}, fabric={**t2["fabric"], "ips": ["192.168.100.12"]})
         d["hosts"] += [g3, t2]
         d["subsystems"][0]["allowed_gpu_nodes"].append("gpu3")
-        d["subsystems"].append({"nqn": "nqn.x:b", "target": "tgt2", "allowed_gpu_nodes": ["gpu1", "gpu2"],
-                                "namespaces": []})
+        d["subsystems"].append({"nqn": "nqn.2024-01.io.nvmeofctl.lab:b", "target": "tgt2",
+                                "allowed_gpu_nodes": ["gpu1", "gpu2"],
+                                "namespaces": [{"nsid": 1, "name": "b",
+                                                "backing": {"file": "/var/lib/nvmeofctl/b.img", "size": "1GiB"}}]})
     pairs = perf.plan_pairs(make_exp(m))
     assert pairs == [("gpu1", "tgt1"), ("gpu1", "tgt2"), ("gpu2", "tgt1"), ("gpu2", "tgt2"), ("gpu3", "tgt1")]
     rounds = perf.schedule_rounds(pairs)

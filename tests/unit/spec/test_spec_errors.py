@@ -33,6 +33,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("bad-role", edit(("    role: target\n", "    role: storage\n")), [
         "cluster.yaml:7 hosts[0].role: input should be 'target' or 'gpu_node'",
     ]),
+    # rdma_link sets at most 9216 (module_utils/validators.py MTU_MAX): the spec refuses what apply would
+    ("mtu-above-rdma-link", edit(("  soft_roce: true\n", "  soft_roce: true\n  mtu: 9978\n")), [
+        "cluster.yaml:5 fabric.mtu: MTU 9978 is outside 576..9216 (the range rdma_link sets; jumbo frames are "
+        "usually 9000)",
+    ]),
     ("bad-transport", edit(("transport: rdma", "transport: roce")), [
         "cluster.yaml:3 fabric.transport: input should be 'rdma' or 'tcp'",
     ]),
@@ -92,7 +97,7 @@ CASES: list[tuple[str, str, list[str]]] = [
         "cluster.yaml:34 subsystems[1].namespaces[0].backing.size: not a size (expected bytes or a number with a unit: 512M, 10G, 256MiB, 1GiB (binary), 500GB (decimal))",
     ]),
     ("odd-size", edit(("size: 256MiB", "size: 5000")), [
-        "cluster.yaml:34 subsystems[1].namespaces[0].backing.size: input should be a multiple of 4096",
+        "cluster.yaml:34 subsystems[1].namespaces[0].backing.size: size must be a multiple of 4096 bytes",
     ]),
     # cross-field: references
     ("unknown-target", edit((SUB_B + "    target: stor1", SUB_B + "    target: stor9")), [

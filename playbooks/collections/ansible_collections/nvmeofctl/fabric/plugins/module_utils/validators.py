@@ -63,6 +63,13 @@ _KEY_LENGTHS = {"00": (32, 48, 64), "01": (32,), "02": (48,), "03": (64,)}
 
 _SERIAL_MAX = 20
 
+# -- fabric link ------------------------------------------------------------------------------------
+# The L2 MTU of a fabric interface: IPv4's minimum (RFC 791: 576) up to 9216, the largest jumbo
+# frame common switches and NICs all take (RoCE's path MTU is at most 4096 either way). One bound
+# for the spec and for rdma_link, which sets it with `ip link set dev IF mtu N`.
+MTU_MIN = 576
+MTU_MAX = 9216
+
 
 def _text(value):
     return value if isinstance(value, str) else None
@@ -239,6 +246,16 @@ def dhchap_secret_problem(value):
 
 def dhchap_secret_message(problem):
     return "not a valid DH-HMAC-CHAP secret: %s (%s)" % (problem, DHCHAP_EXPECTED)
+
+
+def mtu_problem(value):
+    """An interface MTU nvmeofctl sets: an integer in MTU_MIN..MTU_MAX."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "not an MTU (an integer)"
+    if not MTU_MIN <= value <= MTU_MAX:
+        return "MTU %d is outside %d..%d (the range rdma_link sets; jumbo frames are usually 9000)" \
+            % (value, MTU_MIN, MTU_MAX)
+    return None
 
 
 def ip_problem(value):
