@@ -68,6 +68,15 @@ def test_commands_are_bounded_and_quoted():
     assert perf.server_commands(None, "a b", 2, 22)[0] == "timeout 22 rping -s -a 'a b' -C 3"
 
 
+def test_soft_roce_measures_with_a_shallow_queue():
+    # both sides get the same arguments (perftest refuses a mismatch); real NICs keep the default depth
+    _, s_bw = perf.server_commands("rxe_eth1", TGT1_IP, 2, 22, soft_roce=True)
+    _, c_bw = perf.client_commands("rxe_eth1", TGT1_IP, 2, 22, soft_roce=True)
+    assert s_bw == "timeout 22 ib_write_bw -d rxe_eth1 -R -F --report_gbits -D 2 -t 16"
+    assert "timeout 22 ib_write_bw -d rxe_eth1 -R -F --report_gbits -D 2 -t 16 192.168.100.11" in c_bw
+    assert "-t" not in perf.server_commands("mlx5_0", TGT1_IP, 2, 22, soft_roce=False)[1].split()
+
+
 def _targets(exp):
     return {n: SshTarget(n, "127.0.0.1") for n in exp.hosts}
 
@@ -78,9 +87,12 @@ def _lab_facts():
 
 def test_run_perf_lab(lab_exp):
     calls = []
+    bw_commands = []
 
     def fake_run_on(target, command, timeout=0):
         calls.append((target.name, "rping" if "rping" in command else "ib_write_bw"))
+        if "ib_write_bw" in command:
+            bw_commands.append(command)
         if "rping -c" in command:
             return CommandResult(target.name, 0, read("lab/rping-client.txt"), read("lab/rping-client.txt.stderr"), 0.1)
         if "ib_write_bw" in command and TGT1_IP in command:  # the client side
@@ -95,6 +107,7 @@ def test_run_perf_lab(lab_exp):
     assert r.soft_roce and r.port_rate_gbps == 2.5 and r.threshold_gbps is None  # rxe's rate, not judged
     assert sorted(set(calls)) == [("gpu1", "ib_write_bw"), ("gpu1", "rping"), ("gpu2", "ib_write_bw"),
                                   ("gpu2", "rping"), ("tgt1", "ib_write_bw"), ("tgt1", "rping")]
+    assert len(bw_commands) == 4 and all(" -D 2 -t 16" in c for c in bw_commands)  # soft-RoCE: shallow queue
     d = r.to_dict()
     assert d["bw_avg_gbps"] == pytest.approx(0.042) and d["threshold_gbps"] is None
     f = perf.to_findings(res)[0]
