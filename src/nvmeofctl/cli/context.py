@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from nvmeofctl.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -31,6 +34,8 @@ def finish(code: ExitCode) -> None:
 
 def stderr_console() -> Console:
     """Progress, logs and errors go to stderr; plain lines when stderr is not a terminal."""
+    from rich.console import Console  # on first use: building the app stays cheap (issue #9)
+
     return Console(
         stderr=True,
         no_color="NO_COLOR" in os.environ,
@@ -43,6 +48,8 @@ def stderr_console() -> Console:
 
 def stdout_console() -> Console:
     """Data (tables) go to stdout."""
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
     return Console(no_color="NO_COLOR" in os.environ, highlight=False, emoji=False, width=width)
 

@@ -11,12 +11,6 @@ from nvmeofctl.cli.context import finish, stderr_console, stdout_console
 from nvmeofctl.cli.limit import LimitOpt, parse_limit
 from nvmeofctl.cli.output import output_option
 from nvmeofctl.cli.spec import InsecureSecretPermsOpt
-from nvmeofctl.health import expect as expect_mod
-from nvmeofctl.health import runner
-from nvmeofctl.health.model import exit_code_for
-from nvmeofctl.remote import ssh
-from nvmeofctl.report import health as health_report
-from nvmeofctl.report import prometheus
 from nvmeofctl.report.output import OutputFormat, emit_json
 
 HELP = """Check the fabric and NVMe-oF state of every host in the spec (read-only).
@@ -59,6 +53,14 @@ def health_command(
     problems_only: bool = typer.Option(False, "--problems", help="Table: hide ok and na rows."),
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
 ) -> None:
+    # SSH (paramiko), the checks and the spec's models load when the command runs, not for `--help`
+    from nvmeofctl.health import expect as expect_mod
+    from nvmeofctl.health import runner
+    from nvmeofctl.health.model import exit_code_for
+    from nvmeofctl.remote import ssh
+    from nvmeofctl.report import health as health_report
+    from nvmeofctl.report import prometheus
+
     spec = expect_mod.load_spec(str(file), insecure_secret_perms=insecure_secret_perms)
     exp = expect_mod.expectations_from_spec(spec)
     names = parse_limit(limit, exp.order)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from nvmeofctl.cli.context import stderr_console, stdout_console
 from nvmeofctl.cli.output import output_option
 from nvmeofctl.report.output import OutputFormat, emit_json
-from nvmeofctl.run import records
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # the symbols `apply` prints in front of a change
 _SYMBOL = {"create": "+", "connect": "+", "update": "~", "reconnect": "~", "delete": "-", "disconnect": "-"}
@@ -49,6 +49,10 @@ def _problems_cell(summary: dict[str, Any]) -> str:
 
 
 def _render_list(out: Console, summaries: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from nvmeofctl.run import records
+
     table = Table(title="apply runs (newest first)", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("started", no_wrap=True)
@@ -72,6 +76,10 @@ def _change_line(host: str, change: dict[str, Any]) -> str:
 
 
 def _render_record(out: Console, record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from nvmeofctl.run import records
+
     say = lambda line: out.print(line, markup=False)  # noqa: E731 - record strings are data, not markup
     say(f"run {record.get('id')}: {_mode(record)}, exit {record.get('exit_code')}")
     say(f"  started   {records.local_time(record.get('started'))} (local), took {record.get('seconds')}s, "
@@ -125,6 +133,8 @@ def history_command(
     output: OutputFormat = output_option(),
     show: Optional[str] = typer.Option(None, "--show", metavar="ID", help="Print one run in full (id or a unique prefix)."),
 ) -> None:
+    from nvmeofctl.run import records  # on use: `--help` stays cheap (issue #9)
+
     if show is not None:
         record = records.load_record(show)
         if output == OutputFormat.json:

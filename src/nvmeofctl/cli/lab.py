@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
-from rich.table import Table
 
 from nvmeofctl.cli.context import finish, progress_printer, stderr_console, stdout_console
+from nvmeofctl.cli.lazy import bind, lazy_names
 from nvmeofctl.cli.output import output_option
 from nvmeofctl.errors import LabError, UsageError
 from nvmeofctl.exitcodes import ExitCode
-from nvmeofctl.lab.manager import LabManager, VmStatus
 from nvmeofctl.report.output import OutputFormat, emit_json
+
+if TYPE_CHECKING:
+    from nvmeofctl.lab.manager import LabManager, VmStatus
+
+# the lab's manager (images, QEMU, SSH keys) loads when a command runs, not for `--help`
+_LAZY = {"LabManager": "nvmeofctl.lab.manager", "VmStatus": "nvmeofctl.lab.manager"}
+__getattr__ = lazy_names(globals(), _LAZY)
 
 app = typer.Typer(
     help=(
@@ -39,6 +45,8 @@ def _render(statuses: list[VmStatus], output: OutputFormat, lab_name: str, spec:
             "vms": [s.to_dict() for s in statuses],
         })
         return
+    from rich.table import Table
+
     table = Table(title=f"lab {lab_name}", title_justify="left")
     for col in ("VM", "role", "state", "ssh", "fabric IP", "saved states"):
         table.add_column(col)
@@ -72,6 +80,7 @@ def up(
     """
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel must be auto, kvm or tcg, not {accel!r}")
+    bind(globals(), _LAZY, "LabManager")
     mgr = LabManager(name, progress_printer())
     statuses = mgr.up(targets, gpu_nodes, accel, fresh, memory, mirror)
     _render(statuses, output, name, str(mgr.lab.spec_file))
@@ -88,6 +97,7 @@ def down(
 
     Example: nvmeofctl lab down
     """
+    bind(globals(), _LAZY, "LabManager")
     mgr = LabManager(name, progress_printer())
     mgr.down(save=not no_save)
     stderr_console().print(f"lab {name!r} is down", markup=False)
@@ -104,6 +114,7 @@ def destroy(
     """
     if not yes:
         raise UsageError("`lab destroy` deletes the lab's VM disks: add --yes to confirm")
+    bind(globals(), _LAZY, "LabManager")
     LabManager(name, progress_printer()).destroy()
 
 
@@ -116,6 +127,7 @@ def status(
 
     Example: nvmeofctl lab status --output json
     """
+    bind(globals(), _LAZY, "LabManager")
     mgr = LabManager(name)
     statuses = mgr.status()
     _render(statuses, output, name, str(mgr.lab.spec_file) if mgr.lab.spec_file.exists() else None)
@@ -132,6 +144,7 @@ def ssh(
 
     Example: nvmeofctl lab ssh gpu1 -- nvme list
     """
+    bind(globals(), _LAZY, "LabManager")
     mgr = LabManager(name)
     try:
         spec = mgr.lab.layout().vm(vm)

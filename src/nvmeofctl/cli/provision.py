@@ -4,28 +4,55 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.table import Table
 
 from nvmeofctl.cli.context import finish, progress_printer, stderr_console, stdout_console
+from nvmeofctl.cli.lazy import bind, lazy_names
 from nvmeofctl.cli.limit import LimitOpt, parse_limit
 from nvmeofctl.cli.output import output_option
 from nvmeofctl.cli.spec import InsecureSecretPermsOpt
 from nvmeofctl.errors import DisruptiveRefused, NvmeofctlError, PreflightError
 from nvmeofctl.exitcodes import ExitCode
-from nvmeofctl.facts.hoststate import gather
-from nvmeofctl.plan.desired import host_vars
-from nvmeofctl.plan.ordering import order_for
-from nvmeofctl.plan.planner import Plan, make_plan
-from nvmeofctl.plan.preflight import evaluate
-from nvmeofctl.plan.selection import Selection, select_hosts, worst
 from nvmeofctl.report.output import OutputFormat, emit_json
-from nvmeofctl.run.inventory import build_inventory
-from nvmeofctl.run.records import record_apply
-from nvmeofctl.run.runner import run_playbook
-from nvmeofctl.spec import load_spec
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from nvmeofctl.facts.hoststate import gather
+    from nvmeofctl.plan.desired import host_vars
+    from nvmeofctl.plan.ordering import order_for
+    from nvmeofctl.plan.planner import Plan, make_plan
+    from nvmeofctl.plan.preflight import evaluate
+    from nvmeofctl.plan.selection import Selection, select_hosts, worst
+    from nvmeofctl.run.inventory import build_inventory
+    from nvmeofctl.run.records import record_apply
+    from nvmeofctl.run.runner import run_playbook
+    from nvmeofctl.spec import load_spec
+
+# SSH (paramiko), the planner, ansible-runner and the spec's models load when `plan` or `apply`
+# runs, not for `--help` (issue #9); tests patch them here as before (cli/lazy.py)
+_LAZY = {
+    "Table": "rich.table",
+    "gather": "nvmeofctl.facts.hoststate",
+    "host_vars": "nvmeofctl.plan.desired",
+    "order_for": "nvmeofctl.plan.ordering",
+    "Plan": "nvmeofctl.plan.planner",
+    "make_plan": "nvmeofctl.plan.planner",
+    "evaluate": "nvmeofctl.plan.preflight",
+    "Selection": "nvmeofctl.plan.selection",
+    "select_hosts": "nvmeofctl.plan.selection",
+    "worst": "nvmeofctl.plan.selection",
+    "build_inventory": "nvmeofctl.run.inventory",
+    "record_apply": "nvmeofctl.run.records",
+    "run_playbook": "nvmeofctl.run.runner",
+    "load_spec": "nvmeofctl.spec",
+}
+__getattr__ = lazy_names(globals(), _LAZY)
+# what `plan` needs: everything but ansible-runner and the Ansible inventory
+_PLAN_NAMES = tuple(n for n in _LAZY if n not in ("Table", "host_vars", "order_for", "build_inventory",
+                                                  "record_apply", "run_playbook"))
 
 FileOpt = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=False)
 OutputOpt = output_option()
@@ -103,6 +130,7 @@ def plan_cmd(
 
     Example: nvmeofctl plan -f cluster.yaml --output json
     """
+    bind(globals(), _LAZY, *_PLAN_NAMES)
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = parse_limit(limit, [h.name for h in spec.hosts])
     say = progress_printer()
@@ -148,6 +176,7 @@ def apply_cmd(
 
     Example: nvmeofctl apply -f cluster.yaml --check
     """
+    bind(globals(), _LAZY)
     rec: dict = {"plan": None, "selection": None, "rows": [], "code": ExitCode.INTERNAL, "phases": []}
     started = time.time()
     error = None

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from nvmeofctl.cli.context import finish, stderr_console
+from nvmeofctl.cli.lazy import bind, lazy_names
 from nvmeofctl.cli.output import output_option
 from nvmeofctl.report.output import OutputFormat, emit_json
-from nvmeofctl.spec import ClusterSpec, SpecValidationError, load_spec
+
+if TYPE_CHECKING:
+    from nvmeofctl.spec import ClusterSpec, SpecValidationError, load_spec
+
+# the spec's models (pydantic) and YAML loader load when a command runs, not for `--help`
+_LAZY = {"ClusterSpec": "nvmeofctl.spec", "SpecValidationError": "nvmeofctl.spec", "load_spec": "nvmeofctl.spec"}
+__getattr__ = lazy_names(globals(), _LAZY)
 
 INSECURE_SECRET_PERMS_HELP = (
     "accept DH-HMAC-CHAP secret files readable by group/other or owned by another user (not recommended)"
@@ -99,6 +106,7 @@ def validate(
 
     Example: nvmeofctl spec validate inventory/example.yaml --output json
     """
+    bind(globals(), _LAZY)
     shown = str(file)
     try:
         spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
@@ -123,6 +131,7 @@ def schema() -> None:
 
     Example: nvmeofctl spec schema > cluster.schema.json
     """
+    bind(globals(), _LAZY, "ClusterSpec")
     doc = ClusterSpec.model_json_schema()
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(doc, indent=2))
