@@ -1,27 +1,40 @@
 """The health probe: ONE read-only bash script per host, sent on stdin over SSH.
 
-It prints ``### <section> [args]`` blocks (see ``PROBE_SCRIPT``) and samples counters twice,
+It prints ``### <section> [args]`` blocks (see ``probe_script``) and samples counters twice,
 ``window`` seconds apart, inside the same run, so deltas come back in one round trip.
 ``parse_probe_output`` turns the text into a ``HostFacts``; it never raises on odd input.
 
-Read-only: no ``mkdir`` in configfs (rdma_cm is read only where someone created the entry),
-no module loading, and DH-HMAC-CHAP key files (nvmet hosts/, sysfs dhchap_*) are never read.
+One reader per host domain: the NVMe host state, the nvmet configfs tree and the RDMA link state
+are read by the collection's own dump commands (module_utils nvme_host / nvmet / rdma
+``dump_command``), embedded as the ``nvme_host``, ``nvmet`` and ``rdma`` sections exactly as
+``facts/hoststate.py`` embeds them for plan, and parsed by the same ``parse_dump`` functions, so
+plan and health cannot disagree about them (rdma_cm's defaults too: the ``rdma`` dump's). The GID table is parsed by module_utils/rdma.py's
+``parse_gid_table``. What only health reads (counters, ethtool, PFC/ECN, GPUs/NUMA, ``ip``, IB
+devices and ports) stays in this script.
+
+Read-only: no ``mkdir`` in configfs (rdma_cm is read only where someone created the entry), no
+module loading. DH-HMAC-CHAP keys (nvmet ``hosts/*/dhchap_*key``, sysfs ``dhchap_*secret``) are
+hashed on the host by the module dumps: only sha256 digests cross the wire, and no check reports
+them.
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 from nvmeofctl.facts import gpu as gpu_p
 from nvmeofctl.facts import net as net_p
 from nvmeofctl.facts import nvme as nvme_p
 from nvmeofctl.facts import rdma as rdma_p
 from nvmeofctl.facts.sections import Section, parse_kv, split_sections, to_int
+from nvmeofctl.resources import load_module_utils
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2
+STATE_DIR = "/etc/nvmeofctl"  # nvmeofctl's state on the host, as facts/hoststate.py reads it
 
-PROBE_SCRIPT = r"""
+_SCRIPT = r"""
 # nvmeofctl health probe (read-only). Usage: bash -s -- IFACE WINDOW_SECONDS
 IF="${1:-}"; WIN="${2:-3}"
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/opt/mellanox/iproute2/sbin"
@@ -65,10 +78,6 @@ if have ip; then
   sec ip_link; ip -j link show 2>/dev/null
   sec ip_addr; ip -j addr show 2>/dev/null
 fi
-if have rdma; then
-  sec rdma_link; tmo rdma -j link show 2>/dev/null || tmo rdma link show 2>/dev/null
-  sec rdma_dev; tmo rdma -j dev 2>/dev/null || tmo rdma dev 2>/dev/null
-fi
 for d in /sys/class/infiniband/*; do
   [ -d "$d" ] || continue
   dev=${d##*/}
@@ -97,13 +106,6 @@ if have ibv_devinfo; then sec ibv_devinfo; tmo ibv_devinfo 2>/dev/null; fi
 sec rdma_cm_configfs
 echo "configfs=$([ -d /sys/kernel/config ] && echo 1 || echo 0)"
 echo "rdma_cm=$([ -d /sys/kernel/config/rdma_cm ] && echo 1 || echo 0)"
-for d in /sys/kernel/config/rdma_cm/*; do
-  [ -d "$d/ports" ] || continue
-  for p in "$d"/ports/*; do
-    [ -d "$p" ] || continue
-    sec rdma_cm "${d##*/}" "${p##*/}"; kv "$p" default_roce_mode default_roce_tos
-  done
-done
 if [ -n "$IF" ]; then
   N=/sys/class/net/$IF
   sec netif "$IF"
@@ -123,36 +125,7 @@ if [ -n "$IF" ]; then
   if have mlnx_qos; then sec mlnx_qos "$IF"; tmo mlnx_qos -i "$IF" 2>&1; fi
   if have ethtool; then sec ethtool_a "$IF"; tmo ethtool -a "$IF" 2>&1; fi
 fi
-for c in /sys/class/nvme/nvme*; do
-  [ -d "$c" ] || continue
-  sec nvme_ctrl "${c##*/}"
-  kv "$c" transport address state subsysnqn hostnqn hostid ctrl_loss_tmo reconnect_delay kato cntrltype
-done
-for s in /sys/class/nvme-subsystem/nvme-subsys*; do
-  [ -d "$s" ] || continue
-  sec nvme_subsys "${s##*/}"; kv "$s" subsysnqn iopolicy
-done
-sec etc_nvme; kv /etc/nvme hostnqn hostid
-M=/sys/kernel/config/nvmet
-if [ -d "$M" ]; then
-  sec nvmet; echo "present=1"
-  for p in "$M"/ports/*; do
-    [ -d "$p" ] || continue
-    sec nvmet_port "${p##*/}"
-    kv "$p" addr_trtype addr_traddr addr_trsvcid addr_adrfam
-    printf 'subsystems='; ls "$p/subsystems" 2>/dev/null | tr '\n' ' '; echo
-  done
-  for s in "$M"/subsystems/*; do
-    [ -d "$s" ] || continue
-    sec nvmet_subsys "${s##*/}"
-    kv "$s" attr_allow_any_host
-    printf 'allowed_hosts='; ls "$s/allowed_hosts" 2>/dev/null | tr '\n' ' '; echo
-    for n in "$s"/namespaces/*; do
-      [ -d "$n" ] || continue
-      read -r v < "$n/enable" 2>/dev/null && echo "ns.${n##*/}.enable=$v"
-    done
-  done
-fi
+__MODULE_DUMPS__
 if have nvidia-smi; then
   sec nvidia_smi_L; tmo nvidia-smi -L 2>&1
   sec nvidia_smi_pci; tmo nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader 2>&1
@@ -168,7 +141,30 @@ NOW=$(date +%s); REST=$(( WIN - (NOW - T0) ))
 sample t1
 sec end
 exit 0
-""".replace("__PROBE_VERSION__", str(PROBE_VERSION))
+"""
+
+
+def _isolated(command: str) -> str:
+    """A module dump in a subshell (as facts/hoststate.py runs it): its ``cd``/``exit`` stay
+    inside, and it cannot read the rest of this script from stdin."""
+    return f"( {command}\n) </dev/null"
+
+
+def module_dumps(interface: str | None) -> str:
+    """The collection's dump commands, the same calls facts/hoststate.py makes for plan."""
+    nvme_host, nvmet = load_module_utils("nvme_host"), load_module_utils("nvmet")
+    parts = ["sec nvme_host", _isolated(nvme_host.dump_command(state_dir=STATE_DIR)),
+             "sec nvmet_configfs", 'echo "present=$([ -d /sys/kernel/config/nvmet ] && echo 1 || echo 0)"',
+             "sec nvmet", _isolated(nvmet.DUMP_COMMAND)]
+    if interface:  # rdma_link observes one interface; without one in the spec there is nothing to ask
+        parts += ["sec rdma", _isolated(load_module_utils("rdma").dump_command(interface))]
+    return "\n".join(parts)
+
+
+def probe_script(interface: str | None) -> str:
+    """The whole read-only script for a host whose fabric interface is ``interface``."""
+    return (_SCRIPT.replace("__PROBE_VERSION__", str(PROBE_VERSION))
+            .replace("__MODULE_DUMPS__", module_dumps(interface)))
 
 
 def probe_command(interface: str | None, window: float) -> str:
@@ -200,12 +196,9 @@ class HostFacts:
     modules: set[str] = field(default_factory=set)  # loaded modules (/proc/modules)
     sys_modules: set[str] = field(default_factory=set)  # /sys/module (includes built-ins)
     links: dict[str, net_p.NetLink] = field(default_factory=dict)
-    rdma_tool: bool = False
-    rdma_links: list[rdma_p.RdmaLink] = field(default_factory=list)
     ib_devices: dict[str, rdma_p.IbDevice] = field(default_factory=dict)
     configfs: bool | None = None
     rdma_cm_configfs: bool | None = None
-    rdma_cm: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
     interface: str | None = None
     netif: net_p.NetIf | None = None
     ecn: dict[str, dict[int, bool]] | None = None
@@ -215,16 +208,41 @@ class HostFacts:
     hw_counters: dict[tuple[str, int], CounterWindow] = field(default_factory=dict)
     rdma_stat: dict[tuple[str, int], CounterWindow] = field(default_factory=dict)
     ethtool: CounterWindow | None = None
-    nvme_ctrls: list[nvme_p.NvmeCtrl] = field(default_factory=list)
-    nvme_subsystems: list[nvme_p.NvmeSubsys] = field(default_factory=list)
-    etc_hostnqn: str | None = None
-    etc_hostid: str | None = None
-    nvmet: bool = False
-    nvmet_ports: list[nvme_p.NvmetPort] = field(default_factory=list)
-    nvmet_subsystems: dict[str, nvme_p.NvmetSubsys] = field(default_factory=dict)
+    # the observed state plan reads too (module_utils parse_dump; None when the section is missing)
+    nvme_host: dict[str, Any] | None = None  # nvme_host.parse_dump
+    nvmet: dict[str, Any] | None = None  # nvmet.parse_dump
+    nvmet_configfs: bool = False  # /sys/kernel/config/nvmet exists (nvmet loaded)
+    rdma: dict[str, Any] | None = None  # rdma.parse_dump for the fabric interface
+    rdma_link_show: list[dict[str, Any]] = field(default_factory=list)  # every link of the same dump
     nvidia_smi: bool = False
     gpus: list[gpu_p.Gpu] = field(default_factory=list)
     topology: gpu_p.Topology | None = None
+
+    @property
+    def rdma_links(self) -> list[rdma_p.RdmaLink]:
+        """Every RDMA link of the rdma dump (plan's observed keeps the fabric interface's only;
+        health also names a device bound to another netdev, or a port without one)."""
+        return [rdma_p.RdmaLink.from_observed(d) for d in self.rdma_link_show]
+
+    @property
+    def rdma_cm(self) -> dict[tuple[str, int], dict[str, str]]:
+        """rdma_cm's configfs defaults per (device, port 1), as rdma_link observes them (the values
+        it sets): {"default_roce_mode": ..., "default_roce_tos": ...}, unreadable ones left out."""
+        devs = (self.rdma or {}).get("rdma_cm_devices") or {}
+        return {(dev, 1): {k: str(v) for k, v in vals.items() if v is not None} for dev, vals in devs.items()}
+
+    @property
+    def etc_hostnqn(self) -> str | None:
+        return (self.nvme_host or {}).get("hostnqn") or None
+
+    @property
+    def etc_hostid(self) -> str | None:
+        return (self.nvme_host or {}).get("hostid") or None
+
+    @property
+    def nvme_ctrls(self) -> list:
+        """The observed controllers with attribute access (``is_fabrics``, ``hostnqn``, ...)."""
+        return [nvme_p.ctrl_view(c) for c in nvme_p.controllers(self.nvme_host)]
 
     def module_loaded(self, name: str) -> bool:
         name = name.replace("-", "_")
@@ -239,7 +257,19 @@ class HostFacts:
         if devs:
             return sorted(set(devs))
         return sorted({d.name for d in self.ib_devices.values() for p in d.ports.values()
-                       for g in p.gids if g.ndev == netdev})
+                       for g in p.gids if g.get("ndev") == netdev})
+
+
+def _mu(name: str):
+    return load_module_utils(name)
+
+
+def _parse(parse):
+    """A module parser's result, or None when it fails on odd input (the probe never raises)."""
+    try:
+        return parse()
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        return None
 
 
 def _port_key(s: Section) -> tuple[str, int] | None:
@@ -257,6 +287,7 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
     ibv: dict[tuple[str, int], rdma_p.IbvPort] = {}
     nvidia_pci: dict[int, str] = {}
     gpu_numa: dict[str, int | None] = {}
+    rdma_dump: str | None = None
     for s in split_sections(text):
         n, body = s.name, s.text
         if n == "meta":
@@ -284,11 +315,6 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
                 if cur is not link:
                     cur.ipv4 = link.ipv4
                     cur.mtu = cur.mtu or link.mtu
-        elif n == "rdma_link":
-            f.rdma_tool = True
-            f.rdma_links = rdma_p.parse_rdma_link(body)
-        elif n == "rdma_dev":
-            f.rdma_tool = True
         elif n == "ib_dev" and s.args:
             kv = parse_kv(body)
             numa = to_int(kv.get("numa_node"))
@@ -305,15 +331,13 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
                 dev.ports[key[1]] = rdma_p.parse_ib_port(key[1], body)
                 dev.ports[key[1]].gids = gids
             else:
-                dev.ports.setdefault(key[1], rdma_p.IbPort(key[1])).gids = rdma_p.parse_gid_table(body)
+                dev.ports.setdefault(key[1], rdma_p.IbPort(key[1])).gids = _mu("rdma").parse_gid_table(body)
         elif n == "ibv_devinfo":
             ibv = rdma_p.parse_ibv_devinfo(body)
         elif n == "rdma_cm_configfs":
             kv = parse_kv(body)
             f.configfs = kv.get("configfs") == "1"
             f.rdma_cm_configfs = kv.get("rdma_cm") == "1"
-        elif n == "rdma_cm" and (key := _port_key(s)):
-            f.rdma_cm[key] = parse_kv(body)
         elif n == "netif" and s.args:
             f.netif = net_p.parse_netif(s.args[0], body)
         elif n == "ecn":
@@ -331,21 +355,14 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
                 setattr(f.rdma_stat.setdefault(key, CounterWindow()), s.args[0], vals)
         elif n == "ethtool_S" and len(s.args) >= 2:
             ethtool_samples[s.args[1]] = net_p.parse_ethtool_stats(body)
-        elif n == "nvme_ctrl" and s.args:
-            f.nvme_ctrls.append(nvme_p.parse_nvme_ctrl(s.args[0], body))
-        elif n == "nvme_subsys" and s.args:
-            f.nvme_subsystems.append(nvme_p.parse_nvme_subsys(s.args[0], body))
-        elif n == "etc_nvme":
-            kv = parse_kv(body)
-            f.etc_hostnqn, f.etc_hostid = kv.get("hostnqn") or None, kv.get("hostid") or None
+        elif n == "nvme_host":
+            f.nvme_host = _parse(lambda: _mu("nvme_host").parse_dump(body, state_dir=STATE_DIR))
+        elif n == "nvmet_configfs":
+            f.nvmet_configfs = parse_kv(body).get("present") == "1"
         elif n == "nvmet":
-            f.nvmet = True
-        elif n == "nvmet_port" and s.args:
-            f.nvmet = True
-            f.nvmet_ports.append(nvme_p.parse_nvmet_port(s.args[0], body))
-        elif n == "nvmet_subsys" and s.args:
-            f.nvmet = True
-            f.nvmet_subsystems[s.args[0]] = nvme_p.parse_nvmet_subsys(s.args[0], body)
+            f.nvmet = _parse(lambda: _mu("nvmet").parse_dump(body))
+        elif n == "rdma":
+            rdma_dump = body
         elif n == "nvidia_smi_L":
             f.nvidia_smi = True
             f.gpus = gpu_p.parse_nvidia_smi_l(body)
@@ -355,6 +372,10 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
             f.topology = gpu_p.parse_topo(body)
         elif n == "gpu_numa":
             gpu_numa = gpu_p.parse_pci_numa(body)
+    if rdma_dump is not None:  # parsed for the interface the probe ran for (meta, any order)
+        f.rdma = _parse(lambda: _mu("rdma").parse_dump(rdma_dump, f.interface or ""))
+        # the dump's `links=` line (``rdma -j link show``) unfiltered, by the same module parser
+        f.rdma_link_show = _parse(lambda: _mu("rdma").parse_link_show(parse_kv(rdma_dump).get("links", ""))) or []
     for (devname, port), info in ibv.items():
         dev = f.ib_devices.get(devname)
         if dev and port in dev.ports:

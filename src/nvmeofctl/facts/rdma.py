@@ -1,46 +1,37 @@
-"""RDMA parsers: ``rdma`` tool (JSON and text), sysfs port/GID attributes, ``show_gids``,
-hw_counters / ``show_counters``, ``rdma statistic``, ``ibv_devinfo`` and ``cma_roce_mode``."""
+"""RDMA parsers for what only health reads: sysfs port attributes, hw_counters / ``show_counters``,
+``rdma statistic``, ``ibv_devinfo`` and ``cma_roce_mode``.
+
+The link (``rdma -j link show``) and the GID table have ONE reader, module_utils/rdma.py
+(``dump_command`` / ``parse_dump``, ``parse_gid_table``), shared with plan and ``rdma_link``; this
+file only adapts its observed entries (``RdmaLink.from_observed``, ``gid_is_v2``)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
 
 from nvmeofctl.facts.sections import parse_kv, to_int
 
-ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
-
-
 @dataclass
 class RdmaLink:
+    """One entry of rdma_link's observed ``links`` (module_utils/rdma.py ``parse_dump``)."""
+
     dev: str
     port: int
     state: str | None = None  # ACTIVE | DOWN | INIT ...
     physical_state: str | None = None  # LINK_UP | DISABLED | POLLING ...
     netdev: str | None = None
 
+    @classmethod
+    def from_observed(cls, d: dict) -> "RdmaLink":
+        return cls(str(d.get("device") or ""), int(d.get("port") or 1), d.get("state"), d.get("physical_state"),
+                   d.get("netdev") or None)
 
-@dataclass
-class Gid:
-    index: int
-    gid: str
-    type: str | None = None  # "RoCE v2" | "RoCE v1" | "IB/RoCE v1"
-    ndev: str | None = None
 
-    @property
-    def ipv4(self) -> str | None:
-        """The IPv4 address of an IPv4-mapped GID (``::ffff:a.b.c.d``), else None."""
-        try:
-            addr = ipaddress.IPv6Address(self.gid)
-        except ValueError:
-            return None
-        return str(addr.ipv4_mapped) if addr.ipv4_mapped else None
-
-    @property
-    def is_v2(self) -> bool:
-        return (self.type or "").strip().lower() == "roce v2"
+def gid_is_v2(g: dict) -> bool:
+    """A GID entry of module_utils/rdma.py ``parse_gid_table`` is RoCE v2."""
+    return (g.get("type") or "").strip().lower() == "roce v2"
 
 
 @dataclass
@@ -51,7 +42,7 @@ class IbPort:
     rate: str | None = None
     rate_gbps: float | None = None
     link_layer: str | None = None
-    gids: list[Gid] = field(default_factory=list)
+    gids: list[dict] = field(default_factory=list)  # module_utils/rdma.py parse_gid_table entries
     active_mtu: int | None = None
     max_mtu: int | None = None
 
@@ -82,47 +73,6 @@ def _load_json(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return None
-
-
-def parse_rdma_link(text: str) -> list[RdmaLink]:
-    """``rdma -j link show`` or ``rdma link show`` (text lines may end in a space)."""
-    data = _load_json(text)
-    if isinstance(data, list):
-        return [
-            RdmaLink(
-                dev=str(d.get("ifname", "")),
-                port=int(d.get("port", 1)),
-                state=d.get("state"),
-                physical_state=d.get("physical_state"),
-                netdev=d.get("netdev") or None,
-            )
-            for d in data
-            if isinstance(d, dict)
-        ]
-    out: list[RdmaLink] = []
-    for line in text.splitlines():
-        tok = line.split()
-        if len(tok) < 2 or tok[0] != "link" or "/" not in tok[1]:
-            continue
-        dev, _, port = tok[1].partition("/")
-        attrs = dict(zip(tok[2::2], tok[3::2]))
-        out.append(
-            RdmaLink(dev, to_int(port) or 1, attrs.get("state"), attrs.get("physical_state"), attrs.get("netdev"))
-        )
-    return out
-
-
-def parse_rdma_dev(text: str) -> list[str]:
-    """Device names from ``rdma -j dev`` or ``rdma dev`` (``0: rxe0: node_type ca ...``)."""
-    data = _load_json(text)
-    if isinstance(data, list):
-        return [str(d["ifname"]) for d in data if isinstance(d, dict) and "ifname" in d]
-    out = []
-    for line in text.splitlines():
-        m = re.match(r"\s*\d+:\s*(\S+?):", line)
-        if m:
-            out.append(m.group(1))
-    return out
 
 
 _STATE_RE = re.compile(r"^\s*\d+\s*:\s*(.+?)\s*$")
@@ -161,39 +111,6 @@ def parse_ib_port(port: int, text: str) -> IbPort:
         rate_gbps=parse_rate(kv.get("rate")),
         link_layer=kv.get("link_layer"),
     )
-
-
-def parse_gid_table(text: str) -> list[Gid]:
-    """The probe's sysfs GID lines: ``1 0000:...:c0a8:6401 type="RoCE v2" ndev=eth1``.
-
-    Zero GIDs and entries without a type (EINVAL on read) are skipped."""
-    out: list[Gid] = []
-    for line in text.splitlines():
-        m = re.match(r'\s*(\d+)\s+([0-9a-fA-F:]+)\s+type="([^"]*)"(?:\s+ndev=(\S*))?', line)
-        if not m:
-            continue
-        gid = m.group(2).lower()
-        if gid == ZERO_GID or not m.group(3):
-            continue
-        out.append(Gid(int(m.group(1)), gid, m.group(3), m.group(4) or None))
-    return sorted(out, key=lambda g: g.index)
-
-
-def parse_show_gids(text: str) -> dict[tuple[str, int], list[Gid]]:
-    """Mellanox ``show_gids`` (tabs or spaces; IPv4 and netdev columns may be empty)."""
-    out: dict[tuple[str, int], list[Gid]] = {}
-    pat = re.compile(
-        r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+([0-9a-fA-F]{4}(?::[0-9a-fA-F]{4}){7})\s+"
-        r"(?:(\d+\.\d+\.\d+\.\d+)\s+)?(v1|v2)\b\s*(\S+)?\s*$"
-    )
-    for line in text.splitlines():
-        m = pat.match(line)
-        if not m:
-            continue
-        dev, port, idx, gid, _ip, ver, ndev = m.groups()
-        typ = "RoCE v2" if ver == "v2" else "RoCE v1"
-        out.setdefault((dev, int(port)), []).append(Gid(int(idx), gid.lower(), typ, ndev))
-    return out
 
 
 def parse_counters(text: str) -> dict[str, int]:

@@ -1,7 +1,11 @@
-"""NVMe-oF checks: GPU-node controllers, reconnect policy, iopolicy, host identity; target ports."""
+"""NVMe-oF checks: GPU-node controllers, reconnect policy, iopolicy, host identity; target ports.
+
+They read the observed state plan reads (module_utils nvme_host / nvmet ``parse_dump`` of the same
+dumps, ``HostFacts.nvme_host`` / ``HostFacts.nvmet``; shapes in those modules' docstrings)."""
 
 from __future__ import annotations
 
+from nvmeofctl.facts import nvme as nvme_p
 from nvmeofctl.facts.probe import HostFacts
 from nvmeofctl.health.common import finding
 from nvmeofctl.health.expect import Expectations
@@ -21,45 +25,48 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
         return []
     fab = exp.fabric
     out: list[Finding] = []
-    fabrics = [c for c in facts.nvme_ctrls if c.is_fabrics and not c.is_discovery]
+    fabrics = nvme_p.io_fabric_controllers(facts.nvme_host)
     used: set[str] = set()
     for e in h.exports:
         ip = e.target_ips[0] if e.target_ips else "?"
-        mine = [c for c in fabrics if c.subsysnqn == e.nqn]
-        right = [c for c in mine if c.transport == fab.transport and (not e.target_ips or c.traddr in e.target_ips)
-                 and c.trsvcid in (None, str(fab.port))]
-        used.update(c.name for c in mine)
+        mine = [c for c in fabrics if c["subsysnqn"] == e.nqn]
+        right = [c for c in mine if c["transport"] == fab.transport
+                 and (not e.target_ips or c["traddr"] in e.target_ips) and c["trsvcid"] in (None, str(fab.port))]
+        used.update(c["name"] for c in mine)
         exp_s = f"live over {fab.transport} to {ip}:{fab.port}"
         if not mine:
             out.append(finding(facts, "nvme_controller", FAIL, "not connected", exp_s,
                                _connect_hint(exp, e.nqn, ip), e.nqn))
             continue
-        live = [c for c in right if c.state == "live"]
+        live = [c for c in right if c["state"] == "live"]
         if live:
             c = live[0]
-            out.append(finding(facts, "nvme_controller", OK, f"{c.name} live {c.transport} {c.traddr}:{c.trsvcid}",
-                               exp_s, device=e.nqn))
+            out.append(finding(facts, "nvme_controller", OK, f"{c['name']} live {_addr(c)}", exp_s, device=e.nqn))
         elif right:
             c = right[0]
-            out.append(finding(facts, "nvme_controller", FAIL, f"{c.name} {c.state}", exp_s,
-                               _not_live_hint(c.state, ip), e.nqn))
+            out.append(finding(facts, "nvme_controller", FAIL, f"{c['name']} {c['state']}", exp_s,
+                               _not_live_hint(c["state"], ip), e.nqn))
         else:
             c = mine[0]
-            out.append(finding(facts, "nvme_controller", FAIL, f"{c.name} {c.transport} {c.traddr}:{c.trsvcid}",
+            out.append(finding(facts, "nvme_controller", FAIL, f"{c['name']} {_addr(c)}",
                                exp_s, "disconnect it and reconnect over the spec's transport/address: "
                                + _connect_hint(exp, e.nqn, ip), e.nqn))
         for c in (live or right or mine)[:1]:
             out.extend(_reconnect_policy(facts, exp, c, e.nqn))
-    extra = [c for c in fabrics if c.name not in used]
+    extra = [c for c in fabrics if c["name"] not in used]
     if extra:
         out.append(finding(facts, "nvme_unexpected", WARN,
-                           ", ".join(f"{c.name} {c.subsysnqn} {c.transport} {c.traddr}" for c in extra),
+                           ", ".join(f"{c['name']} {c['subsysnqn']} {c['transport']} {c['traddr']}" for c in extra),
                            "only the spec's subsystems", "nvme disconnect -d <ctrl> for controllers not in the spec"))
     else:
         out.append(finding(facts, "nvme_unexpected", OK, "none", "only the spec's subsystems"))
     out.extend(_iopolicy(facts, exp, [e.nqn for e in h.exports]))
     out.extend(_identity(facts, exp))
     return out
+
+
+def _addr(c: dict) -> str:
+    return f"{c['transport']} {c['traddr']}:{c['trsvcid']}"
 
 
 def _not_live_hint(state: str | None, ip: str) -> str:
@@ -75,11 +82,11 @@ def _not_live_hint(state: str | None, ip: str) -> str:
     return f"controller not live: check the target and the fabric path to {ip}"
 
 
-def _reconnect_policy(facts, exp: Expectations, c, nqn: str) -> list[Finding]:
+def _reconnect_policy(facts, exp: Expectations, c: dict, nqn: str) -> list[Finding]:
     h = exp.hosts[facts.host]
     # ctrl_loss_tmo as sysfs shows it (rounded up to a multiple of reconnect_delay), as plan compares it
     want = {"ctrl_loss_tmo": h.ctrl_loss_tmo, "reconnect_delay": h.reconnect_delay, "kato": h.keep_alive_tmo}
-    got = {"ctrl_loss_tmo": c.ctrl_loss_tmo, "reconnect_delay": c.reconnect_delay, "kato": c.kato}
+    got = {"ctrl_loss_tmo": c["ctrl_loss_tmo"], "reconnect_delay": c["reconnect_delay"], "kato": c["kato"]}
     checked = {k: v for k, v in want.items() if v is not None and got[k] is not None}
     if not checked:
         return [finding(facts, "nvme_reconnect", NA, "no reconnect policy in sysfs", device=nqn)]
@@ -99,14 +106,15 @@ def _iopolicy(facts, exp: Expectations, nqns: list[str]) -> list[Finding]:
         return []
     out = []
     for nqn in nqns:
-        sub = next((s for s in facts.nvme_subsystems if s.nqn == nqn), None)
+        sub = ((facts.nvme_host or {}).get("subsystems") or {}).get(nqn)
         if sub is None:
             out.append(finding(facts, "nvme_iopolicy", NA, "subsystem not present (see nvme_controller)", device=nqn))
-        elif sub.iopolicy is None:
+        elif sub["iopolicy"] is None:
             out.append(finding(facts, "nvme_iopolicy", NA, "no iopolicy (native NVMe multipath off)", want, device=nqn))
         else:
-            out.append(finding(facts, "nvme_iopolicy", OK if sub.iopolicy == want else WARN, sub.iopolicy, want,
-                               f"echo {want} > /sys/class/nvme-subsystem/{sub.name}/iopolicy (persist via udev rule)",
+            path = f"/sys/class/nvme-subsystem/{sub['name']}/iopolicy"
+            out.append(finding(facts, "nvme_iopolicy", OK if sub["iopolicy"] == want else WARN, sub["iopolicy"], want,
+                               f"echo {want} > {path} (persist via udev rule)",
                                nqn))
     return out
 
@@ -125,7 +133,8 @@ def _identity(facts, exp: Expectations) -> list[Finding]:
         else:
             out.append(finding(facts, what, OK, got, want or "present"))
     if h.host_nqn:
-        wrong = [c.name for c in facts.nvme_ctrls if c.is_fabrics and c.hostnqn and c.hostnqn != h.host_nqn]
+        wrong = [c["name"] for c in nvme_p.controllers(facts.nvme_host)
+                 if c["fabrics"] and c["hostnqn"] and c["hostnqn"] != h.host_nqn]
         if wrong:
             out.append(finding(facts, "host_nqn_in_use", WARN, f"{', '.join(wrong)} connected with another host NQN",
                                h.host_nqn, "reconnect after fixing /etc/nvme/hostnqn (nvmeofctl apply)"))
@@ -138,20 +147,22 @@ def check_nvmet(facts: HostFacts, exp: Expectations) -> list[Finding]:
         return []
     fab = exp.fabric
     want = f"{fab.transport} {'|'.join(h.ips) or '?'}:{fab.port}"
-    if not facts.nvmet:
+    if not facts.nvmet_configfs or facts.nvmet is None:
         return [finding(facts, "nvmet_port", FAIL, "nvmet configfs absent", want,
                         kmods.modprobe_command(kmods.needed("target", fab.transport, False)) + " && nvmeofctl apply")]
-    ports = [p for p in facts.nvmet_ports if p.trtype == fab.transport and p.trsvcid == str(fab.port)
-             and (not h.ips or p.traddr in h.ips)]
+    all_ports = facts.nvmet.get("ports") or {}
+    ports = [(pid, p) for pid, p in all_ports.items() if p["trtype"] == fab.transport
+             and p["trsvcid"] == str(fab.port) and (not h.ips or p["traddr"] in h.ips)]
     out: list[Finding] = []
     if not ports:
-        have = ", ".join(f"{p.id}:{p.trtype} {p.traddr}:{p.trsvcid}" for p in facts.nvmet_ports) or "no ports"
-        out.append(finding(facts, "nvmet_port", FAIL, have, want, "nvmeofctl apply (creates the port)"))
+        have = ", ".join(f"{pid}:{p['trtype']} {p['traddr']}:{p['trsvcid']}" for pid, p in all_ports.items())
+        out.append(finding(facts, "nvmet_port", FAIL, have or "no ports", want, "nvmeofctl apply (creates the port)"))
     else:
-        out.append(finding(facts, "nvmet_port", OK, f"port {ports[0].id} {want}", want, device=ports[0].id))
-    linked = {s for p in ports for s in p.subsystems}
+        out.append(finding(facts, "nvmet_port", OK, f"port {ports[0][0]} {want}", want, device=ports[0][0]))
+    linked = {s for _pid, p in ports for s in p["subsystems"]}
+    subsystems = facts.nvmet.get("subsystems") or {}
     for nqn, allowed in h.subsystems.items():
-        s = facts.nvmet_subsystems.get(nqn)
+        s = subsystems.get(nqn)
         if s is None:
             out.append(finding(facts, "nvmet_subsystem", FAIL, "absent", "present, linked to the port",
                                "nvmeofctl apply", nqn))
@@ -159,20 +170,25 @@ def check_nvmet(facts: HostFacts, exp: Expectations) -> list[Finding]:
         problems = []
         if nqn not in linked:
             problems.append("not linked to the listening port")
-        if s.namespaces and not any(s.namespaces.values()):
+        enabled = {nsid: ns["enable"] is True for nsid, ns in s["namespaces"].items()}
+        if enabled and not any(enabled.values()):
             problems.append("no enabled namespace")
-        elif not s.namespaces:
+        elif not enabled:
             problems.append("no namespaces")
-        if s.allow_any_host:
+        if s["allow_any_host"]:
             problems.append("allow_any_host=1")
-        missing = [a for a in allowed if a and a not in s.allowed_hosts]
+        missing = [a for a in allowed if a and a not in s["allowed_hosts"]]
         if missing:
             problems.append(f"{len(missing)} GPU node NQN(s) not allowed")
         if problems:
             out.append(finding(facts, "nvmet_subsystem", FAIL, "; ".join(problems),
                                "linked, namespaces enabled, only the spec's hosts allowed", "nvmeofctl apply", nqn))
         else:
-            ns = ",".join(str(n) for n, on in sorted(s.namespaces.items()) if on)
-            out.append(finding(facts, "nvmet_subsystem", OK, f"linked, ns {ns}, {len(s.allowed_hosts)} host(s)",
+            ns = ",".join(n for n, on in sorted(enabled.items(), key=lambda kv: _nsid_key(kv[0])) if on)
+            out.append(finding(facts, "nvmet_subsystem", OK, f"linked, ns {ns}, {len(s['allowed_hosts'])} host(s)",
                                "linked, namespaces enabled, only the spec's hosts allowed", device=nqn))
     return out
+
+
+def _nsid_key(nsid: str) -> tuple[int, str]:
+    return (int(nsid), nsid) if nsid.isdigit() else (1 << 32, nsid)

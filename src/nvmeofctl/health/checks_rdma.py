@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nvmeofctl.facts.probe import HostFacts
+from nvmeofctl.facts.rdma import gid_is_v2
 from nvmeofctl.health.common import TCP_NA, finding, rdma_used, resolve_device
 from nvmeofctl.health.expect import Expectations
 from nvmeofctl.health.model import Finding, Status
@@ -50,7 +51,7 @@ def check_rdma_device(facts: HostFacts, exp: Expectations) -> list[Finding]:
                         f"{h.rdma_device} on {h.interface}", fix, h.rdma_device)]
     netdevs = sorted({link.netdev for link in facts.rdma_link_for(r.name) if link.netdev})
     if not netdevs and r.port:
-        netdevs = sorted({g.ndev for g in r.port.gids if g.ndev})
+        netdevs = sorted({g["ndev"] for g in r.port.gids if g["ndev"]})
     note = "" if r.name == h.rdma_device else f" (spec default name {h.rdma_device})"
     if h.interface in netdevs:
         return [finding(facts, "rdma_device", OK, f"{r.name} on {h.interface}{note}", f"{h.rdma_device} on {h.interface}",
@@ -97,15 +98,16 @@ def check_gid(facts: HostFacts, exp: Expectations) -> list[Finding]:
         return na
     dev = f"{r.name}/{r.port.port}"
     want = set(h.ips)
-    v2 = [g for g in r.port.gids if g.is_v2 and g.ipv4 in want]
+    # GID entries as module_utils/rdma.py parse_gid_table gives them (plan's rdma_link reads the same)
+    v2 = [g for g in r.port.gids if gid_is_v2(g) and g["ipv4"] in want]
     if v2:
         g = v2[0]
-        return [finding(facts, "roce_v2_gid", OK, f"index {g.index} = {g.ipv4} (RoCE v2, {g.ndev or '-'})",
+        return [finding(facts, "roce_v2_gid", OK, f"index {g['index']} = {g['ipv4']} (RoCE v2, {g['ndev'] or '-'})",
                         f"RoCE v2 GID for {', '.join(h.ips)}", device=dev)]
-    v1 = [g for g in r.port.gids if g.ipv4 in want]
-    have = ", ".join(f"{g.index}:{g.ipv4 or g.gid}({g.type})" for g in r.port.gids) or "empty table"
+    v1 = [g for g in r.port.gids if g["ipv4"] in want]
+    have = ", ".join(f"{g['index']}:{g['ipv4'] or g['gid']}({g['type']})" for g in r.port.gids) or "empty table"
     if v1:
-        return [finding(facts, "roce_v2_gid", FAIL, f"only {v1[0].type} GID for {v1[0].ipv4}", "RoCE v2",
+        return [finding(facts, "roce_v2_gid", FAIL, f"only {v1[0]['type']} GID for {v1[0]['ipv4']}", "RoCE v2",
                         "the NIC/driver lacks RoCE v2 GIDs: enable RoCE v2 (mlx5: default on; check firmware)", dev)]
     return [finding(facts, "roce_v2_gid", FAIL, have, f"RoCE v2 GID for {', '.join(h.ips) or '(no fabric IP in spec)'}",
                     f"assign the fabric IP to {h.interface}: GIDs follow the netdev's addresses", dev)]

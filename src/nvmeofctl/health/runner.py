@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from nvmeofctl.facts.probe import PROBE_SCRIPT, HostFacts, parse_probe_output, probe_command
+from nvmeofctl.facts.probe import HostFacts, parse_probe_output, probe_command, probe_script
 from nvmeofctl.health import perf as perf_mod
 from nvmeofctl.health.checks import run_checks
 from nvmeofctl.health.expect import Expectations, host_spec_objects
@@ -45,7 +45,7 @@ def gather(
     results = run_many(
         list(targets.values()),
         lambda t: probe_command(exp.hosts[t.name].interface, window),
-        stdin=PROBE_SCRIPT,
+        stdin=lambda t: probe_script(exp.hosts[t.name].interface),
         timeout=window + 90,
     )
     facts: dict[str, HostFacts] = {}

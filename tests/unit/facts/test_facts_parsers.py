@@ -1,6 +1,7 @@
 import pytest
 
 from nvmeofctl.facts import gpu, net, nvme, perftest
+from nvmeofctl.resources import load_module_utils
 
 
 # ---- mlnx_qos ---------------------------------------------------------------------------------
@@ -115,28 +116,30 @@ def test_pci_numa_from_h100_sample(fx):
     assert numa == {"0000:00:03.0": None, "0000:00:06.0": None}
 
 
-# ---- nvme sysfs / nvmet configfs -------------------------------------------------------------
-def test_sysfs_nvme_ctrl(fx):
-    c = nvme.parse_nvme_ctrl("nvme0", fx("lab/sysfs-nvme0.txt"))
-    assert (c.transport, c.traddr, c.trsvcid, c.state) == ("rdma", "192.168.100.1", "4420", "live")
-    assert c.subsysnqn == "nqn.2024-01.io.lab:gpu-pool-1"
-    assert (c.ctrl_loss_tmo, c.reconnect_delay, c.kato) == (60, 5, 5)
-    assert c.is_fabrics and not c.is_discovery
+# ---- NVMe: the views over nvme_host's observed state (its reader: module_utils/nvme_host.py) ------
+def _as_host_dump(name: str, sysfs_kv: str) -> str:
+    """A controller's sysfs ``attr=value`` lines (lab/sysfs-nvme0.txt) as nvme_host's dump prints the same files."""
+    lines = [f"D\t/sys/class/nvme/{name}"]
+    attrs = (x.partition("=") for x in sysfs_kv.splitlines())
+    lines += [f"F\t/sys/class/nvme/{name}/{k}\t{v}" for k, _, v in attrs if k]
+    return "\n".join(lines) + "\n"
 
 
-def test_ctrl_loss_tmo_off_is_forever():
-    c = nvme.parse_nvme_ctrl("nvme1", "transport=tcp\naddress=traddr=10.0.0.1,trsvcid=4420,src_addr=10.0.0.2\nctrl_loss_tmo=off\n")
-    assert c.ctrl_loss_tmo == -1 and c.traddr == "10.0.0.1"
-    pcie = nvme.parse_nvme_ctrl("nvme2", "transport=pcie\naddress=0000:00:04.0\n")
-    assert pcie.traddr is None and not pcie.is_fabrics
-
-
-def test_nvmet_attrs_dump(fx):
-    ports, subs = nvme.parse_nvmet_attrs_dump(fx("lab/nvmet-configfs-attrs.txt"))
-    assert (ports["1"].trtype, ports["1"].traddr, ports["1"].trsvcid) == ("rdma", "192.168.100.1", "4420")
-    assert ports["2"].trtype == "tcp"
-    s = subs["nqn.2024-01.io.lab:gpu-pool-1"]
-    assert s.allow_any_host is False and s.namespaces == {1: True, 2: True}
+def test_controller_views_over_the_module_observed(fx):
+    nh = load_module_utils("nvme_host")
+    sysfs = fx("lab/sysfs-nvme0.txt")
+    pcie = sysfs.replace("transport=rdma", "transport=pcie").replace("address=traddr=192.168.100.1,trsvcid=4420",
+                                                                      "address=0000:00:04.0")
+    disc = sysfs.replace("subsysnqn=nqn.2024-01.io.lab:gpu-pool-1", f"subsysnqn={nvme.DISCOVERY_NQN}")
+    obs = nh.parse_dump(_as_host_dump("nvme0", sysfs) + _as_host_dump("nvme1", pcie) + _as_host_dump("nvme2", disc))
+    c = nvme.controllers(obs)[0]
+    assert (c["transport"], c["traddr"], c["trsvcid"], c["state"]) == ("rdma", "192.168.100.1", "4420", "live")
+    assert (c["ctrl_loss_tmo"], c["reconnect_delay"], c["kato"]) == (60, 5, 5)
+    assert [c["name"] for c in nvme.io_fabric_controllers(obs)] == ["nvme0"]  # not the PCIe drive nor discovery
+    views = [nvme.ctrl_view(c) for c in nvme.controllers(obs)]
+    assert [(v.name, v.is_fabrics, v.is_discovery) for v in views] == [
+        ("nvme0", True, False), ("nvme1", False, False), ("nvme2", True, True)]
+    assert nvme.controllers(None) == [] and nvme.is_discovery({"cntrltype": "discovery"})
 
 
 # ---- perftest / rping ------------------------------------------------------------------------

@@ -1,83 +1,25 @@
 import pytest
 
 from nvmeofctl.facts import rdma
+from nvmeofctl.resources import load_module_utils
 
 
-def test_rdma_link_json_lab(fx):
-    links = rdma.parse_rdma_link(fx("lab/rdma-link-show.json"))
+# The link (rdma -j link show) and the GID table have one reader, module_utils/rdma.py, tested on real
+# captures in tests/unit/collection/test_rdma_utils.py; here: the adapters health puts over its entries.
+def test_link_adapter_over_the_module_observed(fx):
+    rdma_mu = load_module_utils("rdma")
+    links = [rdma.RdmaLink.from_observed(d) for d in rdma_mu.parse_link_show(fx("lab/rdma-link-show.json"))]
     assert [(x.dev, x.port, x.state, x.physical_state, x.netdev) for x in links] == [
-        ("rxe0", 1, "ACTIVE", "LINK_UP", "eth1")
+        ("rxe0", 1, "ACTIVE", "LINK_UP", "eth1")]
+
+
+def test_gid_v2_over_the_module_parser(fx):
+    gids = load_module_utils("rdma").parse_gid_table(fx("lab/sysfs-gid-table.txt"))
+    assert [(g["index"], g["type"], g["ndev"], g["ipv4"], rdma.gid_is_v2(g)) for g in gids] == [
+        (0, "RoCE v2", "eth1", None, True),
+        (1, "RoCE v2", "eth1", "192.168.100.1", True),
     ]
-
-
-def test_rdma_link_text_lab_equals_json(fx):
-    text = rdma.parse_rdma_link(fx("lab/rdma-link-show.txt"))
-    js = rdma.parse_rdma_link(fx("lab/rdma-link-show.json"))
-    assert text == js
-
-
-def test_rdma_link_text_trailing_space(fx):
-    links = rdma.parse_rdma_link(fx("real/rdma_link_show_cx6dx_p1p1_trailing_space.txt"))
-    assert [(x.dev, x.netdev) for x in links] == [("mlx5_0", "p1p1"), ("mlx5_1", "p1p2")]
-
-
-def test_rdma_link_ib_port_down_without_netdev(fx):
-    links = rdma.parse_rdma_link(fx("real/rdma_link_mlx5_vpi_one_eth_active_one_ib_down.txt"))
-    assert links[0].netdev == "ens3f0np0" and links[0].state == "ACTIVE"
-    assert links[1].dev == "mlx5_1" and links[1].state == "DOWN"
-    assert links[1].physical_state == "DISABLED" and links[1].netdev is None
-
-
-def test_rdma_link_bond(fx):
-    links = rdma.parse_rdma_link(fx("real/rdma_link_show_mlx5_bond_and_pf_vf.txt"))
-    assert ("mlx5_bond_0", "ens1f0np0") in [(x.dev, x.netdev) for x in links]
-    assert len(links) == 5
-
-
-def test_rdma_dev_json_and_text(fx):
-    assert rdma.parse_rdma_dev(fx("lab/rdma-dev.json")) == ["rxe0"]
-    assert rdma.parse_rdma_dev(fx("lab/rdma-dev.txt")) == ["rxe0"]
-
-
-def test_sysfs_gid_table_lab(fx):
-    gids = rdma.parse_gid_table(fx("lab/sysfs-gid-table.txt"))
-    assert [(g.index, g.type, g.ndev, g.ipv4) for g in gids] == [
-        (0, "RoCE v2", "eth1", None),
-        (1, "RoCE v2", "eth1", "192.168.100.1"),
-    ]
-    assert gids[1].is_v2
-
-
-def test_gid_table_skips_zero_and_typeless():
-    text = '0 0000:0000:0000:0000:0000:0000:0000:0000 type="RoCE v2" ndev=eth1\n5 fe80:0000:0000:0000:0000:0000:0000:0001 type="" ndev=\n'
-    assert rdma.parse_gid_table(text) == []
-
-
-@pytest.mark.parametrize(
-    "name,dev,idx,ip",
-    [
-        ("show_gids_cx5_mce0_spaces.txt", "mlx5_0", 3, "192.168.6.132"),
-        ("show_gids_husky_rdma0_tabs.txt", "mlx5_0", 3, "192.168.211.242"),
-        ("show_gids_mlx5_bond_0_tabs.txt", "mlx5_bond_0", 3, "10.96.83.26"),
-        ("show_gids_cx4lx_eth01_tabs.txt", "mlx5_2", 3, "192.20.28.1"),
-        ("show_gids_centos12_multi_dev_some_without_ipv4.txt", "mlx5_3", 3, "192.168.242.56"),
-    ],
-)
-def test_show_gids_v2_ipv4_index(fx, name, dev, idx, ip):
-    table = rdma.parse_show_gids(fx(f"real/{name}"))
-    v2 = [g for g in table[(dev, 1)] if g.is_v2 and g.ipv4]
-    assert [(g.index, g.ipv4) for g in v2] == [(idx, ip)]
-
-
-def test_show_gids_rows_without_netdev_and_without_ipv4(fx):
-    table = rdma.parse_show_gids(fx("real/show_gids_cx5_mce0_spaces.txt"))
-    assert table[("mlx5_1", 1)][0].ndev is None
-    multi = rdma.parse_show_gids(fx("real/show_gids_centos12_multi_dev_some_without_ipv4.txt"))
-    assert sum(len(v) for v in multi.values()) == 19  # n_gids_found=19
-    assert not any(g.ipv4 for g in multi[("mlx5_0", 1)])
-    bond = rdma.parse_show_gids(fx("real/show_gids_hrn3_plus_mlx5_bond_no_ipv4_on_mlx5.txt"))
-    assert not any(g.ipv4 for g in bond[("mlx5_bond_0", 1)])
-    assert any(g.ipv4 == "27.105.180.3" for g in bond[("hrn3_bond_0", 1)])
+    assert not rdma.gid_is_v2({"type": "IB/RoCE v1"}) and not rdma.gid_is_v2({"type": None})
 
 
 def test_show_counters_out_of_buffer(fx):

@@ -3,9 +3,11 @@
 Every probe output the health tests feed the checks comes from a REAL capture (provenance of each file
 in ``tests/fixtures/health/PROVENANCE.md``):
 
-- ``probe/lab-real/*.txt``: ``PROBE_SCRIPT`` stdout captured over SSH from the provisioned lab VMs
-  (tgt1, gpu1, gpu2; Debian 12, kernel 6.12.95, soft-RoCE), with ``probe/lab-real/cluster.yaml``, the
-  spec they were provisioned from;
+- ``probe/lab-real/*.txt``: the probe's stdout captured over SSH from the provisioned lab VMs
+  (tgt1, gpu1, gpu2; Debian 12, kernel 6.12.95, soft-RoCE), with the module dump sections
+  (``nvme_host``, ``nvmet``, ``rdma``) that plan captured for real from the same lab
+  (``tests/fixtures/health/build_probe_v2.py``), and ``probe/lab-real/cluster.yaml``, the spec they
+  were provisioned from;
 - ``real/``, ``real-extra/``: outputs real ConnectX (mlx5) / E810 hosts printed (public sources);
 - ``gpu-node/h100-node-probe.txt``: a real H100 node (no RDMA NIC).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import sys
 from pathlib import Path
@@ -106,6 +109,31 @@ def edit_block(text: str, start: str, old: str, new: str) -> str:
     return text[:i] + edit(text[i:j], old, new) + text[j:]
 
 
+def drop_lines(text: str, header: str, needle: str, count: int) -> str:
+    """Remove the lines of section ``header`` that contain ``needle`` (exactly ``count`` of them), e.g.
+    one controller's ``D``/``F`` lines of the nvme_host dump."""
+    lines = section(text, header).split("\n")
+    kept = [x for x in lines if needle not in x]
+    assert len(lines) - len(kept) == count, f"capture edit: expected {count} lines with {needle!r}"
+    return set_section(text, header, "\n".join(kept))
+
+
+def sysfs_as_dump(name: str, sysfs_kv: str) -> str:
+    """A controller's sysfs ``attr=value`` lines (``lab/sysfs-nvme0.txt``, the old probe's sections) as the
+    nvme_host dump prints the same files: ``D<TAB>dir`` then ``F<TAB>path<TAB>value``."""
+    rows = [f"D\t/sys/class/nvme/{name}"]
+    attrs = (x.partition("=") for x in sysfs_kv.splitlines())
+    rows += [f"F\t/sys/class/nvme/{name}/{k}\t{v}" for k, _, v in attrs if k]
+    return "\n".join(rows)
+
+
+def insert_lines(text: str, header: str, before: str, new: str) -> str:
+    """Insert ``new`` lines into section ``header`` just before its (unique) line ``before``."""
+    body = section(text, header)
+    assert body.count(before + "\n") == 1, f"capture edit: expected one line {before!r}"
+    return set_section(text, header, body.replace(before + "\n", new.rstrip("\n") + "\n" + before + "\n"))
+
+
 def drop_section(text: str, header: str) -> str:
     lines = text.split("\n")
     start, end = _bounds(lines, header)
@@ -128,6 +156,24 @@ def add_section(text: str, header: str, body: str, before: str) -> str:
 
 
 # ---- real outputs of other tools, written the way the probe prints the same kernel files ----------
+def rdma_link_as_json(text: str) -> str:
+    """``rdma link show`` lines as ``rdma -j link show`` prints the same netlink attributes (ifname, port,
+    state, physical_state, netdev; what the text does not show, like ifindex, is left out)."""
+    out = []
+    for line in text.splitlines():
+        tok = line.split()
+        if len(tok) < 2 or tok[0] != "link":
+            continue
+        dev, _, port = tok[1].partition("/")
+        attrs = dict(zip(tok[2::2], tok[3::2]))
+        d = {"ifname": dev, "port": int(port), "state": attrs["state"], "physical_state": attrs["physical_state"]}
+        if "netdev" in attrs:
+            d["netdev"] = attrs["netdev"]
+        out.append(d)
+    return json.dumps(out, separators=(",", ":"))
+
+
+
 def show_gids_as_probe(text: str, dev: str) -> str:
     """``show_gids`` rows of one device as the probe's GID lines (``IDX GID type="T" ndev=N``).
 
@@ -165,8 +211,9 @@ def real_nic_gpu1() -> str:
 
     The lab cannot produce a real RDMA NIC (no PFC/ECN/hw_counters on rxe), so the RDMA/QoS sections
     come from the real-systems samples, unedited unless said here:
-      rdma_link        real/rdma_link_mlx5_vpi_one_eth_active_one_ib_down.txt; ONE rename: mlx5_0's
-                       netdev ``ens3f0np0`` -> ``eth01`` (the CX-4 Lx host's netdev of mlx5_0)
+      rdma links=      real/rdma_link_mlx5_vpi_one_eth_active_one_ib_down.txt (rdma_link_as_json) as the
+                       rdma dump's ``links=`` line; ONE rename: mlx5_0's netdev ``ens3f0np0`` ->
+                       ``eth01`` (the CX-4 Lx host's netdev of mlx5_0)
       ib_gids mlx5_N   real/show_gids_cx4lx_eth01_tabs.txt (show_gids_as_probe)      } one CX-4 Lx host
       ibv_devinfo      real/ibv_devinfo_cx4lx_4ports_one_down.txt                     } (SOURCES.md
       hw_counters t0/t1 real/show_counters_mlx5_0_cx4lx_out_of_buffer.txt (same table } index id
@@ -176,23 +223,27 @@ def real_nic_gpu1() -> str:
       mlnx_qos         real/mlnx_qos_cx5_trust_dscp_pfc3_dcbx_fw.txt
       ecn              real-extra/rdma_qos_sh_q_spiderpool_... (ecn_as_probe: all priorities 1)
       ethtool_a        real-extra/ethtool_a_ice_ens785f0np0_pause_off_with_statistics.txt
-      rdma_cm mlx5_0 1 the lab's own rdma_cm body (RoCE v2, ToS 106), header renamed from rxe_eth1
-    The rxe_eth1 sections (hw_counters, ib_dev, ib_port, ib_gids) and ``rdma_dev`` are dropped; headers
+      rdma cm_*.mlx5_0 the lab's own rdma_cm values (RoCE v2, ToS 106) of the rdma dump, keys renamed
+                       from rxe_eth1
+    The rxe_eth1 sections (hw_counters, ib_dev, ib_port, ib_gids) are dropped; headers
     naming the probed interface say ``eth01``. Kernel modules, ``ip`` JSON, NVMe state and the
     timestamps (window 6.127 s) stay gpu1's; fabric_interface/fabric_ip are not judged on this node.
     """
     t = lab("gpu1")
     for h in ("hw_counters rxe_eth1 1 t0", "hw_counters rxe_eth1 1 t1", "ib_dev rxe_eth1", "ib_port rxe_eth1 1",
-              "ib_gids rxe_eth1 1", "rdma_dev"):
+              "ib_gids rxe_eth1 1"):
         t = drop_section(t, h)
     t = edit_section(t, "meta", "iface=eth1", f"iface={REAL_NIC_IF}")
-    t = set_section(t, "rdma_link", edit(read("real/rdma_link_mlx5_vpi_one_eth_active_one_ib_down.txt"),
-                                         "netdev ens3f0np0", f"netdev {REAL_NIC_IF}"))
+    links = rdma_link_as_json(edit(read("real/rdma_link_mlx5_vpi_one_eth_active_one_ib_down.txt"),
+                                   "netdev ens3f0np0", f"netdev {REAL_NIC_IF}"))
+    (lab_links,) = [x for x in section(t, "rdma").split("\n") if x.startswith("links=")]
+    t = edit_section(t, "rdma", lab_links, f"links={links}")
+    t = edit_section(t, "rdma", "cm_mode.rxe_eth1=RoCE v2\ncm_tos.rxe_eth1=106",
+                     "cm_mode.mlx5_0=RoCE v2\ncm_tos.mlx5_0=106")
     gids = read("real/show_gids_cx4lx_eth01_tabs.txt")
     for dev in ("mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"):
         t = add_section(t, f"ib_gids {dev} 1", show_gids_as_probe(gids, dev), before="ibv_devinfo")
     t = set_section(t, "ibv_devinfo", read("real/ibv_devinfo_cx4lx_4ports_one_down.txt"))
-    t = rename_section(t, "rdma_cm rxe_eth1 1", "rdma_cm mlx5_0 1")
     for s in ("t0", "t1"):
         t = add_section(t, f"hw_counters mlx5_0 1 {s}", read("real/show_counters_mlx5_0_cx4lx_out_of_buffer.txt"),
                         before=f"rdma_stat {s}")

@@ -1,7 +1,8 @@
 """NVMe-oF host/target, GPU and fleet checks on real captures.
 
 NVMe and nvmet inputs: the lab's real probe outputs (gpu1: two live controllers, train + ckpt;
-gpu2: train; tgt1: port 1 with both subsystems). GPU inputs: the real H100 node
+gpu2: train; tgt1: port 1 with both subsystems), whose ``nvme_host`` / ``nvmet`` sections are the
+collection's own dumps (``F<TAB>path<TAB>value`` lines of sysfs, ``./path=value`` lines of configfs). GPU inputs: the real H100 node
 (``h100_gpu_node()``) and real ``nvidia-smi topo -m`` outputs of 8xH100 / 8xA100 / 4xRTX 6000 servers.
 Faults are explicit edits of that text (healthfx)."""
 
@@ -12,12 +13,15 @@ from nvmeofctl.health.checks import run_checks
 from nvmeofctl.health.model import Status
 from nvmeofctl.resources import load_module_utils
 
-from healthfx import (CKPT, GPU1_HOSTID, GPU1_HOSTNQN, GPU2_HOSTID, TRAIN, add_section, drop_section, edit,
-                      edit_section, facts, h100_gpu_node, lab, pin_identity, read, section, set_section)
+from healthfx import (CKPT, GPU1_HOSTID, GPU1_HOSTNQN, GPU2_HOSTID, GPU2_HOSTNQN, TRAIN, add_section, drop_lines,
+                      edit, edit_section, facts, h100_gpu_node, insert_lines, lab, pin_identity, read, section,
+                      set_section,
+                      sysfs_as_dump)
 
 OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
 # the host NQN nvme-cli's package baked into the lab image (lab/sysfs-nvme0.txt, 6.1-kernel run; FACTS.md)
 BAKED_HOSTNQN = "nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b"
+NVME0 = "F\t/sys/class/nvme/nvme0"  # the nvme_host dump's attribute lines of controller nvme0
 
 
 def get(findings, check, device=None):
@@ -55,14 +59,15 @@ def test_controller_missing_real_capture(lab_exp):
 
 
 def test_one_of_two_controllers_missing(lab_exp):
-    fs = cn.check_nvme_host(facts("gpu1", drop_section(lab("gpu1"), "nvme_ctrl nvme1")), lab_exp)
+    # nvme1's 23 dump lines: its directory, 16 attributes, its namespace path (directory + 5 attributes)
+    fs = cn.check_nvme_host(facts("gpu1", drop_lines(lab("gpu1"), "nvme_host", "/sys/class/nvme/nvme1", 23)), lab_exp)
     assert get(fs, "nvme_controller", TRAIN).status == OK
     f = get(fs, "nvme_controller", CKPT)
     assert (f.status, f.observed) == (FAIL, "not connected")
 
 
 def test_controller_connecting(lab_exp):
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "state=live", "state=connecting")
+    text = edit_section(lab("gpu1"), "nvme_host", "nvme0/state\tlive", "nvme0/state\tconnecting")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_controller", TRAIN)
     assert (f.status, f.observed) == (FAIL, "nvme0 connecting")
     assert f.remedy == ("controller not live: reconnecting, the target at 192.168.100.11 does not answer for this "
@@ -71,48 +76,50 @@ def test_controller_connecting(lab_exp):
 
 
 def test_controller_being_deleted_says_what_the_kernel_and_the_tool_do(lab_exp):
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "state=live", "state=deleting")
+    text = edit_section(lab("gpu1"), "nvme_host", "nvme0/state\tlive", "nvme0/state\tdeleting")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_controller", TRAIN)
     assert (f.status, f.observed) == (FAIL, "nvme0 deleting")
     assert f.remedy.startswith("controller being deleted: the kernel finishes it when its outstanding I/O ends")
 
 
 def test_controller_state_unknown_keeps_the_generic_hint(lab_exp):
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "state=live", "state=new")
+    text = edit_section(lab("gpu1"), "nvme_host", "nvme0/state\tlive", "nvme0/state\tnew")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_controller", TRAIN)
     assert f.remedy == "controller not live: check the target and the fabric path to 192.168.100.11"
 
 
 def test_controller_wrong_transport(lab_exp):
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "transport=rdma", "transport=tcp")
+    text = edit_section(lab("gpu1"), "nvme_host", "nvme0/transport\trdma", "nvme0/transport\ttcp")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_controller", TRAIN)
     assert (f.status, f.observed) == (FAIL, "nvme0 tcp 192.168.100.11:4420")
 
 
 def test_controller_wrong_address(lab_exp):
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "traddr=192.168.100.11", "traddr=192.168.100.7")
+    text = edit_section(lab("gpu1"), "nvme_host", "nvme0/address\ttraddr=192.168.100.11",
+                        "nvme0/address\ttraddr=192.168.100.7")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_controller", TRAIN)
     assert (f.status, f.observed) == (FAIL, "nvme0 rdma 192.168.100.7:4420")
 
 
 def test_unexpected_controllers(lab_exp):
     text = lab("gpu1")
-    nvme0 = section(text, "nvme_ctrl nvme0")
+    nvme0 = "\n".join(x for x in section(text, "nvme_host").split("\n") if "/sys/class/nvme/nvme0" in x)
     other = read("lab/sysfs-nvme0.txt")  # a real controller to a subsystem this spec does not have
     add = [
-        ("nvme_ctrl nvme2", other),
+        sysfs_as_dump("nvme2", other),
         # the same sysfs with the discovery controller's NQN/type
-        ("nvme_ctrl nvme3", edit(edit(other, "subsysnqn=nqn.2024-01.io.lab:gpu-pool-1",
-                                      "subsysnqn=nqn.2014-08.org.nvmexpress.discovery"),
-                                 "cntrltype=io", "cntrltype=discovery")),
+        sysfs_as_dump("nvme3", edit(edit(other, "subsysnqn=nqn.2024-01.io.lab:gpu-pool-1",
+                                         "subsysnqn=nqn.2014-08.org.nvmexpress.discovery"),
+                                    "cntrltype=io", "cntrltype=discovery")),
         # a local PCIe drive: transport pcie, address = its PCI function
-        ("nvme_ctrl nvme4", edit(edit(other, "transport=rdma", "transport=pcie"),
-                                 "address=traddr=192.168.100.1,trsvcid=4420", "address=0000:00:04.0")),
+        sysfs_as_dump("nvme4", edit(edit(other, "transport=rdma", "transport=pcie"),
+                                    "address=traddr=192.168.100.1,trsvcid=4420", "address=0000:00:04.0")),
         # a second path to train over TCP (the lab serves both; lab/nvme-list-subsys-tcp.json)
-        ("nvme_ctrl nvme5", edit(nvme0, "transport=rdma", "transport=tcp")),
+        # (its 23 lines name /nvme0 29 times: the namespace's path names it twice)
+        edit(edit(nvme0, "/nvme0", "/nvme5", 29), "nvme5/transport\trdma", "nvme5/transport\ttcp"),
     ]
-    for header, body in add:
-        text = add_section(text, header, body, before="nvme_subsys nvme-subsys0")
+    for body in add:
+        text = insert_lines(text, "nvme_host", "D\t/sys/class/nvme-subsystem/nvme-subsys0", body)
     fs = cn.check_nvme_host(facts("gpu1", text), lab_exp)
     assert get(fs, "nvme_controller", TRAIN).status == OK
     u = get(fs, "nvme_unexpected")
@@ -124,11 +131,11 @@ def test_reconnect_policy(lab_exp, make_exp):
     f = get(cn.check_nvme_host(facts("gpu1", lab("gpu1")), exp), "nvme_reconnect", TRAIN)
     assert (f.status, f.observed, f.expected) == (
         WARN, "ctrl_loss_tmo=-1 reconnect_delay=5 kato=5", "ctrl_loss_tmo=600 reconnect_delay=10 kato=5")
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "ctrl_loss_tmo=off\nreconnect_delay=5",
-                        "ctrl_loss_tmo=600\nreconnect_delay=10")
+    text = edit_section(lab("gpu1"), "nvme_host", f"nvme0/ctrl_loss_tmo\toff\n{NVME0}/reconnect_delay\t5",
+                        f"nvme0/ctrl_loss_tmo\t600\n{NVME0}/reconnect_delay\t10")
     assert get(cn.check_nvme_host(facts("gpu1", text), exp), "nvme_reconnect", TRAIN).status == OK
     # the 6.1 lab's controller really ran with ctrl_loss_tmo=60 (lab/sysfs-nvme0.txt)
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "ctrl_loss_tmo=off", "ctrl_loss_tmo=60")
+    text = edit_section(lab("gpu1"), "nvme_host", "nvme0/ctrl_loss_tmo\toff", "nvme0/ctrl_loss_tmo\t60")
     f = get(cn.check_nvme_host(facts("gpu1", text), lab_exp), "nvme_reconnect", TRAIN)
     assert (f.status, f.observed) == (WARN, "ctrl_loss_tmo=60 reconnect_delay=5 kato=5")
     # no reconnect policy in the spec: the spec's defaults, which apply passes (forever, every 10 s)
@@ -150,14 +157,14 @@ def test_expected_ctrl_loss_tmo_is_what_the_kernel_shows():
 def test_rounded_ctrl_loss_tmo_is_converged(make_exp):
     """Spec 600 s every 7 s: the kernel shows 602, which plan calls converged; health must agree."""
     exp = make_exp(lambda d: d["fabric"]["reconnect"].update(ctrl_loss_tmo=600, reconnect_delay=7))
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "ctrl_loss_tmo=off\nreconnect_delay=5",
-                        "ctrl_loss_tmo=602\nreconnect_delay=7")
+    text = edit_section(lab("gpu1"), "nvme_host", f"nvme0/ctrl_loss_tmo\toff\n{NVME0}/reconnect_delay\t5",
+                        f"nvme0/ctrl_loss_tmo\t602\n{NVME0}/reconnect_delay\t7")
     f = get(cn.check_nvme_host(facts("gpu1", text), exp), "nvme_reconnect", TRAIN)
     assert (f.status, f.observed, f.expected) == (
         OK, "ctrl_loss_tmo=602 reconnect_delay=7 kato=5", "ctrl_loss_tmo=602 (spec 600) reconnect_delay=7 kato=5")
     # (tests/unit/plan/test_one_translation.py: plan calls the same controller converged)
     # a literal 600 next to delay 7 is not what this kernel would show: warned
-    text = edit(text, "ctrl_loss_tmo=602", "ctrl_loss_tmo=600")
+    text = edit(text, "nvme0/ctrl_loss_tmo\t602", "nvme0/ctrl_loss_tmo\t600")
     assert get(cn.check_nvme_host(facts("gpu1", text), exp), "nvme_reconnect", TRAIN).status == WARN
 
 
@@ -169,10 +176,10 @@ def test_iopolicy(gpu1_facts, make_exp):
     f = get(cn.check_nvme_host(gpu1_facts, rr), "nvme_iopolicy", TRAIN)
     assert (f.status, f.observed, f.expected) == (WARN, "numa", "round-robin")
     assert f.remedy == "echo round-robin > /sys/class/nvme-subsystem/nvme-subsys0/iopolicy (persist via udev rule)"
-    text = edit_section(lab("gpu1"), "nvme_subsys nvme-subsys0", "iopolicy=numa\n", "")
+    text = edit_section(lab("gpu1"), "nvme_host", "F\t/sys/class/nvme-subsystem/nvme-subsys0/iopolicy\tnuma\n", "")
     f = get(cn.check_nvme_host(facts("gpu1", text), rr), "nvme_iopolicy", TRAIN)
     assert (f.status, f.observed) == (NA, "no iopolicy (native NVMe multipath off)")
-    text = drop_section(lab("gpu1"), "nvme_subsys nvme-subsys1")
+    text = drop_lines(lab("gpu1"), "nvme_host", "/sys/class/nvme-subsystem/nvme-subsys1", 3)
     f = get(cn.check_nvme_host(facts("gpu1", text), rr), "nvme_iopolicy", CKPT)
     assert (f.status, f.observed) == (NA, "subsystem not present (see nvme_controller)")
 
@@ -182,14 +189,15 @@ def test_host_identity(make_exp):
     assert {(f.check, f.status) for f in cn.check_nvme_host(facts("gpu1", lab("gpu1")), pinned)
             if f.check.startswith("host_")} == {("host_nqn", OK), ("host_id", OK)}
     # /etc/nvme/hostnqn still the one the image baked in
-    text = edit_section(lab("gpu1"), "etc_nvme", f"hostnqn={GPU1_HOSTNQN}", f"hostnqn={BAKED_HOSTNQN}")
+    text = edit_section(lab("gpu1"), "nvme_host", f"/etc/nvme/hostnqn\t{GPU1_HOSTNQN}",
+                        f"/etc/nvme/hostnqn\t{BAKED_HOSTNQN}")
     f = get(cn.check_nvme_host(facts("gpu1", text), pinned), "host_nqn")
     assert (f.status, f.observed, f.expected) == (FAIL, BAKED_HOSTNQN, GPU1_HOSTNQN)
-    text = edit_section(lab("gpu1"), "etc_nvme", f"hostid={GPU1_HOSTID}\n", "")
+    text = edit_section(lab("gpu1"), "nvme_host", f"F\t/etc/nvme/hostid\t{GPU1_HOSTID}\n", "")
     f = get(cn.check_nvme_host(facts("gpu1", text), pinned), "host_id")
     assert (f.status, f.observed) == (FAIL, "/etc/nvme/hostid missing")
     # the controller was connected before the NQN was fixed
-    text = edit_section(lab("gpu1"), "nvme_ctrl nvme0", f"hostnqn={GPU1_HOSTNQN}", f"hostnqn={BAKED_HOSTNQN}")
+    text = edit_section(lab("gpu1"), "nvme_host", f"nvme0/hostnqn\t{GPU1_HOSTNQN}", f"nvme0/hostnqn\t{BAKED_HOSTNQN}")
     f = get(cn.check_nvme_host(facts("gpu1", text), pinned), "host_nqn_in_use")
     assert (f.status, f.observed) == (WARN, "nvme0 connected with another host NQN")
 
@@ -209,9 +217,9 @@ def test_nvmet_no_listener_on_the_spec_port(tgt1_facts, make_exp):
 
 
 def test_nvmet_subsystem_problems(make_exp):
-    text = edit_section(lab("tgt1"), "nvmet_port 1", f"subsystems={CKPT} {TRAIN} ", f"subsystems={TRAIN} ")
-    text = edit_section(text, f"nvmet_subsys {CKPT}", "attr_allow_any_host=0", "attr_allow_any_host=1")
-    text = edit_section(text, f"nvmet_subsys {CKPT}", f"allowed_hosts={GPU1_HOSTNQN} ", "allowed_hosts=")
+    text = drop_lines(lab("tgt1"), "nvmet", f"./ports/1/subsystems/{CKPT} -> ", 1)
+    text = edit_section(text, "nvmet", f"{CKPT}/attr_allow_any_host=0", f"{CKPT}/attr_allow_any_host=1")
+    text = drop_lines(text, "nvmet", f"./subsystems/{CKPT}/allowed_hosts/{GPU1_HOSTNQN} -> ", 1)
     fs = cn.check_nvmet(facts("tgt1", text), make_exp(pin_identity))
     f = get(fs, "nvmet_subsystem", CKPT)
     assert (f.status, f.observed) == (
@@ -220,18 +228,17 @@ def test_nvmet_subsystem_problems(make_exp):
 
 
 def test_nvmet_namespace_disabled_or_subsystem_absent(tgt1_facts, lab_exp):
-    text = edit_section(lab("tgt1"), f"nvmet_subsys {CKPT}", "ns.1.enable=1", "ns.1.enable=0")
+    text = edit_section(lab("tgt1"), "nvmet", f"{CKPT}/namespaces/1/enable=1", f"{CKPT}/namespaces/1/enable=0")
     f = get(cn.check_nvmet(facts("tgt1", text), lab_exp), "nvmet_subsystem", CKPT)
     assert (f.status, f.observed) == (FAIL, "no enabled namespace")
-    text = drop_section(lab("tgt1"), f"nvmet_subsys {CKPT}")
+    text = drop_lines(lab("tgt1"), "nvmet", f"./subsystems/{CKPT}/", 16)
     f = get(cn.check_nvmet(facts("tgt1", text), lab_exp), "nvmet_subsystem", CKPT)
     assert (f.status, f.observed) == (FAIL, "absent")
 
 
 def test_nvmet_absent(lab_exp):
-    text = lab("tgt1")
-    for header in ("nvmet", "nvmet_port 1", f"nvmet_subsys {CKPT}", f"nvmet_subsys {TRAIN}"):
-        text = drop_section(text, header)  # nvmet not loaded: no /sys/kernel/config/nvmet
+    # nvmet not loaded: no /sys/kernel/config/nvmet, the dump prints nothing
+    text = set_section(edit_section(lab("tgt1"), "nvmet_configfs", "present=1", "present=0"), "nvmet", "")
     (f,) = cn.check_nvmet(facts("tgt1", text), lab_exp)
     assert (f.check, f.status, f.observed) == ("nvmet_port", FAIL, "nvmet configfs absent")
     assert f.remedy == "modprobe -a nvmet nvmet-rdma && nvmeofctl apply"
@@ -331,7 +338,9 @@ def test_real_gpu_nodes_have_unique_identities(gpu1_facts, gpu2_facts, tgt1_fact
 
 def test_cloned_hostnqn_names_both_hosts(gpu1_facts, lab_exp):
     # gpu2 as a clone of gpu1's image: its /etc/nvme carries gpu1's NQN and ID
-    text = edit_section(lab("gpu2"), "etc_nvme", GPU2_HOSTID, GPU1_HOSTID, count=2)
+    text = edit_section(lab("gpu2"), "nvme_host", f"/etc/nvme/hostnqn\t{GPU2_HOSTNQN}",
+                        f"/etc/nvme/hostnqn\t{GPU1_HOSTNQN}")
+    text = edit_section(text, "nvme_host", f"/etc/nvme/hostid\t{GPU2_HOSTID}", f"/etc/nvme/hostid\t{GPU1_HOSTID}")
     fs = cf.check_unique_identity({"gpu1": gpu1_facts, "gpu2": facts("gpu2", text)}, lab_exp)
     assert [(f.host, f.check, f.status, f.observed) for f in fs] == [
         ("gpu1", "host_nqn_unique", FAIL, "same as gpu2"), ("gpu2", "host_nqn_unique", FAIL, "same as gpu1"),
@@ -340,10 +349,10 @@ def test_cloned_hostnqn_names_both_hosts(gpu1_facts, lab_exp):
 
 
 def test_identity_falls_back_to_live_controllers(gpu1_facts, lab_exp):
-    text = set_section(lab("gpu2"), "etc_nvme", "")  # /etc/nvme/host* absent
+    text = drop_lines(lab("gpu2"), "nvme_host", "F\t/etc/nvme/host", 2)  # /etc/nvme/host* absent
     fs = cf.check_unique_identity({"gpu1": gpu1_facts, "gpu2": facts("gpu2", text)}, lab_exp)
     assert {f.status for f in fs} == {OK}  # gpu2's controller still carries its own NQN/ID
-    gone = set_section(lab("gpu2", "rxe-removed"), "etc_nvme", "")
+    gone = drop_lines(lab("gpu2", "rxe-removed"), "nvme_host", "F\t/etc/nvme/host", 2)
     fs = cf.check_unique_identity({"gpu1": gpu1_facts, "gpu2": facts("gpu2", gone)}, lab_exp)
     assert [(f.host, f.status, f.observed) for f in fs if f.check == "host_nqn_unique"] == [
         ("gpu1", OK, "unique"), ("gpu2", NA, "no host NQN/ID on this node")]

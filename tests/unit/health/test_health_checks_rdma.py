@@ -13,6 +13,15 @@ from healthfx import (REAL_NIC_IF, drop_section, edit, edit_block, edit_section,
 OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
 
 
+GPU1_LINKS = ('links=[{"ifindex":0,"ifname":"rxe_eth1","port":1,"state":"ACTIVE","physical_state":"LINK_UP",'
+              '"netdev":"eth1","netdev_index":3}]')  # gpu1's rdma dump: `rdma -j link show`
+
+
+def without_rdma_tool(text: str) -> str:
+    """A host without iproute2's rdma: the rdma dump's ``links=`` line is empty."""
+    return edit_section(text, "rdma", GPU1_LINKS, "links=")
+
+
 def one(findings, check=None):
     fs = [f for f in findings if check is None or f.check == check]
     assert len(fs) == 1, fs
@@ -51,7 +60,7 @@ def test_explicit_device_name_must_exist(gpu1_facts, make_exp):
 
 
 def test_rdma_device_bound_to_another_netdev(lab_exp):
-    text = edit_section(lab("gpu1"), "rdma_link", '"netdev":"eth1"', '"netdev":"eth0"')
+    text = edit_section(lab("gpu1"), "rdma", '"netdev":"eth1"', '"netdev":"eth0"')
     text = edit_section(text, "ib_gids rxe_eth1 1", "ndev=eth1", "ndev=eth0", count=2)
     f = one(cr.check_rdma_device(facts("gpu1", text), lab_exp))
     assert summary(f) == ("rdma_device", FAIL, "rxe_eth1 on eth0", "rxe_eth1")
@@ -59,7 +68,7 @@ def test_rdma_device_bound_to_another_netdev(lab_exp):
 
 
 def test_without_rdma_link_output_the_gid_table_names_the_netdev(lab_exp):
-    text = drop_section(drop_section(lab("gpu1"), "rdma_link"), "rdma_dev")  # a host without the rdma tool
+    text = without_rdma_tool(lab("gpu1"))
     assert summary(one(cr.check_rdma_device(facts("gpu1", text), lab_exp))) == (
         "rdma_device", OK, "rxe_eth1 on eth1", "rxe_eth1")
     text = edit_section(text, "ib_gids rxe_eth1 1", "ndev=eth1", "ndev=eth0", count=2)
@@ -94,7 +103,7 @@ def test_port_down_in_real_rdma_link_sample(mlx5_gpu, make_exp):
 
 def test_port_down_in_rdma_link(lab_exp):
     # the state words of the real sample's down port (real/rdma_link_mlx5_vpi_..., mlx5_1)
-    text = edit_section(lab("gpu1"), "rdma_link", '"state":"ACTIVE","physical_state":"LINK_UP"',
+    text = edit_section(lab("gpu1"), "rdma", '"state":"ACTIVE","physical_state":"LINK_UP"',
                         '"state":"DOWN","physical_state":"DISABLED"')
     f = one(cr.check_port(facts("gpu1", text), lab_exp))
     assert summary(f) == ("rdma_port", FAIL, "DOWN/DISABLED, Ethernet", "rxe_eth1/1")
@@ -102,7 +111,7 @@ def test_port_down_in_rdma_link(lab_exp):
 
 
 def test_port_down_in_sysfs_without_rdma_tool(lab_exp):
-    text = drop_section(drop_section(lab("gpu1"), "rdma_link"), "rdma_dev")
+    text = without_rdma_tool(lab("gpu1"))
     text = edit_section(text, "ib_port rxe_eth1 1", "state=4: ACTIVE\nphys_state=5: LinkUp",
                         "state=1: DOWN\nphys_state=3: Disabled")
     assert summary(one(cr.check_port(facts("gpu1", text), lab_exp))) == (
@@ -222,8 +231,8 @@ def test_rdma_cm_v1_default_and_tos_0(real_exp):
     # the mode a CX-4 Lx really reported before it was set (real/cma_roce_mode_query_cx4lx_v1_default.txt);
     # ToS 0 = the kernel's default_roce_tos
     mode = read("real/cma_roce_mode_query_cx4lx_v1_default.txt").strip()
-    text = edit_section(real_nic_gpu1(), "rdma_cm mlx5_0 1", "default_roce_mode=RoCE v2", f"default_roce_mode={mode}")
-    text = edit_section(text, "rdma_cm mlx5_0 1", "default_roce_tos=106", "default_roce_tos=0")
+    text = edit_section(real_nic_gpu1(), "rdma", "cm_mode.mlx5_0=RoCE v2", f"cm_mode.mlx5_0={mode}")
+    text = edit_section(text, "rdma", "cm_tos.mlx5_0=106", "cm_tos.mlx5_0=0")
     fs = cr.check_rdma_cm(facts("gpu1", text), real_exp)
     m, t = one(fs, "rdma_cm_mode"), one(fs, "rdma_cm_tos")
     assert (m.status, m.observed) == (FAIL, "IB/RoCE v1")
@@ -233,11 +242,13 @@ def test_rdma_cm_v1_default_and_tos_0(real_exp):
 
 
 def test_rdma_cm_not_exposed_is_na(lab_exp):
-    text = drop_section(lab("gpu1"), "rdma_cm rxe_eth1 1")  # nobody created the configfs entry
+    # nobody created the configfs entry: the rdma dump lists no device under rdma_cm/
+    text = edit_section(lab("gpu1"), "rdma", "cm_mode.rxe_eth1=RoCE v2\ncm_tos.rxe_eth1=106\n", "")
     f = one(cr.check_rdma_cm(facts("gpu1", text), lab_exp))
     assert (f.status, f.observed) == (
         NA, "not exposed (rdma_cm configfs entry for rxe_eth1 not created; upstream kernels default to RoCE v2)")
     text = edit_section(text, "rdma_cm_configfs", "configfs=1\nrdma_cm=1", "configfs=0\nrdma_cm=0")
+    text = edit_section(text, "rdma", "cm_exposed=1", "cm_exposed=0")
     f = one(cr.check_rdma_cm(facts("gpu1", text), lab_exp))
     assert f.observed == "not exposed (configfs not mounted; upstream kernels default to RoCE v2)"
 

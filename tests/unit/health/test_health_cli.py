@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nvmeofctl.cli.main import app, run
-from nvmeofctl.facts.probe import PROBE_SCRIPT
+from nvmeofctl.facts.probe import probe_script
 from nvmeofctl.health import expect as expect_mod
 from nvmeofctl.health import perf as perf_mod
 from nvmeofctl.remote import ssh
@@ -34,7 +34,7 @@ def fake(monkeypatch, spec_dict):
         out = {}
         for t in targets:
             cmd = command(t) if callable(command) else command
-            state["calls"].append((t.name, cmd, stdin, timeout))
+            state["calls"].append((t.name, cmd, stdin(t) if callable(stdin) else stdin, timeout))
             if t.name in state["unreachable"]:
                 out[t.name] = ssh.Unreachable(t.name, f"ssh {t.address}:{t.port}: timed out after 15s")
             else:
@@ -66,9 +66,21 @@ def test_healthy_lab_table(fake):
     assert "index 1 = 192.168.100.21 (RoCE v2, eth1)" in r.output
     assert "index 1 = 192.168.100.22 (RoCE v2, eth1)" in r.output
     assert "not applicable: soft-RoCE exposes no PFC/ECN" in r.output
-    # one round trip per host, the probe on stdin, interface and window on the command line
+    # one round trip per host, the probe (with the module dumps for its interface) on stdin,
+    # interface and window on the command line
     assert sorted(c[0] for c in fake["calls"]) == ["gpu1", "gpu2", "tgt1"]
-    assert all(c[1] == "bash -s -- eth1 3" and c[2] == PROBE_SCRIPT for c in fake["calls"])
+    assert all(c[1] == "bash -s -- eth1 3" and c[2] == probe_script("eth1") for c in fake["calls"])
+
+
+def test_no_key_material_in_any_output(fake):
+    """tgt1's nvmet dump carries DH-HMAC-CHAP key digests (sha256, hashed on the host): never shown."""
+    digests = [line.rsplit("=sha256:", 1)[1] for line in lab("tgt1").splitlines() if "=sha256:" in line]
+    assert len(digests) == 2
+    for args in ((), ("-o", "json"), ("-o", "prometheus")):
+        r = invoke(*args)
+        assert r.exit_code == 0, r.output
+        assert "sha256" not in r.output and "DHHC-1" not in r.output
+        assert not any(d in r.output or d[:12] in r.output for d in digests)
 
 
 def test_json_output(fake):
@@ -103,7 +115,7 @@ def test_unreachable_host_exit_6_others_still_checked(fake):
 
 
 def test_unhealthy_exit_11(fake):
-    fake["outputs"]["gpu1"] = edit_section(lab("gpu1"), "nvme_ctrl nvme0", "state=live", "state=connecting")
+    fake["outputs"]["gpu1"] = edit_section(lab("gpu1"), "nvme_host", "nvme0/state\tlive", "nvme0/state\tconnecting")
     r = invoke("-o", "json")
     assert r.exit_code == 11
     doc = json.loads(r.stdout)
@@ -129,7 +141,7 @@ def test_real_capture_of_a_removed_rdma_device_exit_11(fake):
 
 def test_incomplete_probe_is_a_fail(fake):
     text = fake["outputs"]["tgt1"]
-    fake["outputs"]["tgt1"] = text[: text.index("### nvmet")]  # the stream cut before the end marker
+    fake["outputs"]["tgt1"] = text[: text.index("### nvmet_configfs")]  # the stream cut before the end marker
     r = invoke("-o", "json")
     assert r.exit_code == 11
     doc = json.loads(r.stdout)
