@@ -94,7 +94,7 @@ def test_ctrl_loss_tmo_rounded_by_the_kernel_is_converged_for_plan_and_health(tm
     dump = edit(dump, "reconnect_delay\t5", "reconnect_delay\t7", 2)
     assert [(h.host, h.changes) for h in _plan(spec, dump).hosts if h.host == "gpu1"] == [("gpu1", [])]
     probe = (PROBE_REAL / "gpu1-healthy.txt").read_text()
-    probe = edit(edit(probe, "ctrl_loss_tmo=off", "ctrl_loss_tmo=602", 2), "reconnect_delay=5", "reconnect_delay=7", 2)
+    probe = edit(edit(probe, "ctrl_loss_tmo\toff", "ctrl_loss_tmo\t602", 2), "reconnect_delay\t5", "reconnect_delay\t7", 2)
     found = [f for f in checks_nvme.check_nvme_host(parse_probe_output("gpu1", probe), expectations_from_spec(spec))
              if f.check == "nvme_reconnect"]
     assert [(f.device, f.status, f.observed) for f in found] == [
