@@ -156,6 +156,11 @@ def apply_cmd(
     output: OutputFormat = OutputOpt,
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
     strict: bool = StrictOpt,
+    forks: int = typer.Option(
+        16, "--forks", min=1, max=1024,
+        help="Hosts Ansible configures at once (its forks). Each fork is a process on this machine "
+             "(~40-60 MiB): raise it for large fleets as far as memory allows (README: Scaling).",
+    ),
 ) -> None:
     """Configure every host as the spec says: RoCE v2 link, nvmet targets, GPU-node connections.
 
@@ -181,7 +186,8 @@ def apply_cmd(
     started = time.time()
     error = None
     try:
-        rec["code"] = _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict)
+        rec["code"] = _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict,
+                             forks)
     except NvmeofctlError as exc:
         rec["code"], error = exc.exit_code, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise
@@ -206,7 +212,8 @@ def apply_cmd(
     finish(rec["code"])
 
 
-def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict) -> ExitCode:
+def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict,
+           forks: int) -> ExitCode:
     """The body of `apply`; fills ``rec`` (plan, selection, rows, phase timings) as it goes, for
     the run record, and returns the run's exit code."""
     t0 = time.monotonic()
@@ -250,7 +257,8 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
         say(f"ordered run ({order.why}): playbooks/{order.playbook}")
     else:
         say(f"running playbooks/{order.playbook}" + (" in check mode" if check else ""))
-    result = run_playbook(order.playbook, inventory, check=check, limit=",".join(selection.run), progress=say)
+    result = run_playbook(order.playbook, inventory, check=check, limit=",".join(selection.run), progress=say,
+                          forks=forks)
     phase(f"playbooks/{order.playbook}")
     skipped = {s.host: s for s in selection.skipped}
     stopped_by = [h for h in order.release if result.host_status(h) in ("failed", "unreachable")]

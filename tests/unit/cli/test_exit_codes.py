@@ -300,3 +300,19 @@ def test_an_output_format_the_command_cannot_write_is_a_usage_error(args, capsys
 def test_limit_naming_an_unknown_host_is_2_from_every_command(command, tmp_path, capsys):
     rc, _, err = nvmeofctl(capsys, argv(command, one_target_spec(tmp_path, closed_port()), "-l", "nope"))
     assert rc == 2 and err.splitlines() == ["error: --limit: unknown host(s) nope (hosts: t1)"]
+
+
+def test_apply_forks_reach_ansible_and_zero_is_a_usage_error(real_lab, monkeypatch, capsys):
+    from nvmeofctl.cli import provision as provision_cli
+
+    seen = {}
+
+    def run_playbook(*args, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop right there: what matters is what Ansible was asked for
+
+    monkeypatch.setattr(provision_cli, "run_playbook", run_playbook)
+    rc, _, err = nvmeofctl(capsys, ["apply", "-f", str(real_lab), "--allow-disruptive", "--forks", "64"])
+    assert rc == 130 and seen["forks"] == 64, err
+    rc, _, err = nvmeofctl(capsys, ["apply", "-f", str(real_lab), "--forks", "0"])
+    assert rc == 2 and "--forks" in err
