@@ -77,3 +77,21 @@ def test_rdma_fragment_documents_the_link_options_once_for_both_places():
     link = yaml.safe_load(ModuleDocFragment.LINK)["options"]
     assert nested == link
     assert _doc_vs_argspec(link, ARGUMENT_SPEC) == []
+
+
+def test_safe_defaults_documented_and_in_the_argument_spec():
+    """A bare module call never drops an export or a path (allow_disruptive: false), and a lost
+    controller keeps reconnecting as the cluster spec's default says (ctrl_loss_tmo: -1)."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+    from ansible_collections.nvmeofctl.fabric.plugins.modules import nvme_host, nvmet_target
+
+    from nvmeofctl.spec.models import ReconnectSpec
+
+    for mod in (nvmet_target, nvme_host):
+        doc = yaml.safe_load(mod.DOCUMENTATION)["options"]
+        assert doc["allow_disruptive"]["default"] is False, mod.__name__
+    assert nvmet_target.ARGUMENT_SPEC["allow_disruptive"]["default"] is False
+    doc = yaml.safe_load(nvme_host.DOCUMENTATION)["options"]
+    assert doc["ctrl_loss_tmo"]["default"] == ReconnectSpec().ctrl_loss_tmo == -1

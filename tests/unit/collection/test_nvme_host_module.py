@@ -148,7 +148,7 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     assert res["failed"] is True and "CRC-32 does not match" in res["msg"] and "A" * 48 not in raw
     # a failing connect: message names the subsystem, one line, no secret
     monkeypatch.setenv("FAKE_NVME_MODE", "nokey")
-    res, raw = run(monkeypatch, capsys, node.params(connections=[dict(conn, traddr="192.168.100.7")]), diff=True)
+    res, raw = run(monkeypatch, capsys, node.params(connections=[dict(conn, traddr="192.168.100.7")], allow_disruptive=True), diff=True)
     assert res["failed"] is True and "\n" not in res["msg"]
     assert "rdma://192.168.100.7:4420/" + NQN in res["msg"] and "missing_secret" in res["msg"]
     assert SECRET not in raw and CTRL_SECRET not in raw
@@ -160,7 +160,7 @@ def test_removed_export_disconnects_only_managed_and_leaves_others(node, monkeyp
                   multipath=False)
     run(monkeypatch, capsys, node.params(connections=[RDMA, TCP]))
     pred, _ = run(monkeypatch, capsys, node.params(connections=[TCP]), check=True)
-    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP]))
+    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP], allow_disruptive=True))
     dis = [c for c in res["changes"] if c["action"] == "disconnect"]
     assert len(dis) == 1 and dis[0]["disruptive"] is True
     assert pairs(pred["changes"]) == pairs(res["changes"])
@@ -230,7 +230,7 @@ def test_release_phase_only_disconnects_what_goes_away(node, monkeypatch, capsys
     conn_file = node.state_dir / "connections.json"
     before = conn_file.read_text()
     calls = len(nvme_calls(node))
-    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP], phase="release"))
+    res, _ = run(monkeypatch, capsys, node.params(connections=[TCP], phase="release", allow_disruptive=True))
     assert [c["action"] for c in res["changes"]] == ["disconnect"]
     assert [c[0] for c in nvme_calls(node)[calls:]] == ["disconnect"]
     assert sorted(p.name for p in node.ctrl_dir.iterdir()) == []
@@ -247,7 +247,8 @@ def test_stuck_disconnect_is_bounded_and_names_the_controller_state(node, monkey
     monkeypatch.setenv("FAKE_NVME_SLEEP", "30")
     import time
     t0 = time.monotonic()
-    res, _ = run(monkeypatch, capsys, node.params(connections=[], phase="release", disconnect_timeout=2))
+    res, _ = run(monkeypatch, capsys, node.params(connections=[], phase="release", disconnect_timeout=2,
+                                                   allow_disruptive=True))
     assert time.monotonic() - t0 < 10
     assert res["failed"] is True
     assert "nvme disconnect -d nvme0 did not finish within 2s; controller state: deleting" in res["msg"]

@@ -669,6 +669,7 @@ def test_module_checks_a_device_when_it_is_first_exported_and_never_again(env, m
     assert snapshot(env["top"]) == before
     # named in the spec: exported
     p["subsystems"][0]["namespaces"][0]["signature"] = "ext4"
+    p["allow_disruptive"] = True  # a namespace device change
     res, _ = run(monkeypatch, capsys, p)
     assert "failed" not in res, res.get("msg")
     assert (env["root"] / "subsystems" / SUBNQN / "namespaces" / "1" / "device_path").read_text() == str(m.dev / "vdf")

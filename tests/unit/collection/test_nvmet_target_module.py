@@ -109,7 +109,8 @@ def test_diff_only_in_diff_mode(env, monkeypatch, capsys):
 def test_secrets_never_leave_the_module(env, monkeypatch, capsys):
     _, raw1 = run(monkeypatch, capsys, params(env), check=True, diff=True)
     _, raw2 = run(monkeypatch, capsys, params(env), diff=True)
-    rotated = params(env, hosts=[{"nqn": HOSTNQN, "dhchap_key": CTRL_KEY, "dhchap_ctrl_key": KEY}])
+    rotated = params(env, hosts=[{"nqn": HOSTNQN, "dhchap_key": CTRL_KEY, "dhchap_ctrl_key": KEY}],
+                     allow_disruptive=True)  # a changed key re-authenticates
     res, raw3 = run(monkeypatch, capsys, rotated, diff=True)
     for raw in (raw1, raw2, raw3):
         for secret in (KEY, CTRL_KEY, KEY[10:40], CTRL_KEY[10:40]):
@@ -140,7 +141,7 @@ def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsy
     # (another data dir: etc2 does not record pool1.img, which a fresh state would refuse to adopt)
     env2 = dict(env, state=env["state"].parent / "etc2", lib=env["lib"].parent / "lib2", unit=env["unit"].parent / "u2",
                 data=env["data"].parent / "data2")
-    run(monkeypatch, capsys, params(env2, persist=False))
+    run(monkeypatch, capsys, params(env2, persist=False, allow_disruptive=True))  # data2: another device
     assert sorted(os.listdir(env2["state"])) == ["nvmet-managed.json"]
     assert not env2["lib"].exists() and not env2["unit"].exists()
 

@@ -338,7 +338,7 @@ def normalize_desired(d):
     out = {
         "hostnqn": d.get("hostnqn"),
         "hostid": d.get("hostid"),
-        "ctrl_loss_tmo": d.get("ctrl_loss_tmo", 600),
+        "ctrl_loss_tmo": d.get("ctrl_loss_tmo", -1),
         "reconnect_delay": d.get("reconnect_delay", 10),
         "keep_alive_tmo": d.get("keep_alive_tmo", 5),
         "nr_io_queues": d.get("nr_io_queues"),

@@ -86,9 +86,9 @@ options:
         type: str
   ctrl_loss_tmo:
     description:
-      - Seconds before a lost controller is removed; C(-1) never.
+      - Seconds before a lost controller is removed; C(-1) never (the cluster spec's default).
     type: int
-    default: 600
+    default: -1
   reconnect_delay:
     description:
       - Seconds between reconnect attempts.
@@ -130,9 +130,9 @@ options:
   allow_disruptive:
     description:
       - When false, fail before changing anything if a change would drop or re-create a
-        connection.
+        connection. The default (false) never drops a path unless asked to.
     type: bool
-    default: true
+    default: false
   persist:
     description:
       - Install the boot-time reconnect unit and its config. When false, removes them.
@@ -380,7 +380,7 @@ def main():
                 dhchap_secret=dict(type="str", no_log=True),
                 dhchap_ctrl_secret=dict(type="str", no_log=True),
             )),
-            ctrl_loss_tmo=dict(type="int", default=600),
+            ctrl_loss_tmo=dict(type="int", default=-1),
             reconnect_delay=dict(type="int", default=10),
             keep_alive_tmo=dict(type="int", default=5),
             nr_io_queues=dict(type="int"),
@@ -388,7 +388,7 @@ def main():
             iopolicy=dict(type="str", choices=["numa", "round-robin", "queue-depth"]),
             connect_timeout=dict(type="int", default=30),
             connect_wait=dict(type="int", default=0),
-            allow_disruptive=dict(type="bool", default=True),
+            allow_disruptive=dict(type="bool", default=False),
             persist=dict(type="bool", default=True),
             phase=dict(type="str", choices=["all", "release"], default="all"),
             disconnect_timeout=dict(type="int", default=30),

@@ -204,9 +204,10 @@ options:
   allow_disruptive:
     description:
       - When false, fail before changing anything if a change is disruptive (port address change,
-        namespace device change, removing an export or an allowed host).
+        namespace device change, removing an export or an allowed host). The default (false) never
+        drops an export unless asked to.
     type: bool
-    default: true
+    default: false
   configfs_root:
     description:
       - nvmet configfs root; kernel modules are loaded only for the default (others are test
@@ -426,7 +427,7 @@ ARGUMENT_SPEC = dict(
     backing_prefixes=dict(type="list", elements="str", default=list(DEFAULT_BACKING_PREFIXES)),
     persist=dict(type="bool", default=True),
     rdma=dict(type="dict", options=dict(RDMA_ARGUMENT_SPEC)),
-    allow_disruptive=dict(type="bool", default=True),
+    allow_disruptive=dict(type="bool", default=False),
     configfs_root=dict(type="path", default=CONFIGFS_ROOT),
     state_dir=dict(type="path", default=STATE_DIR),
     lib_dir=dict(type="path", default=LIB_DIR),
