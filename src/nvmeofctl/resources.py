@@ -37,22 +37,39 @@ def module_utils_dir() -> Path:
     return collections_dir() / "ansible_collections" / "nvmeofctl" / "fabric" / "plugins" / "module_utils"
 
 
+MODULE_UTILS_PACKAGE = "nvmeofctl._module_utils"
+
+
+def _module_utils_package():
+    """The collection's module_utils folder as the package ``nvmeofctl._module_utils``.
+
+    A plain package with ``submodule_search_locations`` (no Ansible, no collection loader), so
+    the module_utils' relative imports (``from .fileio import ...``) resolve among themselves,
+    from a source checkout and from a wheel (``nvmeofctl/_data/playbooks/...``) alike.
+    """
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    pkg = sys.modules.get(MODULE_UTILS_PACKAGE)
+    if pkg is not None:
+        return pkg
+    where = str(module_utils_dir())
+    spec = importlib.machinery.ModuleSpec(MODULE_UTILS_PACKAGE, None, is_package=True)
+    spec.submodule_search_locations = [where]
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE_UTILS_PACKAGE] = pkg
+    return pkg
+
+
 @cache
 def load_module_utils(name: str):
-    """The collection's ``module_utils/<name>.py``, loaded by file path (stdlib only, no Ansible).
+    """The collection's ``module_utils/<name>.py``, imported from the module_utils package.
 
     The planner and the nvme-cli wrapper share the modules' own parsers and diff logic this way,
     so plan and apply cannot disagree.
     """
-    import importlib.util
-    import sys
+    import importlib
 
-    path = module_utils_dir() / f"{name}.py"
-    modname = f"nvmeofctl._module_utils.{name}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:  # pragma: no cover - packaging error
-        raise ImportError(f"cannot load {path}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    _module_utils_package()
+    return importlib.import_module(f"{MODULE_UTILS_PACKAGE}.{name}")

@@ -72,7 +72,8 @@ def test_fresh_node_check_mode_predicts_then_apply_then_noop(node, monkeypatch, 
     unit = node.etc / "systemd/system/nvmeofctl-connect.service"
     assert "After=network-online.target nvmeofctl-rdma.service" in unit.read_text()
     assert os.path.islink(node.etc / "systemd/system/multi-user.target.wants/nvmeofctl-connect.service")
-    assert (node.lib_dir / "nvme_host.py").read_text() == fakesys.MODULE_UTILS.read_text()
+    assert (node.lib_dir / "nvmeofctl-boot.pyz").read_bytes() == module.bootapp.build()
+    assert not (node.lib_dir / "nvme_host.py").exists()
     assert json.loads((node.state_dir / "initiator-managed.json").read_text())["connections"] == [
         [NQN, "rdma", "192.168.100.1", "4420"], [NQN, "tcp", "192.168.100.1", "4420"]]
 
@@ -202,7 +203,9 @@ def test_hostnqn_cloned_from_image_is_fixed(tmp_path, monkeypatch, capsys):
 def test_persist_false_removes_boot_files(node, monkeypatch, capsys):
     run(monkeypatch, capsys, node.params(connections=[RDMA]))
     res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA], persist=False))
-    assert {c["action"] for c in res["changes"]} == {"remove"}
+    assert {c["action"] for c in res["changes"]} == {"disable", "remove"}
+    assert ("systemd nvmeofctl-connect.service", "disable") in pairs(res["changes"])
+    assert not (node.etc / "systemd/system/multi-user.target.wants/nvmeofctl-connect.service").exists()
     assert not (node.state_dir / "connections.json").exists()
     assert not (node.etc / "systemd/system/nvmeofctl-connect.service").exists()
 

@@ -84,7 +84,7 @@ def test_check_mode_predicts_apply_then_rerun_is_a_noop(env, monkeypatch, capsys
     assert objects[:6] == ["host %s" % HOSTNQN, "subsystem %s" % SUBNQN, "file %s" % (env["data"] / "pool1.img"),
                            "subsystem %s / namespace 1" % SUBNQN, "subsystem %s / allowed host %s" % (SUBNQN, HOSTNQN),
                            "port 1"]
-    assert {"file %s" % (env["state"] / "nvmet.json"), "file %s" % (env["lib"] / "nvmet.py"),
+    assert {"file %s" % (env["state"] / "nvmet.json"), "file %s" % (env["lib"] / "nvmeofctl-boot.pyz"),
             "file %s" % (env["unit"] / "nvmeofctl-nvmet.service")} <= set(objects)
     # the backing file it created is recorded: later runs may grow and export it
     assert res["managed"] == {"hosts": [HOSTNQN], "subsystems": [SUBNQN], "ports": ["1"],
@@ -130,9 +130,11 @@ def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsy
     text = unit.read_text()
     assert "Type=oneshot" in text and "RemainAfterExit=yes" in text
     assert "After=nvmeofctl-rdma.service network-online.target local-fs.target" in text
-    assert "ExecStart=%s %s --config %s" % (sys.executable, env["lib"] / "nvmet.py", env["state"] / "nvmet.json") in text
-    restore = env["lib"] / "nvmet.py"
-    assert restore.read_text() == (faketarget.MODULE_UTILS / "nvmet.py").read_text()
+    assert "ExecStart=%s %s nvmet --config %s" % (
+        sys.executable, env["lib"] / "nvmeofctl-boot.pyz", env["state"] / "nvmet.json") in text
+    program = env["lib"] / "nvmeofctl-boot.pyz"
+    assert program.read_bytes() == module.bootapp.build()
+    assert os.listdir(env["lib"]) == ["nvmeofctl-boot.pyz"]
     before = snapshot(env["state"], env["lib"], env["unit"])
     res, _ = run(monkeypatch, capsys, params(env))
     assert res["changed"] is False
@@ -150,6 +152,7 @@ def test_modprobe_once_and_systemctl_only_when_the_unit_changes(env, monkeypatch
     # pretend the tree and unit dir are the real ones, so the module loads modules and runs systemctl
     monkeypatch.setattr(module, "CONFIGFS_ROOT", str(env["root"]))
     monkeypatch.setattr(module, "UNIT_DIR", str(env["unit"]))
+    monkeypatch.setattr(module.persist, "UNIT_DIR", str(env["unit"]))
     monkeypatch.setattr(module, "SYS_MODULE_DIR", str(tmp_path / "sysmodule"))
     os.rmdir(env["root"])  # nvmet not loaded yet: no configfs tree
 

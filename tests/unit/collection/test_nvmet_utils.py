@@ -443,12 +443,19 @@ def test_missing_modules_uses_sys_module(tmp_path):
     assert nvmet.missing_modules(desired, str(tmp_path / "mods")) == ["nvmet_rdma", "nvmet_tcp"]
 
 
-def test_module_utils_are_stdlib_only_and_standalone():
+def test_module_utils_are_stdlib_only_and_import_only_siblings():
     import ast
 
-    for name in ("nvmet", "rdma", "backing"):
+    siblings = {p.stem for p in faketarget.MODULE_UTILS.glob("*.py")}
+    for name in sorted(siblings):
         tree = ast.parse((faketarget.MODULE_UTILS / (name + ".py")).read_text())
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        mods |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+        # the only other imports: siblings, relatively (``from .fileio import ...``)
+        rel = {n.module or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level
+               for a in n.names}
+        assert rel <= siblings and all(n.level == 1 for n in ast.walk(tree)
+                                       if isinstance(n, ast.ImportFrom) and n.level), (name, rel)
         assert not mods & {"ansible", "ansible_collections", "nvmeofctl", "yaml", "pydantic"}, (name, mods)
         assert all(m in sys.stdlib_module_names or m == "__future__" for m in mods), (name, mods)

@@ -110,6 +110,7 @@ def run(monkeypatch, capsys, args, check=False, diff=False):
 def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, capsys):
     n = node_factory()
     monkeypatch.setattr(rdma_mu, "UNIT_DIR", str(n.unit))  # treat the fake unit dir as the real one
+    monkeypatch.setattr(rdma_mu.persist, "UNIT_DIR", str(n.unit))
     pred = run(monkeypatch, capsys, n.params(), check=True, diff=True)
     assert pred["changed"] is True and pred["rdma_device"] == "rxe_eth1"
     assert n.cmds == [["rdma", "-j", "link", "show"]]  # check mode only reads

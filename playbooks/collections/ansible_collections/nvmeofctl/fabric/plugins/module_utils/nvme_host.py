@@ -3,9 +3,10 @@
 # Apache-2.0
 """NVMe-oF initiator (GPU node) state: read, diff, connect, persist.
 
-Stdlib only, and no imports of other module_utils or of Ansible: the ``nvmeofctl`` package loads
-this file by path for its pure planner, the ``nvme_host`` module imports it, and a copy runs at
-boot as ``/usr/local/lib/nvmeofctl/nvme_host.py connect-all CONFIG`` (see ``main``).
+Stdlib only, no Ansible; shared pieces (fileio, change, persist) come from sibling module_utils by
+relative import. The ``nvmeofctl`` package imports it (module_utils package) for its pure
+planner, the ``nvme_host`` module imports it, and the boot-time program built from it runs
+``connect-all CONFIG`` (see ``main``).
 
 State comes from sysfs, never from nvme-cli JSON (its shape changed in 2.11 and again in 3.x).
 DH-HMAC-CHAP secrets are read from sysfs only to be turned into booleans or compared in place;
@@ -21,8 +22,11 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+
+from .change import change as _new_change, public as public_change
+from .fileio import differs as file_differs, write_file
+from .persist import BOOT_NAME, unit_text as _unit_text
 
 FABRICS_TRANSPORTS = ("rdma", "tcp", "fc", "loop")
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
@@ -360,9 +364,9 @@ def normalize_desired(d):
     return out
 
 
-def _change(obj, action, detail, disruptive, reason):
-    return {"object": obj, "action": action, "detail": detail, "disruptive": bool(disruptive),
-            "reason": reason}
+def _change(obj, action, detail, disruptive, reason, op=None):
+    """A change (change.py's shape) carrying what to execute in its private ``op``."""
+    return _new_change(obj, action, detail, reason, disruptive, op=op)
 
 
 def _mismatches(ctrl, conn, d):
@@ -407,13 +411,14 @@ REKEY_STATES = ("live", "connecting", "resetting")
 
 
 def plan(desired, observed, etc="/etc/nvme"):
-    """(changes, ops): the public change dicts and, aligned with them, what to execute."""
+    """Changes, each carrying what to execute in its private ``op`` (``public`` drops it:
+    it may hold secrets)."""
     d = normalize_desired(desired)
-    changes, ops = [], []
+    changes = []
 
     def add(ch, op):
+        ch["op"] = op
         changes.append(ch)
-        ops.append(op)
 
     ctrls = observed.get("controllers", {})
     fabrics = {n: c for n, c in ctrls.items() if c.get("fabrics")}
@@ -498,7 +503,7 @@ def plan(desired, observed, etc="/etc/nvme"):
             {"op": "connect", "key": k, "conn": conn})
 
     # 3. host identity conflicts with controllers we keep (kernel: nvmf_host_add -> EINVAL)
-    dropped = {op["name"] for op in ops if op.get("op") in ("disconnect", "reconnect")}
+    dropped = {c["op"]["name"] for c in changes if c["op"].get("op") in ("disconnect", "reconnect")}
     if d.get("hostnqn") and d.get("hostid") and (connect or reconnect):
         for name in sorted(present, key=_ctrl_sort):
             c = present[name]
@@ -523,7 +528,7 @@ def plan(desired, observed, etc="/etc/nvme"):
                             "%s -> %s" % (s["iopolicy"], d["iopolicy"]), False,
                             "multipath I/O policy from the spec (takes effect for new I/O)"),
                     {"op": "iopolicy", "nqn": nqn, "subsys": s["name"], "value": d["iopolicy"]})
-    return changes, ops
+    return changes
 
 
 def _ctrl_sort(name):
@@ -537,7 +542,7 @@ def diff(desired, observed, etc="/etc/nvme"):
     Each: ``{"object","action","detail","disruptive","reason"}``. PCIe controllers and fabrics
     controllers neither desired nor recorded as managed are never touched.
     """
-    return plan(desired, observed, etc)[0]
+    return [public_change(c) for c in plan(desired, observed, etc)]
 
 
 # --------------------------------------------------------------------------- secrets
@@ -957,47 +962,6 @@ def _state_at(paths):
 
 
 # --------------------------------------------------------------------------- files
-def write_file(path, content, mode):
-    """Atomically write ``content`` with ``mode`` if content or mode differ. Returns changed."""
-    data = content.encode()
-    try:
-        st = os.stat(path)
-        with open(path, "rb") as f:
-            if f.read() == data:
-                if (st.st_mode & 0o7777) == mode:
-                    return False
-                os.chmod(path, mode)
-                return True
-    except OSError:
-        pass
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".nvmeofctl.", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return True
-
-
-def file_differs(path, content, mode):
-    try:
-        st = os.stat(path)
-        with open(path, "rb") as f:
-            return f.read() != content.encode() or (st.st_mode & 0o7777) != mode
-    except OSError:
-        return True
-
-
 def managed_record(desired):
     d = normalize_desired(desired)
     keys = sorted({conn_key(c) for c in d["connections"]})
@@ -1010,40 +974,14 @@ def connections_config(desired):
 
 
 def unit_text(lib_dir, state_dir, python="/usr/bin/python3", retry_for=600):
-    return (
-        "# Managed by nvmeofctl: connects this node's NVMe-oF paths at boot and retries\n"
-        "# until they are up (nvme-cli's nvmf-autoconnect is one-shot, nvme-cli #2800).\n"
-        "[Unit]\n"
-        "Description=nvmeofctl: connect NVMe-oF subsystems (with retry)\n"
-        "After=network-online.target nvmeofctl-rdma.service\n"
-        "Wants=network-online.target\n"
-        "\n"
-        "[Service]\n"
-        "Type=oneshot\n"
-        "RemainAfterExit=yes\n"
-        "ExecStart=%s %s/nvme_host.py connect-all %s/%s --retry-for %d\n"
-        "TimeoutStartSec=%d\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
-        % (python, lib_dir, state_dir, CONNECTIONS_FILE, retry_for, retry_for + 300)
-    )
-
-
-def own_source():
-    """This file's text (also from inside an AnsiballZ zip)."""
-    try:
-        with open(__file__, "r") as f:
-            return f.read()
-    except (OSError, NameError):
-        pass
-    loader = globals().get("__loader__")
-    spec = globals().get("__spec__")
-    if loader is not None and hasattr(loader, "get_source"):
-        src = loader.get_source(spec.name if spec else __name__)
-        if src:
-            return src
-    raise RuntimeError("cannot read the source of nvme_host module_utils")
+    return _unit_text(
+        ["Managed by nvmeofctl: connects this node's NVMe-oF paths at boot and retries",
+         "until they are up (nvme-cli's nvmf-autoconnect is one-shot, nvme-cli #2800)."],
+        "nvmeofctl: connect NVMe-oF subsystems (with retry)",
+        "%s %s/%s nvme-host connect-all %s/%s --retry-for %d" % (python, lib_dir, BOOT_NAME, state_dir,
+                                                                 CONNECTIONS_FILE, retry_for),
+        after="network-online.target nvmeofctl-rdma.service", wants="network-online.target",
+        timeout=retry_for + 300)
 
 
 # --------------------------------------------------------------------------- sanitised output
@@ -1180,9 +1118,9 @@ def main(argv=None):
     if argv and argv[0] == "dump":
         print(json.dumps(read_state(), indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function  # boot-time program, not module code
         return 0
-    sys.stderr.write("usage: nvme_host.py connect-all CONFIG.json [--retry-for SECONDS] | dump\n")
+    usage = "usage: %s nvme-host connect-all CONFIG.json [--retry-for SECONDS] | dump\n" % BOOT_NAME
+    if argv and argv[0] in ("-h", "--help"):
+        sys.stdout.write(usage)
+        return 0
+    sys.stderr.write(usage)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())  # pylint: disable=ansible-bad-function  # boot-time program, not module code

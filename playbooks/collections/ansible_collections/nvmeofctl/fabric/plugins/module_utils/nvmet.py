@@ -1,10 +1,11 @@
 """nvmet (NVMe-oF target) configfs: read, diff and reconcile in place.
 
-Stdlib only, imports no Ansible and no sibling module_utils, so that:
-  * the nvmeofctl package loads this file by path for its pure planner
-    (``importlib.util.spec_from_file_location``);
-  * the ``nvmet_target`` module copies it to the target as the boot-time restore program
-    (``python3 /usr/local/lib/nvmeofctl/nvmet.py --config /etc/nvmeofctl/nvmet.json``).
+Stdlib only, no Ansible; shared pieces come from sibling module_utils by relative import
+(fileio, change, persist), so that:
+  * the nvmeofctl package imports it as part of the module_utils package for its pure planner
+    (``nvmeofctl.resources.load_module_utils``);
+  * the boot-time restore program is built from it (bootapp.py: ``nvmeofctl-boot.pyz nvmet
+    --config /etc/nvmeofctl/nvmet.json``).
 
 Data shapes (plain JSON-able data; port ids and nsids are strings, like configfs names):
 
@@ -53,14 +54,16 @@ import subprocess
 import sys
 import time
 
+from .change import change as _new_change, public as public_change
+from .fileio import file_state, makedirs_private, write_file
+from .persist import BOOT_NAME, UNIT_DIR, unit_text
 CONFIGFS_ROOT = "/sys/kernel/config/nvmet"
 SYS_MODULE_DIR = "/sys/module"
 STATE_DIR = "/etc/nvmeofctl"
 LIB_DIR = "/usr/local/lib/nvmeofctl"
-UNIT_DIR = "/etc/systemd/system"
 CONFIG_NAME = "nvmet.json"
 MANAGED_NAME = "nvmet-managed.json"
-RESTORE_NAME = "nvmet.py"
+RESTORE_NAME = "nvmet.py"  # the copied restore program of earlier versions (now BOOT_NAME)
 UNIT_NAME = "nvmeofctl-nvmet.service"
 
 DHCHAP_HASH = "hmac(sha256)"
@@ -625,12 +628,9 @@ def sanitize(desired):
 
 
 def _change(kind, key, action, obj, detail, reason, disruptive=False, attrs=None, **extra):
-    ch = {"object": obj, "action": action, "detail": detail, "disruptive": bool(disruptive),
-          "reason": reason, "kind": kind, "key": list(key)}
     if attrs:
-        ch["attrs"] = list(attrs)
-    ch.update(extra)
-    return ch
+        extra["attrs"] = list(attrs)
+    return _new_change(obj, action, detail, reason, disruptive, kind=kind, key=list(key), **extra)
 
 
 def _fmt_size(n):
@@ -1042,11 +1042,6 @@ def changed_secrets(changes):
     return out
 
 
-def public_change(c):
-    """A change as returned to users: without the internal ``attrs``/``recreate`` fields."""
-    return {k: v for k, v in c.items() if k not in ("attrs", "recreate")}
-
-
 # --------------------------------------------------------------------------------------------
 # apply
 # --------------------------------------------------------------------------------------------
@@ -1236,23 +1231,11 @@ def _check_size(path, size):
 
 
 def _makedirs_private(d):
-    """Create the missing directories of absolute path ``d``, each mode 0700 (existing ones
-    are left as they are)."""
-    missing = []
-    while not os.path.isdir(d):
-        if os.path.lexists(d):
-            raise NvmetError("%s exists and is not a directory" % d)
-        missing.append(d)
-        parent = os.path.dirname(d)
-        if parent == d:
-            break
-        d = parent
-    for m in reversed(missing):
-        try:
-            os.mkdir(m, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(m):
-                raise
+    """Create the missing directories of absolute path ``d``, each mode 0700."""
+    try:
+        makedirs_private(d)
+    except NotADirectoryError as e:
+        raise NvmetError(str(e))
 
 
 def create_backing_file(path, size):
@@ -1458,95 +1441,43 @@ def config_text(desired):
     return json.dumps({"version": 1, "desired": desired}, indent=2, sort_keys=True) + "\n"
 
 
-def own_source():
-    """This file's source text (also when loaded from an AnsiballZ zip)."""
-    mod = sys.modules.get(__name__)
-    loader = getattr(mod, "__loader__", None) or globals().get("__loader__")
-    if loader is not None and hasattr(loader, "get_source"):
-        try:
-            src = loader.get_source(__name__)
-            if src:
-                return src
-        except Exception:  # pragma: no cover - fall back to the file
-            pass
-    with open(__file__, "r", encoding="utf-8") as f:
-        return f.read()
+def render_unit(python, program_path, config_path):
+    """The unit running the boot program's ``nvmet`` command (bootapp.py) at boot."""
+    return unit_text(
+        ["Written by nvmeofctl (nvmeofctl.fabric.nvmet_target). Do not edit: the next apply",
+         "rewrites it. Re-applies %s to nvmet configfs at boot." % config_path],
+        "nvmeofctl: restore the NVMe-oF target (nvmet) configuration",
+        "%s %s nvmet --config %s" % (python, program_path, config_path),
+        after="nvmeofctl-rdma.service network-online.target local-fs.target sys-kernel-config.mount",
+        wants="network-online.target", timeout=300)
 
 
-def render_unit(python, restore_path, config_path):
-    return (
-        "# Written by nvmeofctl (nvmeofctl.fabric.nvmet_target). Do not edit: the next apply\n"
-        "# rewrites it. Re-applies %s to nvmet configfs at boot.\n"
-        "[Unit]\n"
-        "Description=nvmeofctl: restore the NVMe-oF target (nvmet) configuration\n"
-        "After=nvmeofctl-rdma.service network-online.target local-fs.target sys-kernel-config.mount\n"
-        "Wants=network-online.target\n"
-        "\n"
-        "[Service]\n"
-        "Type=oneshot\n"
-        "RemainAfterExit=yes\n"
-        "ExecStart=%s %s --config %s\n"
-        "TimeoutStartSec=300\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
-    ) % (config_path, python, restore_path, config_path)
-
-
-def persistence_files(desired, python, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
-    """[(path, content, mode, secret)] that make the configuration survive a reboot."""
+def persistence_files(desired, python, program, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
+    """[(path, content, mode, secret)] that make the configuration survive a reboot.
+    ``program``: the boot program's bytes (bootapp.build())."""
     config_path = os.path.join(state_dir, CONFIG_NAME)
-    restore_path = os.path.join(lib_dir, RESTORE_NAME)
+    program_path = os.path.join(lib_dir, BOOT_NAME)
     return [
         (config_path, config_text(desired), 0o600, True),
-        (restore_path, own_source(), 0o644, False),
-        (os.path.join(unit_dir, UNIT_NAME), render_unit(python, restore_path, config_path), 0o644, False),
+        (program_path, program, 0o644, False),
+        (os.path.join(unit_dir, UNIT_NAME), render_unit(python, program_path, config_path), 0o644, False),
     ]
 
 
-def file_state(path, content, mode):
-    """"absent", "outdated" (content or mode differ) or "current"."""
-    try:
-        st = os.stat(path)
-        with open(path, "r", encoding="utf-8") as f:
-            have = f.read()
-    except FileNotFoundError:
-        return "absent"
-    except (OSError, UnicodeDecodeError):
-        return "outdated"
-    if have != content or (st.st_mode & 0o7777) != mode:
-        return "outdated"
-    return "current"
-
-
-def write_file(path, content, mode):
-    """Atomic write; the file has ``mode`` before any byte is written (secrets)."""
-    d = os.path.dirname(path)
-    os.makedirs(d, mode=0o755, exist_ok=True)
-    tmp = os.path.join(d, ".%s.nvmeofctl-tmp" % os.path.basename(path))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        data = content.encode()
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+def obsolete_files(lib_dir=LIB_DIR):
+    """Boot files earlier versions wrote and this one no longer uses (removed on apply)."""
+    return [os.path.join(lib_dir, RESTORE_NAME)]
 
 
 # --------------------------------------------------------------------------------------------
-# boot-time restore: python3 nvmet.py --config /etc/nvmeofctl/nvmet.json
+# boot-time restore: python3 nvmeofctl-boot.pyz nvmet --config /etc/nvmeofctl/nvmet.json
 # --------------------------------------------------------------------------------------------
 
 
 def main(argv=None):
     import argparse
 
-    ap = argparse.ArgumentParser(description="Re-apply the nvmeofctl nvmet configuration (boot-time restore).")
+    ap = argparse.ArgumentParser(prog="%s nvmet" % BOOT_NAME, description="Re-apply the nvmeofctl nvmet configuration (boot-time restore).")
     ap.add_argument("--config", default=os.path.join(STATE_DIR, CONFIG_NAME))
     ap.add_argument("--configfs-root", default=CONFIGFS_ROOT)
     ap.add_argument("--link-timeout", type=float, default=60.0,
@@ -1602,7 +1533,3 @@ def main(argv=None):
                          keep_going=True, log=log)
     log("%d change(s) applied, %d failed" % (len(done), len(failed)))
     return 1 if (failed or rc) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())  # pylint: disable=ansible-bad-function  # boot-time program, not module code

@@ -1,7 +1,8 @@
 """RDMA fabric link (RoCE v2): parsers, observed state, plan and persistence for ``rdma_link``.
 
-Stdlib only, imports no Ansible and no sibling module_utils (the nvmeofctl package loads this
-file by path for its facts and health checks).
+Stdlib only, no Ansible; the shared change shape and persistence come from sibling module_utils
+(relative imports: the nvmeofctl package imports this as part of the module_utils package for
+its facts and health checks).
 
 Sources of truth, in order of preference (FACTS.md):
   * ``rdma -j link show``: which RDMA device is bound to which netdev;
@@ -20,10 +21,14 @@ import os
 import re
 import shlex
 
+from . import persist
+from .change import change as _new_change, public as public_change
+from .fileio import file_state, write_file
+
 SYSFS_ROOT = "/sys"
 CONFIGFS_ROOT = "/sys/kernel/config"
 LIB_DIR = "/usr/local/lib/nvmeofctl"
-UNIT_DIR = "/etc/systemd/system"
+UNIT_DIR = persist.UNIT_DIR
 UNIT_NAME = "nvmeofctl-rdma.service"
 SCRIPT_NAME = "rdma-restore.sh"
 ROCE_MODES = ("RoCE v2", "IB/RoCE v1")
@@ -299,8 +304,7 @@ def choose_device(desired, links):
 
 
 def _change(obj, action, detail, reason, disruptive=False, kind=None):
-    return {"object": obj, "action": action, "detail": detail, "disruptive": bool(disruptive),
-            "reason": reason, "kind": kind}
+    return _new_change(obj, action, detail, reason, disruptive, kind=kind)
 
 
 def plan(desired, observed):
@@ -425,23 +429,13 @@ def render_script(desired, device, create_rxe, configfs_root=CONFIGFS_ROOT):
 
 def render_unit(interface, script_path):
     dev_unit = "sys-subsystem-net-devices-%s.device" % systemd_escape(interface)
-    return (
-        "# Written by nvmeofctl (nvmeofctl.fabric.rdma_link). Do not edit: the next apply rewrites it.\n"
-        "[Unit]\n"
-        "Description=nvmeofctl: restore the RDMA fabric link on %s (MTU, Soft-RoCE, rdma_cm)\n"
-        "Wants=network-online.target %s\n"
-        "After=network-online.target %s sys-kernel-config.mount\n"
-        "Before=nvmeofctl-nvmet.service nvmeofctl-connect.service\n"
-        "\n"
-        "[Service]\n"
-        "Type=oneshot\n"
-        "RemainAfterExit=yes\n"
-        "ExecStart=/bin/sh %s\n"
-        "TimeoutStartSec=180\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
-    ) % (interface, dev_unit, dev_unit, script_path)
+    return persist.unit_text(
+        ["Written by nvmeofctl (nvmeofctl.fabric.rdma_link). Do not edit: the next apply rewrites it."],
+        "nvmeofctl: restore the RDMA fabric link on %s (MTU, Soft-RoCE, rdma_cm)" % interface,
+        "/bin/sh %s" % script_path,
+        after="network-online.target %s sys-kernel-config.mount" % dev_unit,
+        wants="network-online.target %s" % dev_unit,
+        before="nvmeofctl-nvmet.service nvmeofctl-connect.service", timeout=180)
 
 
 def persistence_files(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, configfs_root=CONFIGFS_ROOT):
@@ -451,35 +445,6 @@ def persistence_files(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, confi
         (script, render_script(desired, device, desired["soft_roce"], configfs_root), 0o755),
         (os.path.join(unit_dir, UNIT_NAME), render_unit(desired["interface"], script), 0o644),
     ]
-
-
-def file_state(path, content, mode):
-    """"absent", "outdated" (content or mode differ) or "current"."""
-    try:
-        st = os.stat(path)
-        with open(path, "r", encoding="utf-8") as f:
-            have = f.read()
-    except FileNotFoundError:
-        return "absent"
-    except (OSError, UnicodeDecodeError):
-        return "outdated"
-    if have != content or (st.st_mode & 0o7777) != mode:
-        return "outdated"
-    return "current"
-
-
-def write_file(path, content, mode):
-    d = os.path.dirname(path)
-    os.makedirs(d, mode=0o755, exist_ok=True)
-    tmp = os.path.join(d, ".%s.nvmeofctl-tmp" % os.path.basename(path))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, content.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,35 +578,17 @@ def reconcile(module, p, check):
 
     files_before, files_after = [], []
     if p["persist"]:
-        unit_changed = False
-        for path, content, mode in persistence_files(desired, device, p["lib_dir"], p["unit_dir"], p["configfs_root"]):
-            st = file_state(path, content, mode)
-            files_before.append((path, st))
-            files_after.append((path, "current"))
-            if st == "current":
-                continue
-            unit = path.endswith(UNIT_NAME)
-            unit_changed = unit_changed or unit
-            changes.append({"object": "file %s" % path, "action": "create" if st == "absent" else "update",
-                            "detail": "mode %04o%s" % (mode, "; systemctl daemon-reload" if unit else ""),
-                            "disruptive": False, "reason": "missing" if st == "absent" else "content or mode differ",
-                            "kind": "persist"})
-            if not check:
-                write_file(path, content, mode)
-        wants = os.path.join(p["unit_dir"], "multi-user.target.wants", UNIT_NAME)
-        # systemctl only for the real unit directory (another unit_dir is a test tree)
-        if p["unit_dir"] == UNIT_DIR and (unit_changed or not os.path.lexists(wants)):
-            changes.append({"object": "systemd %s" % UNIT_NAME, "action": "update",
-                            "detail": "systemctl enable (runs at boot; not started now)", "disruptive": False,
-                            "reason": "unit new or changed" if unit_changed else "not enabled", "kind": "persist"})
-            if not check:
-                systemctl = module.get_bin_path("systemctl")
-                if not systemctl:
-                    module.warn("systemctl not found: %s written but not enabled" % UNIT_NAME)
-                else:
-                    if unit_changed:
-                        _run(module, [systemctl, "daemon-reload"], changes)
-                    _run(module, [systemctl, "enable", UNIT_NAME], changes)
+        pchanges, files_before = persist.plan(
+            [(path, content, mode, None) for path, content, mode in persistence_files(
+                desired, device, p["lib_dir"], p["unit_dir"], p["configfs_root"])],
+            p["unit_dir"], UNIT_NAME)
+        files_after = [(path, "current") for path, _st in files_before]
+        if not check and pchanges:
+            _done, failures = persist.apply(pchanges, persist.systemctl_for(module, p["unit_dir"]))
+            if failures:
+                module.fail_json(msg="rdma_link: %s" % "; ".join(failures), changed=True,
+                                 changes=changes + [public_change(c) for c in pchanges])
+        changes += [public_change(c) for c in pchanges]
 
     if check:
         bound_links, mtu_now, cm_final = obs["links"], obs["mtu"], cm_before

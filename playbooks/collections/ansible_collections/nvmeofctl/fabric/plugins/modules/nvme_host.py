@@ -135,7 +135,10 @@ options:
     default: false
   persist:
     description:
-      - Install the boot-time reconnect unit and its config. When false, removes them.
+      - Install the boot-time reconnect unit, its config and the boot program
+        (O(lib_dir)/nvmeofctl-boot.pyz, built from the collection's module_utils; the helper
+        earlier versions copied, O(lib_dir)/nvme_host.py, is removed). When false, removes them
+        (the boot program only when no C(nvmeofctl-nvmet.service) uses it).
     type: bool
     default: true
   phase:
@@ -172,7 +175,7 @@ options:
     default: /etc/nvmeofctl
   lib_dir:
     description:
-      - Where the boot-time helper is copied.
+      - Where the boot program C(nvmeofctl-boot.pyz) is installed.
     type: path
     default: /usr/local/lib/nvmeofctl
 author:
@@ -309,61 +312,53 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import (
     CONNECTIONS_FILE, MANAGED_FILE, UNIT_NAME, conn_key, connect, connections_config,
-    describe_desired, describe_observed, disconnect, ensure_modules, file_differs, key_label,
-    managed_record, normalize_desired, own_source, paths_for, plan, public_controllers,
+    describe_desired, describe_observed, disconnect, ensure_modules, key_label,
+    managed_record, normalize_desired, paths_for, plan, public_controllers,
     read_state, redact, rekey, set_iopolicy, unit_text, write_file,
 )
-from ansible_collections.nvmeofctl.fabric.plugins.module_utils import validators
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist, validators
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.change import public as public_change
 
+LEGACY_HELPER = "nvme_host.py"  # the boot-time helper earlier versions copied (removed on apply)
+NVMET_UNIT = "nvmeofctl-nvmet.service"  # its unit also runs the boot program
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _file_plan(p, desired, paths, check_only=False):
-    """(changes, ops) for the persistence files and the managed-connections record."""
-    changes, ops = [], []
-    state_dir, lib_dir, etc_root = p["state_dir"], p["lib_dir"], p["etc_root"]
-    unit_path = os.path.join(etc_root, "systemd", "system", UNIT_NAME)
-    wants = os.path.join(etc_root, "systemd", "system", "multi-user.target.wants", UNIT_NAME)
-    files = [(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
-              "connections nvmeofctl manages here (removing one from the spec disconnects it)")]
+def _file_plan(p, desired):
+    """Changes for the managed-connections record and the boot persistence (persist.py)."""
+    state_dir, lib_dir = p["state_dir"], p["lib_dir"]
+    unit_dir = os.path.join(p["etc_root"], "systemd", "system")
+    changes, _states = persist.plan([(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
+                                      "connections nvmeofctl manages here (removing one from the spec "
+                                      "disconnects it)")])
     if p["persist"]:
-        files += [
-            (os.path.join(lib_dir, "nvme_host.py"), own_source(), 0o644, "boot-time connect helper"),
+        pchanges, _states = persist.plan([
+            (os.path.join(lib_dir, persist.BOOT_NAME), bootapp.build(), 0o644, "boot-time program (connect-all)"),
             (os.path.join(state_dir, CONNECTIONS_FILE), connections_config(desired), 0o600,
-             "boot-time connections (mode 0600: holds DH-HMAC-CHAP secrets)"),
-            (unit_path, unit_text(lib_dir, state_dir), 0o644,
+             "boot-time connections (holds DH-HMAC-CHAP secrets)"),
+            (os.path.join(unit_dir, UNIT_NAME), unit_text(lib_dir, state_dir), 0o644,
              "connect at boot and retry until the target is up (nvme-cli #2800)"),
-        ]
-    for path, content, mode, reason in files:
-        if file_differs(path, content, mode):
-            changes.append({"object": "file:%s" % path, "action": "write",
-                            "detail": "mode %04o" % mode, "disruptive": False, "reason": reason})
-            ops.append({"op": "write", "path": path, "content": content, "mode": mode})
-    if p["persist"]:
-        if not os.path.lexists(wants):
-            changes.append({"object": "unit:%s" % UNIT_NAME, "action": "enable", "detail": wants,
-                            "disruptive": False, "reason": "start the boot-time connect"})
-            ops.append({"op": "enable", "unit": unit_path, "wants": wants})
+        ], unit_dir, UNIT_NAME)
+        # the helper earlier versions copied (now the boot program's `nvme-host` command)
+        pchanges += persist.plan_removal([os.path.join(lib_dir, LEGACY_HELPER)], reason="replaced by %s" % persist.BOOT_NAME)
     else:
-        for path in (wants, unit_path, os.path.join(state_dir, CONNECTIONS_FILE),
-                     os.path.join(lib_dir, "nvme_host.py")):
-            if os.path.lexists(path):
-                changes.append({"object": "file:%s" % path, "action": "remove", "detail": "",
-                                "disruptive": False, "reason": "persist is false"})
-                ops.append({"op": "remove", "path": path})
-    return changes, ops
+        gone = [os.path.join(unit_dir, UNIT_NAME), os.path.join(state_dir, CONNECTIONS_FILE),
+                os.path.join(lib_dir, LEGACY_HELPER)]
+        if not os.path.lexists(os.path.join(unit_dir, NVMET_UNIT)):  # the program is shared with nvmet's unit
+            gone.append(os.path.join(lib_dir, persist.BOOT_NAME))
+        pchanges = persist.plan_removal(gone, unit_dir, UNIT_NAME)
+    return changes + pchanges
 
 
-def _systemctl(module, p, *args):
-    if os.path.realpath(p["etc_root"]) != "/etc":
-        return None  # a test root: no systemd to talk to
-    exe = module.get_bin_path("systemctl")
-    if not exe:
-        return None
-    rc, out, err = module.run_command([exe] + list(args))
-    if rc != 0:
-        return "systemctl %s failed: %s" % (" ".join(args), (err or out).strip())
-    return None
+def _file_lines(fchanges, after):
+    out = []
+    for ch in fchanges:
+        name = ch["object"][5:] if ch["object"].startswith("file ") else ch["object"]
+        if after:
+            out.append("  %s: %s\n" % (name, "removed" if ch["action"] in ("remove", "disable") else "up to date"))
+        else:
+            out.append("  %s: %s\n" % (name, "present" if ch["action"] in ("remove", "disable") else "absent or differs"))
+    return "".join(out)
 
 
 def main():
@@ -444,21 +439,14 @@ def main():
                       os.path.join(p["etc_root"], "nvme"), p["state_dir"])
     observed = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
 
-    changes, ops = plan(desired, observed, paths["etc"])
-    fchanges, fops = _file_plan(p, desired, paths)
+    changes = plan(desired, observed, paths["etc"])  # each change carries its op (private)
+    fchanges = _file_plan(p, desired)
     if p["phase"] == "release":  # only drop the paths that are going away; the rest comes later
-        kept = [(ch, op) for ch, op in zip(changes, ops) if op["op"] == "disconnect"]
-        changes, ops = [ch for ch, _op in kept], [op for _ch, op in kept]
-        fchanges, fops = [], []
-    before = describe_observed(observed, desired) + "files:\n" + "".join(
-        "  %s: %s\n" % (ch["object"][5:] if ch["object"].startswith("file:") else ch["object"],
-                        "absent or differs" if ch["action"] == "write" else "present")
-        for ch in fchanges)
-    after = describe_desired(desired) + "files:\n" + "".join(
-        "  %s: %s\n" % (ch["object"][5:] if ch["object"].startswith("file:") else ch["object"],
-                        "removed" if ch["action"] == "remove" else "up to date")
-        for ch in fchanges)
-    result = dict(changed=bool(changes or fchanges), changes=changes + fchanges,
+        changes = [ch for ch in changes if ch["op"]["op"] == "disconnect"]
+        fchanges = []
+    before = describe_observed(observed, desired) + "files:\n" + _file_lines(fchanges, after=False)
+    after = describe_desired(desired) + "files:\n" + _file_lines(fchanges, after=True)
+    result = dict(changed=bool(changes or fchanges), changes=[public_change(ch) for ch in changes + fchanges],
                   controllers=public_controllers(observed, [conn_key(c) for c in desired["connections"]]
                                                  + [tuple(k) for k in observed["managed"]]))
     if module._diff:  # the diff only in diff mode (--diff), as Ansible's own modules do
@@ -483,34 +471,38 @@ def main():
     timeout = desired["connect_timeout"]
 
     # 1. identity files
-    for ch, op in zip(changes, ops):
+    for ch in changes:
+        op = ch["op"]
         if op["op"] == "identity":
             write_file(os.path.join(paths["etc"], op["attr"]), op["value"] + "\n", 0o644)
-            done.append(ch)
+            done.append(public_change(ch))
     # 2. disconnect dropped and duplicate paths; first half of reconnects
-    for ch, op in zip(changes, ops):
+    for ch in changes:
+        op = ch["op"]
         if op["op"] in ("disconnect", "reconnect"):
             err = disconnect(op["name"], nvme, timeout=p["disconnect_timeout"], ctrl_root=paths["ctrl"])
             if err:
                 failures.append("%s: %s" % (key_label(op["key"]), err))
             elif op["op"] == "disconnect":
-                done.append(ch)
+                done.append(public_change(ch))
     # 2b. new secrets for live controllers: re-authenticate in place
-    for ch, op in zip(changes, ops):
+    for ch in changes:
+        op = ch["op"]
         if op["op"] == "rekey":
             err = rekey(os.path.join(paths["ctrl"], op["name"]), op["conn"], op["attrs"])
             if err:
                 failures.append("%s: %s" % (key_label(op["key"]), err))
             else:
-                done.append(ch)
+                done.append(public_change(ch))
     # 3. connect (new paths and second half of reconnects)
-    todo = [(ch, op) for ch, op in zip(changes, ops) if op["op"] in ("connect", "reconnect")]
+    todo = [ch for ch in changes if ch["op"]["op"] in ("connect", "reconnect")]
     if todo:
-        _loaded, err = ensure_modules({op["conn"]["transport"] for _ch, op in todo}, paths["module"])
+        _loaded, err = ensure_modules({ch["op"]["conn"]["transport"] for ch in todo}, paths["module"])
         if err:
             failures.append(err)
     blocked = None
-    for ch, op in todo:
+    for ch in todo:
+        op = ch["op"]
         label = key_label(op["key"])
         if blocked:
             failures.append("%s: not attempted: the kernel serializes connects and the connect to "
@@ -522,7 +514,7 @@ def main():
             time.sleep(RETRY_INTERVAL)  # the target is still being configured: retry, bounded
             res = connect(op["conn"], desired, paths, timeout, nvme)
         if res["ok"]:
-            done.append(dict(ch, detail="%s -> %s" % (ch["detail"], res["controller"])))
+            done.append(dict(public_change(ch), detail="%s -> %s" % (ch["detail"], res["controller"])))
         else:
             failures.append("connect %s failed (%s): %s%s" % (
                 label, res["category"], res["message"] or "no message",
@@ -542,43 +534,10 @@ def main():
                     done.append({"object": "subsystem:%s" % nqn, "action": "set-iopolicy",
                                  "detail": "%s -> %s" % (s["iopolicy"], desired["iopolicy"]),
                                  "disruptive": False, "reason": "multipath I/O policy from the spec"})
-    # 5. files, unit, enable
-    unit_changed = False
-    for ch, op in zip(fchanges, fops):
-        try:
-            if op["op"] == "write":
-                write_file(op["path"], op["content"], op["mode"])
-                unit_changed |= op["path"].endswith(UNIT_NAME)
-            elif op["op"] == "remove":
-                if op["path"].endswith(UNIT_NAME) and "multi-user.target.wants" in op["path"]:
-                    err = _systemctl(module, p, "disable", UNIT_NAME)
-                    if err:
-                        failures.append(err)
-                if os.path.lexists(op["path"]):
-                    os.unlink(op["path"])
-                unit_changed |= op["path"].endswith(UNIT_NAME)
-            elif op["op"] == "enable":
-                continue
-            done.append(ch)
-        except OSError as exc:
-            failures.append("%s: %s" % (op["path"], exc.strerror or exc))
-    if unit_changed:
-        err = _systemctl(module, p, "daemon-reload")
-        if err:
-            failures.append(err)
-    for ch, op in zip(fchanges, fops):
-        if op["op"] == "enable":
-            err = _systemctl(module, p, "enable", UNIT_NAME)
-            if err is None and not os.path.lexists(op["wants"]):
-                try:
-                    os.makedirs(os.path.dirname(op["wants"]), exist_ok=True)
-                    os.symlink(op["unit"], op["wants"])
-                except OSError as exc:
-                    err = "enable %s: %s" % (UNIT_NAME, exc.strerror or exc)
-            if err:
-                failures.append(err)
-            else:
-                done.append(ch)
+    # 5. files, unit, enable (persist.py)
+    fdone, ffailures = persist.apply(fchanges, persist.systemctl_for(module, os.path.join(p["etc_root"], "systemd", "system")))
+    done += [public_change(ch) for ch in fdone]
+    failures += ffailures
 
     final = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
     result.update(changed=bool(done), changes=done,

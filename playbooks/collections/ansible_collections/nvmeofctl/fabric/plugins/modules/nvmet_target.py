@@ -197,8 +197,10 @@ options:
       - /dev/mapper/
   persist:
     description:
-      - Write O(state_dir)/nvmet.json (mode 0600), the restore program and the
-        C(nvmeofctl-nvmet.service) unit that re-applies the configuration at boot.
+      - Write O(state_dir)/nvmet.json (mode 0600), the boot program
+        (O(lib_dir)/nvmeofctl-boot.pyz, built from the collection's module_utils) and the
+        C(nvmeofctl-nvmet.service) unit that re-applies the configuration at boot with it. The
+        restore program earlier versions copied (O(lib_dir)/nvmet.py) is removed.
     type: bool
     default: true
   allow_disruptive:
@@ -221,7 +223,7 @@ options:
     default: /etc/nvmeofctl
   lib_dir:
     description:
-      - Where the restore program is installed (tests use a fake tree).
+      - Where the boot program C(nvmeofctl-boot.pyz) is installed (tests use a fake tree).
     type: path
     default: /usr/local/lib/nvmeofctl
   unit_dir:
@@ -381,9 +383,10 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, MANAGED_NAME, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR, UNIT_NAME,
     NvmetError, apply, backing_file_problems, changed_secrets, diff, file_state, foreign_objects,
-    load_managed, managed_after, managed_text, missing_modules, ns_label, persistence_files,
+    load_managed, managed_after, managed_text, missing_modules, ns_label, obsolete_files, persistence_files,
     probe_files, public_change, read_tree, render, simulate, write_file, normalize,
 )
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.backing import (
     BlockProbe, namespaces_to_check,
 )
@@ -606,40 +609,22 @@ def run(module):
 
     # 5. boot persistence: nvmet.json (0600, keys), restore program, systemd unit
     if p["persist"]:
-        unit_changed = False
-        for path, content, mode, secret in persistence_files(
-                desired, sys.executable or "/usr/bin/python3", p["state_dir"], p["lib_dir"], p["unit_dir"]):
-            st = file_state(path, content, mode)
-            extra_before.append("persist %s: %s" % (path, st))
-            extra_after.append("persist %s: current" % path)
-            if st == "current":
-                continue
-            detail = "mode %04o" % mode
-            if secret:
-                detail += "; holds the desired state incl. DH-HMAC-CHAP keys (%s)" % "<secret>"
-            if path.endswith(UNIT_NAME):
-                unit_changed = True
-                detail += "; systemctl daemon-reload"
-            changes.append(_file_change(path, st, detail))
-            if not check:
-                write_file(path, content, mode)
-        wants = os.path.join(p["unit_dir"], "multi-user.target.wants", UNIT_NAME)
-        # systemctl only for the real unit directory (another unit_dir is a test tree)
-        if p["unit_dir"] == UNIT_DIR and (unit_changed or not os.path.lexists(wants)):
-            changes.append({"object": "systemd %s" % UNIT_NAME, "action": "update",
-                            "detail": "systemctl enable (runs at boot; not started now)",
-                            "disruptive": False, "reason": "unit new or changed" if unit_changed else "not enabled",
-                            "kind": "persist", "key": [UNIT_NAME]})
-            if not check:
-                systemctl = module.get_bin_path("systemctl")
-                if not systemctl:
-                    module.warn("systemctl not found: %s written but not enabled" % UNIT_NAME)
-                else:
-                    for cmd in (([systemctl, "daemon-reload"],) if unit_changed else ()) + ([systemctl, "enable", UNIT_NAME],):
-                        rc, _out, err = module.run_command(cmd)
-                        if rc != 0:
-                            module.fail_json(msg="%s failed (rc=%d): %s" % (" ".join(cmd[1:]), rc, err.strip()),
-                                             changed=True, changes=changes)
+        files = [(path, content, mode,
+                  "holds the desired state incl. DH-HMAC-CHAP keys (<secret>)" if secret else None)
+                 for path, content, mode, secret in persistence_files(
+                     desired, sys.executable or "/usr/bin/python3", bootapp.build(), p["state_dir"], p["lib_dir"],
+                     p["unit_dir"])]
+        pchanges, states = persist.plan(files, p["unit_dir"], UNIT_NAME)
+        # the restore program earlier versions copied (now the boot program's `nvmet` command)
+        pchanges += persist.plan_removal(obsolete_files(p["lib_dir"]), reason="replaced by %s" % persist.BOOT_NAME)
+        extra_before += ["persist %s: %s" % st for st in states]
+        extra_after += ["persist %s: current" % path for path, _st in states]
+        if not check and pchanges:
+            _done, failures = persist.apply(pchanges, persist.systemctl_for(module, p["unit_dir"]))
+            if failures:
+                module.fail_json(msg="nvmet_target: %s" % "; ".join(failures), changed=True,
+                                 changes=changes + [public_change(c) for c in pchanges])
+        changes.extend(public_change(c) for c in pchanges)
 
     result = dict(
         changed=bool(changes),

@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: nvmeofctl contributors
+# Apache-2.0
+"""Boot persistence, written once for every domain: systemd unit texts, and the loop that
+writes configs, the boot program and units, then enables the unit.
+
+``plan`` compares, ``apply`` executes: the changes it returns carry their own ``op`` (see
+change.py), so check mode predicts exactly what apply does. Stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from .change import change, op_of
+from .fileio import file_state, remove_file, write_atomic
+
+UNIT_DIR = "/etc/systemd/system"
+LIB_DIR = "/usr/local/lib/nvmeofctl"
+BOOT_NAME = "nvmeofctl-boot.pyz"  # the boot-time program (bootapp.py), shared by the units
+WANTS = "multi-user.target.wants"
+ENABLE_DETAIL = "systemctl enable (runs at boot; not started now)"
+
+
+def unit_text(header, description, exec_start, after, wants=None, before=None, timeout=300):
+    """A oneshot boot unit (RemainAfterExit) wanted by multi-user.target. ``header``: comment
+    lines."""
+    lines = ["# " + h for h in header] + ["[Unit]", "Description=" + description]
+    if wants:
+        lines.append("Wants=" + wants)
+    lines.append("After=" + after)
+    if before:
+        lines.append("Before=" + before)
+    lines += ["", "[Service]", "Type=oneshot", "RemainAfterExit=yes", "ExecStart=" + exec_start,
+              "TimeoutStartSec=%d" % timeout, "", "[Install]", "WantedBy=multi-user.target"]
+    return "\n".join(lines) + "\n"
+
+
+def is_system_unit_dir(unit_dir):
+    """Whether ``unit_dir`` is systemd's own (``/etc/systemd/system``, however spelled)."""
+    return os.path.normpath(unit_dir) == UNIT_DIR
+
+
+def wants_path(unit_dir, unit_name):
+    return os.path.join(unit_dir, WANTS, unit_name)
+
+
+def _file_change(path, state, detail, op):
+    return change("file %s" % path, "create" if state == "absent" else "update", detail,
+                  "missing" if state == "absent" else "content or mode differ",
+                  kind="persist", key=[path], op=op)
+
+
+def plan(files, unit_dir=None, unit_name=None):
+    """Changes that make ``files`` current and (with ``unit_name``) the unit enabled.
+
+    ``files``: [(path, content, mode, detail)] (content str or bytes). Returns (changes,
+    states) with states [(path, "absent" | "outdated" | "current")] for diff texts.
+    """
+    changes, states = [], []
+    unit_path = os.path.join(unit_dir, unit_name) if unit_name else None
+    unit_changed = False
+    for path, content, mode, detail in files:
+        st = file_state(path, content, mode)
+        states.append((path, st))
+        if st == "current":
+            continue
+        text = "mode %04o" % mode + ("; %s" % detail if detail else "")
+        if path == unit_path:
+            unit_changed = True
+            text += "; systemctl daemon-reload"
+        changes.append(_file_change(path, st, text, {"op": "write", "path": path, "content": content,
+                                                     "mode": mode}))
+    if not unit_name:
+        return changes, states
+    wants = wants_path(unit_dir, unit_name)
+    if unit_changed or not os.path.lexists(wants):
+        changes.append(change("systemd %s" % unit_name, "update", ENABLE_DETAIL,
+                              "unit new or changed" if unit_changed else "not enabled",
+                              kind="persist", key=[unit_name],
+                              op={"op": "enable", "unit": unit_name, "unit_path": unit_path,
+                                  "wants": wants, "reload": unit_changed}))
+    return changes, states
+
+
+def plan_removal(paths, unit_dir=None, unit_name=None, reason="persist is false"):
+    """Changes that disable the unit (with ``unit_name``) and remove ``paths`` (those present)."""
+    changes = []
+    wants = wants_path(unit_dir, unit_name) if unit_name else None
+    if wants and os.path.lexists(wants):
+        changes.append(change("systemd %s" % unit_name, "disable", "systemctl disable", reason,
+                              kind="persist", key=[unit_name],
+                              op={"op": "disable", "unit": unit_name, "wants": wants}))
+    for path in paths:
+        if os.path.lexists(path):
+            changes.append(change("file %s" % path, "remove", "", reason, kind="persist", key=[path],
+                                  op={"op": "remove", "path": path,
+                                      "reload": bool(unit_name) and path == os.path.join(unit_dir, unit_name)}))
+    return changes
+
+
+def apply(changes, systemctl=None):
+    """Carry out persistence ``changes`` (from plan / plan_removal). ``systemctl``: a callable
+    ``(*args) -> error message or None``, or None where there is no systemd to talk to (the
+    wants link is then made or removed directly). Returns (done, failures)."""
+    done, failures = [], []
+    reload = False
+    for ch in changes:
+        op = op_of(ch)
+        try:
+            if op.get("op") == "write":
+                write_atomic(op["path"], op["content"], op["mode"])
+            elif op.get("op") == "disable":
+                err = systemctl("disable", op["unit"]) if systemctl else None
+                if err:
+                    failures.append(err)
+                    continue
+                remove_file(op["wants"])
+            elif op.get("op") == "remove":
+                remove_file(op["path"])
+                reload = reload or op["reload"]
+            else:
+                continue
+        except OSError as exc:
+            failures.append("%s: %s" % (op.get("path") or op.get("wants"), exc.strerror or exc))
+            continue
+        done.append(ch)
+    for ch in changes:
+        op = op_of(ch)
+        if op.get("op") != "enable":
+            continue
+        err = None
+        if systemctl:
+            if op["reload"]:
+                err = systemctl("daemon-reload")
+            err = err or systemctl("enable", op["unit"])
+        if err is None and not os.path.lexists(op["wants"]):
+            try:
+                os.makedirs(os.path.dirname(op["wants"]), exist_ok=True)
+                os.symlink(op["unit_path"], op["wants"])
+            except OSError as exc:
+                err = "enable %s: %s" % (op["unit"], exc.strerror or exc)
+        if err:
+            failures.append(err)
+        else:
+            done.append(ch)
+    if reload and systemctl:
+        err = systemctl("daemon-reload")
+        if err:
+            failures.append(err)
+    return done, failures
+
+
+def systemctl_for(module, unit_dir):
+    """A ``systemctl`` callable for ``apply`` through ``module`` (an AnsibleModule: run_command,
+    get_bin_path, warn), or None when ``unit_dir`` is not systemd's or systemctl is missing."""
+    if not is_system_unit_dir(unit_dir):
+        return None
+    exe = module.get_bin_path("systemctl")
+    if not exe:
+        module.warn("systemctl not found: units written, enabled by their wants link only")
+        return None
+
+    def run(*args):
+        rc, out, err = module.run_command([exe] + list(args))
+        if rc != 0:
+            return "systemctl %s failed (rc=%d): %s" % (" ".join(args), rc, (err or out or "").strip())
+        return None
+    return run
