@@ -439,17 +439,7 @@ def test_run_missing_program():
     assert rc == 127 and not to
 
 
-# --------------------------------------------------------------------------- files
-def test_write_file_only_when_content_or_mode_differs(tmp_path):
-    p = tmp_path / "d" / "connections.json"
-    assert nh.write_file(str(p), "x\n", 0o600) is True
-    assert (p.stat().st_mode & 0o777) == 0o600
-    assert nh.write_file(str(p), "x\n", 0o600) is False
-    os.chmod(p, 0o644)
-    assert nh.file_differs(str(p), "x\n", 0o600)
-    assert nh.write_file(str(p), "x\n", 0o600) is True and (p.stat().st_mode & 0o777) == 0o600
-
-
+# --------------------------------------------------------------------------- files (test_fileio.py)
 def test_unit_text_orders_after_network_and_rdma():
     u = nh.unit_text("/usr/local/lib/nvmeofctl", "/etc/nvmeofctl")
     for line in ("After=network-online.target nvmeofctl-rdma.service", "Wants=network-online.target",

@@ -400,7 +400,7 @@ def test_existing_backing_file_is_never_overwritten_or_shrunk(root, tmp_path):
 def test_restore_program_rebuilds_an_empty_tree_but_never_creates_missing_files(root, tmp_path, capsys):
     desired, _, _ = converge(root, spec(tmp_path))
     cfg = tmp_path / "state" / "nvmet.json"
-    nvmet.write_file(str(cfg), nvmet.config_text(desired), 0o600)
+    faketarget.load_util("fileio").write_file(str(cfg), nvmet.config_text(desired), 0o600)
     assert oct(cfg.stat().st_mode & 0o777) == "0o600"
     boot = tmp_path / "boot-nvmet"
     boot.mkdir()

@@ -25,7 +25,6 @@ import sys
 import time
 
 from .change import change as _new_change, public as public_change
-from .fileio import differs as file_differs, write_file
 from .persist import BOOT_NAME, unit_text as _unit_text
 
 FABRICS_TRANSPORTS = ("rdma", "tcp", "fc", "loop")

@@ -51,11 +51,10 @@ import re
 import shlex
 import stat
 import subprocess
-import sys
 import time
 
 from .change import change as _new_change, public as public_change
-from .fileio import file_state, makedirs_private, write_file
+from .fileio import makedirs_private
 from .persist import BOOT_NAME, UNIT_DIR, unit_text
 CONFIGFS_ROOT = "/sys/kernel/config/nvmet"
 SYS_MODULE_DIR = "/sys/module"

@@ -23,7 +23,6 @@ import shlex
 
 from . import persist
 from .change import change as _new_change, public as public_change
-from .fileio import file_state, write_file
 
 SYSFS_ROOT = "/sys"
 CONFIGFS_ROOT = "/sys/kernel/config"

@@ -314,10 +314,11 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import 
     CONNECTIONS_FILE, MANAGED_FILE, UNIT_NAME, conn_key, connect, connections_config,
     describe_desired, describe_observed, disconnect, ensure_modules, key_label,
     managed_record, normalize_desired, paths_for, plan, public_controllers,
-    read_state, redact, rekey, set_iopolicy, unit_text, write_file,
+    read_state, redact, rekey, set_iopolicy, unit_text,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist, validators
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.change import public as public_change
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import write_file
 
 LEGACY_HELPER = "nvme_host.py"  # the boot-time helper earlier versions copied (removed on apply)
 NVMET_UNIT = "nvmeofctl-nvmet.service"  # its unit also runs the boot program

@@ -382,11 +382,12 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, MANAGED_NAME, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR, UNIT_NAME,
-    NvmetError, apply, backing_file_problems, changed_secrets, diff, file_state, foreign_objects,
+    NvmetError, apply, backing_file_problems, changed_secrets, diff, foreign_objects,
     load_managed, managed_after, managed_text, missing_modules, ns_label, obsolete_files, persistence_files,
-    probe_files, public_change, read_tree, render, simulate, write_file, normalize,
+    probe_files, public_change, read_tree, render, simulate, normalize,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import file_state, write_file
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.backing import (
     BlockProbe, namespaces_to_check,
 )
