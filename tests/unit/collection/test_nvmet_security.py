@@ -110,7 +110,7 @@ def test_configfs_refuses_symlinked_escapes(tree, tmp_path):
 
 def test_configfs_link_operations_act_on_the_link_not_its_target(tree, tmp_path):
     root, outside = tree
-    fs = nvmet.ConfigFS(str(root))
+    fs = faketarget.make_plain_fs(nvmet)(str(root))
     fs.mkdir("subsystems", SUBNQN)
     fs.symlink(("subsystems", SUBNQN), ("ports", "1", "subsystems", SUBNQN))
     assert fs.exists("ports", "1", "subsystems", SUBNQN)
@@ -199,6 +199,8 @@ def env(tmp_path, monkeypatch):
     e = {"top": tmp_path, "root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
          "unit": tmp_path / "units", "data": tmp_path / "data", "cmds": []}
     e["root"].mkdir()
+    # configfs over a plain tree: the kernel's part emulated, the module's own code path run
+    monkeypatch.setattr(module, "configfs", faketarget.make_plain_fs(sys.modules[module.ConfigFS.__module__]))
 
     def run_command(self, args, **kw):
         e["cmds"].append(list(args))
@@ -686,3 +688,17 @@ def test_module_refuses_devices_in_use_in_check_mode_too(env, monkeypatch, capsy
         assert res["failed"] is True
         assert res["msg"].startswith("nvmet_target: subsystem %s namespace 7 (data): %s %s" % (SUBNQN, lab.dev / name, reason))
     assert os.listdir(env["root"]) == [] and not env["state"].exists()
+
+
+def test_configfs_has_the_kernels_semantics_whatever_the_root(tree, tmp_path):
+    """No mode switched by the root's path: a write goes to an existing attribute only (on
+    configfs the kernel made it at mkdir), so a plain tree gets no files it did not have."""
+    root, _ = tree
+    fs = nvmet.ConfigFS(str(root))
+    fs.mkdir("subsystems", SUBNQN)
+    with pytest.raises(FileNotFoundError):
+        fs.write("nvmeofctl", "subsystems", SUBNQN, "attr_model")
+    assert not (root / "subsystems" / SUBNQN / "attr_model").exists()
+    (root / "subsystems" / SUBNQN / "attr_model").write_text("Linux\n")
+    fs.write("nvmeofctl", "subsystems", SUBNQN, "attr_model")
+    assert fs.read("subsystems", SUBNQN, "attr_model").startswith("nvmeofctl")

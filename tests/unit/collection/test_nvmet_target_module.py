@@ -27,6 +27,8 @@ def env(tmp_path, monkeypatch):
     e = {"root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
          "unit": tmp_path / "units", "data": tmp_path / "data", "cmds": []}
     e["root"].mkdir()
+    # configfs over a plain tree: the kernel's part emulated, the module's own code path run
+    monkeypatch.setattr(module, "configfs", faketarget.make_plain_fs(sys.modules[module.ConfigFS.__module__]))
 
     def run_command(self, args, **kw):
         e["cmds"].append([os.path.basename(args[0])] + list(args[1:]))

@@ -18,6 +18,7 @@ from faketarget import CTRL_KEY, HOSTNQN, HOSTNQN2, KEY, SUBNQN  # noqa: E402
 
 nvmet = faketarget.load_util("nvmet")
 StrictFS = faketarget.make_strict_fs(nvmet)
+PlainFS = faketarget.make_plain_fs(nvmet)  # configfs over a plain tree: the kernel's part emulated
 SHA = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
 
 
@@ -57,7 +58,7 @@ def converge(root, opts, managed=None, fs=None, **kw):
     desired = nvmet.normalize(opts)
     obs = observe(root, desired)
     changes = nvmet.diff(desired, obs, managed)
-    nvmet.apply(str(root), desired, changes, fs=fs, **kw)
+    nvmet.apply(str(root), desired, changes, fs=fs or PlainFS(str(root)), **kw)
     return desired, obs, changes
 
 
@@ -276,7 +277,7 @@ def test_check_mode_prediction_equals_the_changes_applied(root, tmp_path):
     predicted = nvmet.diff(desired, observe(root, desired))
     snapshot = json.dumps(nvmet.read_tree(str(root)), sort_keys=True)
     assert json.dumps(nvmet.read_tree(str(root)), sort_keys=True) == snapshot  # diff wrote nothing
-    done, failed = nvmet.apply(str(root), desired, nvmet.diff(desired, observe(root, desired)))
+    done, failed = nvmet.apply(str(root), desired, nvmet.diff(desired, observe(root, desired)), fs=PlainFS(str(root)))
     assert failed == [] and done == predicted
     assert objs(predicted) == [("file %s" % (tmp_path / "data" / "ns1.img"), "update"), ("port 2", "update")]
     assert (tmp_path / "data" / "ns1.img").stat().st_size == 2 << 20
@@ -299,7 +300,7 @@ def test_only_managed_objects_are_deleted_foreign_ones_are_left_alone(root, tmp_
     assert all(c["action"] == "create" for c in changes)  # nothing foreign deleted
     assert set(nvmet.foreign_objects(observe(root, desired), desired)) == {
         "host %s" % HOSTNQN, "subsystem %s" % SUBNQN, "port 1", "port 2"}
-    nvmet.apply(str(root), desired, changes)
+    nvmet.apply(str(root), desired, changes, fs=PlainFS(str(root)))
 
     # now gpu-pool-1, port 1 and HOSTNQN are recorded as managed but no longer in the spec;
     # port 2 stays foreign
@@ -404,7 +405,7 @@ def test_restore_program_rebuilds_an_empty_tree_but_never_creates_missing_files(
     assert oct(cfg.stat().st_mode & 0o777) == "0o600"
     boot = tmp_path / "boot-nvmet"
     boot.mkdir()
-    rc = nvmet.main(["--config", str(cfg), "--configfs-root", str(boot), "--no-modprobe", "--link-timeout", "0"])
+    rc = nvmet.main(["--config", str(cfg), "--configfs-root", str(boot), "--no-modprobe", "--link-timeout", "0"], make_fs=PlainFS)
     assert rc == 0
     assert nvmet.render(nvmet.read_tree(str(boot))) == nvmet.render(nvmet.read_tree(str(root)))
     out = capsys.readouterr().out
@@ -413,7 +414,7 @@ def test_restore_program_rebuilds_an_empty_tree_but_never_creates_missing_files(
     os.unlink(tmp_path / "data" / "ns1.img")
     boot2 = tmp_path / "boot2"
     boot2.mkdir()
-    rc = nvmet.main(["--config", str(cfg), "--configfs-root", str(boot2), "--no-modprobe", "--link-timeout", "0"])
+    rc = nvmet.main(["--config", str(cfg), "--configfs-root", str(boot2), "--no-modprobe", "--link-timeout", "0"], make_fs=PlainFS)
     assert rc == 1
     assert not (tmp_path / "data" / "ns1.img").exists()
     assert set(nvmet.read_tree(str(boot2))["ports"]) == {"1", "2"}

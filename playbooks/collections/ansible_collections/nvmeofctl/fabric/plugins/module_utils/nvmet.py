@@ -1047,11 +1047,10 @@ def changed_secrets(changes):
 
 
 class ConfigFS:
-    """Thin I/O layer over the nvmet configfs tree (or a plain directory standing in for it).
-
-    On real configfs, mkdir creates the attribute files and default groups, and rmdir works
-    while they are present. In a plain directory, writes create the files and ``rmdir`` first
-    removes plain files and empty default directories, so the same code runs in tests.
+    """Thin I/O layer over the nvmet configfs tree, with the kernel's semantics: mkdir creates
+    the attribute files and default groups, writes go to existing attributes (never create a
+    file), rmdir works while they are present. Tests inject a subclass over a plain directory
+    (``fs=`` of ``apply``) that emulates what the kernel does and then calls these methods.
 
     Names come from the spec (NQNs): every path part must be one name (not empty, '.', '..',
     no '/' or NUL), and every path used, resolved, must stay inside the resolved root
@@ -1062,10 +1061,9 @@ class ConfigFS:
 
     OUTSIDE = "refusing path outside the nvmet configfs root"
 
-    def __init__(self, root=CONFIGFS_ROOT, fake=None):
+    def __init__(self, root=CONFIGFS_ROOT):
         self.root = root
         self.real_root = os.path.realpath(root)
-        self.fake = (not self.real_root.startswith("/sys/kernel/config/")) if fake is None else fake
 
     def _join(self, parts):
         for part in parts:
@@ -1107,15 +1105,12 @@ class ConfigFS:
 
     def mkdir(self, *parts):
         p = self.path(*parts)
-        if self.fake:
-            os.makedirs(p, exist_ok=True)
-        elif not os.path.isdir(p):
+        if not os.path.isdir(p):
             os.mkdir(p)
 
     def write(self, value, *parts):
         p = self.path(*parts)
-        flags = os.O_WRONLY | os.O_NOFOLLOW | (os.O_CREAT | os.O_TRUNC if self.fake else 0)
-        fd = os.open(p, flags, 0o600)
+        fd = os.open(p, os.O_WRONLY | os.O_NOFOLLOW)
         try:
             data = str(value).encode()
             n = os.write(fd, data)
@@ -1127,28 +1122,13 @@ class ConfigFS:
     def symlink(self, target_parts, link_parts):
         target = self.path(*target_parts)
         link = self.entry(*link_parts)
-        if self.fake:
-            os.makedirs(os.path.dirname(link), exist_ok=True)
-            self.entry(*link_parts)  # the directories just made: still inside
         os.symlink(target, link)
 
     def unlink(self, *parts):
         os.unlink(self.entry(*parts))
 
     def rmdir(self, *parts):
-        p = self.entry(*parts)
-        if self.fake:
-            for dirpath, dirnames, filenames in os.walk(p, topdown=False):
-                for f in filenames:
-                    fp = os.path.join(dirpath, f)
-                    if not os.path.islink(fp):
-                        os.unlink(fp)
-                if dirpath != p:
-                    try:
-                        os.rmdir(dirpath)
-                    except OSError:
-                        pass
-        os.rmdir(p)
+        os.rmdir(self.entry(*parts))
 
 
 def _oserr(e):
@@ -1473,7 +1453,8 @@ def obsolete_files(lib_dir=LIB_DIR):
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv=None):
+def main(argv=None, make_fs=ConfigFS):
+    """The boot-time restore; ``make_fs(root)``: the configfs layer (tests inject a plain-tree one)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="%s nvmet" % BOOT_NAME, description="Re-apply the nvmeofctl nvmet configuration (boot-time restore).")
@@ -1528,7 +1509,7 @@ def main(argv=None):
             rc = 1
             continue
         kept.append(c)
-    done, failed = apply(args.configfs_root, desired, kept, link_timeout=args.link_timeout,
+    done, failed = apply(args.configfs_root, desired, kept, fs=make_fs(args.configfs_root), link_timeout=args.link_timeout,
                          keep_going=True, log=log)
     log("%d change(s) applied, %d failed" % (len(done), len(failed)))
     return 1 if (failed or rc) else 0

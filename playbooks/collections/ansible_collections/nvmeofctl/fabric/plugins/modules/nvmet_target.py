@@ -382,7 +382,7 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, MANAGED_NAME, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR, UNIT_NAME,
-    NvmetError, apply, backing_file_problems, changed_secrets, diff, foreign_objects,
+    ConfigFS, NvmetError, apply, backing_file_problems, changed_secrets, diff, foreign_objects,
     load_managed, managed_after, managed_text, missing_modules, ns_label, obsolete_files, persistence_files,
     probe_files, public_change, read_tree, render, simulate, normalize,
 )
@@ -448,6 +448,12 @@ def _file_change(path, state, detail, reason=None):
             "detail": detail, "disruptive": False,
             "reason": reason or ("missing" if state == "absent" else "content or mode differ"),
             "kind": "persist", "key": [path]}
+
+
+def configfs(root):
+    """The nvmet configfs layer of this run (the seam unit tests replace with one over a plain
+    directory tree; see tests/fixtures/collection/target/faketarget.py)."""
+    return ConfigFS(root)
 
 
 def option_problems(p):
@@ -593,7 +599,7 @@ def run(module):
             intent = dict(managed, files=sorted(set(managed["files"]) | set(creating)))
             write_file(mpath, managed_text(intent), 0o644)
         try:
-            apply(root, desired, cfg, link_timeout=LINK_TIMEOUT)
+            apply(root, desired, cfg, fs=configfs(root), link_timeout=LINK_TIMEOUT)
         except NvmetError as e:
             module.fail_json(msg="nvmet_target: %s" % e, changed=bool(e.done or changes),
                              changes=changes + [public_change(c) for c in e.done])
