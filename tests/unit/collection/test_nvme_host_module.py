@@ -32,6 +32,8 @@ def node(tmp_path, monkeypatch):
     n.log = tmp_path / "nvme.log"
     n.log.write_text("")
     fakesys.install_fakes(tmp_path / "bin", monkeypatch, n, log=n.log)
+    n.systemctl_log = tmp_path / "systemctl.log"
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(n.systemctl_log))
     return n
 
 
@@ -72,6 +74,9 @@ def test_fresh_node_check_mode_predicts_then_apply_then_noop(node, monkeypatch, 
     unit = node.etc / "systemd/system/nvmeofctl-connect.service"
     assert "After=network-online.target nvmeofctl-rdma.service" in unit.read_text()
     assert os.path.islink(node.etc / "systemd/system/multi-user.target.wants/nvmeofctl-connect.service")
+    # systemctl always runs: offline (--root) for a tree that is not the real /etc
+    assert [json.loads(line) for line in node.systemctl_log.read_text().splitlines()] == [
+        ["--root=%s" % node.root, "enable", "nvmeofctl-connect.service"]]
     assert (node.lib_dir / "nvmeofctl-boot.pyz").read_bytes() == module.bootapp.build()
     assert not (node.lib_dir / "nvme_host.py").exists()
     assert json.loads((node.state_dir / "initiator-managed.json").read_text())["connections"] == [

@@ -197,7 +197,7 @@ def test_normalize_uses_fullmatch_everywhere():
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     e = {"top": tmp_path, "root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
-         "unit": tmp_path / "units", "data": tmp_path / "data", "cmds": []}
+         "unit": tmp_path / "root" / "etc" / "systemd" / "system", "data": tmp_path / "data", "cmds": []}
     e["root"].mkdir()
     # configfs over a plain tree: the kernel's part emulated, the module's own code path run
     monkeypatch.setattr(module, "configfs", faketarget.make_plain_fs(sys.modules[module.ConfigFS.__module__]))

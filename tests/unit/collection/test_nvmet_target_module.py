@@ -25,17 +25,17 @@ from ansible_collections.nvmeofctl.fabric.plugins.modules import nvmet_target as
 def env(tmp_path, monkeypatch):
     """Fake target: configfs root, state/lib/unit dirs; commands recorded, all succeed."""
     e = {"root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
-         "unit": tmp_path / "units", "data": tmp_path / "data", "cmds": []}
+         "unit": tmp_path / "root" / "etc" / "systemd" / "system", "data": tmp_path / "data", "cmds": []}
     e["root"].mkdir()
     # configfs over a plain tree: the kernel's part emulated, the module's own code path run
     monkeypatch.setattr(module, "configfs", faketarget.make_plain_fs(sys.modules[module.ConfigFS.__module__]))
 
     def run_command(self, args, **kw):
         e["cmds"].append([os.path.basename(args[0])] + list(args[1:]))
-        if os.path.basename(args[0]) == "systemctl" and args[1] == "enable":
+        if os.path.basename(args[0]) == "systemctl" and args[1:3] == ["--root=%s" % (tmp_path / "root"), "enable"]:
             wants = e["unit"] / "multi-user.target.wants"
             wants.mkdir(parents=True, exist_ok=True)
-            (wants / args[2]).symlink_to(e["unit"] / args[2])
+            (wants / args[3]).symlink_to(e["unit"] / args[3])
         return 0, "", ""
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
@@ -151,10 +151,9 @@ def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsy
 
 
 def test_modprobe_once_and_systemctl_only_when_the_unit_changes(env, monkeypatch, capsys, tmp_path):
-    # pretend the tree and unit dir are the real ones, so the module loads modules and runs systemctl
+    # pretend the tree is the real one, so the module loads kernel modules (systemctl always runs:
+    # with --root for this unit tree)
     monkeypatch.setattr(module, "CONFIGFS_ROOT", str(env["root"]))
-    monkeypatch.setattr(module, "UNIT_DIR", str(env["unit"]))
-    monkeypatch.setattr(module.persist, "UNIT_DIR", str(env["unit"]))
     monkeypatch.setattr(module, "SYS_MODULE_DIR", str(tmp_path / "sysmodule"))
     os.rmdir(env["root"])  # nvmet not loaded yet: no configfs tree
 
@@ -177,7 +176,7 @@ def test_modprobe_once_and_systemctl_only_when_the_unit_changes(env, monkeypatch
     res, _ = run(monkeypatch, capsys, p)
     assert res["changes"] == pred["changes"]
     assert env["cmds"] == [["modprobe", "-a", "nvmet", "nvmet_rdma", "nvmet_tcp"],
-                           ["systemctl", "daemon-reload"], ["systemctl", "enable", "nvmeofctl-nvmet.service"]]
+                           ["systemctl", "--root=%s" % (tmp_path / "root"), "enable", "nvmeofctl-nvmet.service"]]
     env["cmds"].clear()
     res, _ = run(monkeypatch, capsys, p)
     assert res["changed"] is False and env["cmds"] == []  # no-op: no command at all

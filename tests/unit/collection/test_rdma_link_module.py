@@ -29,7 +29,8 @@ class FakeNode:
         self.sys = base / "sys"
         self.cfg = base / "config"
         self.lib = base / "lib"
-        self.unit = base / "units"
+        self.root = base / "root"  # systemctl --root=ROOT manages ROOT/etc/systemd/system
+        self.unit = self.root / "etc" / "systemd" / "system"
         self.cmds = []
         self.cm_exposed = cm_exposed
         (self.sys / "class" / "net" / "eth1").mkdir(parents=True)
@@ -76,9 +77,10 @@ class FakeNode:
                     (self.cfg / "rdma_cm").mkdir(exist_ok=True)
             return 0, "", ""
         if cmd[0] == "systemctl":
-            if cmd[1] == "enable":
+            assert cmd[1] == "--root=%s" % self.root, cmd
+            if cmd[2] == "enable":
                 (self.unit / "multi-user.target.wants").mkdir(exist_ok=True)
-                (self.unit / "multi-user.target.wants" / cmd[2]).symlink_to(self.unit / cmd[2])
+                (self.unit / "multi-user.target.wants" / cmd[3]).symlink_to(self.unit / cmd[3])
             return 0, "", ""
         raise AssertionError("unexpected command %r" % cmd)
 
@@ -109,8 +111,6 @@ def run(monkeypatch, capsys, args, check=False, diff=False):
 
 def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, capsys):
     n = node_factory()
-    monkeypatch.setattr(rdma_mu, "UNIT_DIR", str(n.unit))  # treat the fake unit dir as the real one
-    monkeypatch.setattr(rdma_mu.persist, "UNIT_DIR", str(n.unit))
     pred = run(monkeypatch, capsys, n.params(), check=True, diff=True)
     assert pred["changed"] is True and pred["rdma_device"] == "rxe_eth1"
     assert n.cmds == [["rdma", "-j", "link", "show"]]  # check mode only reads
@@ -129,7 +129,7 @@ def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, caps
         ["modprobe", "-a", "rdma_rxe", "rdma_cm"],
         ["rdma", "link", "add", "rxe_eth1", "type", "rxe", "netdev", "eth1"],
         ["rdma", "-j", "link", "show"],
-        ["systemctl", "daemon-reload"], ["systemctl", "enable", "nvmeofctl-rdma.service"],
+        ["systemctl", "--root=%s" % n.root, "enable", "nvmeofctl-rdma.service"],  # offline root: no daemon-reload
         ["rdma", "-j", "link", "show"],
     ]
     assert (n.cfg / "rdma_cm" / "rxe_eth1" / "ports" / "1" / "default_roce_mode").read_text() == "RoCE v2"
@@ -199,4 +199,4 @@ def test_persistence_written_once_unit_and_script(node_factory, monkeypatch, cap
     res = run(monkeypatch, capsys, n.params())
     assert res["changed"] is False
     assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (script, unit)] == stamp
-    assert not any(c[0] == "systemctl" for c in n.cmds)  # non-default unit_dir: never systemctl
+    assert [c[2:] for c in n.cmds if c[0] == "systemctl"] == [["enable", "nvmeofctl-rdma.service"]]  # once

@@ -38,9 +38,16 @@ def unit_text(header, description, exec_start, after, wants=None, before=None, t
     return "\n".join(lines) + "\n"
 
 
-def is_system_unit_dir(unit_dir):
-    """Whether ``unit_dir`` is systemd's own (``/etc/systemd/system``, however spelled)."""
-    return os.path.normpath(unit_dir) == UNIT_DIR
+def systemd_root(unit_dir):
+    """The root directory whose ``etc/systemd/system`` is ``unit_dir``: "/" for systemd's own
+    (however spelled), another root for a tree systemctl manages with ``--root``; None when
+    ``unit_dir`` is no such directory."""
+    d = os.path.normpath(unit_dir)
+    if d == UNIT_DIR:
+        return "/"
+    if d.endswith(UNIT_DIR):
+        return d[:-len(UNIT_DIR)] or "/"
+    return None
 
 
 def wants_path(unit_dir, unit_name):
@@ -155,16 +162,22 @@ def apply(changes, systemctl=None):
 
 def systemctl_for(module, unit_dir):
     """A ``systemctl`` callable for ``apply`` through ``module`` (an AnsibleModule: run_command,
-    get_bin_path, warn), or None when ``unit_dir`` is not systemd's or systemctl is missing."""
-    if not is_system_unit_dir(unit_dir):
-        return None
+    get_bin_path, warn). Always systemctl: for systemd's own unit directory as is, for
+    ``ROOT/etc/systemd/system`` with ``--root=ROOT`` (offline: no daemon-reload there). None
+    (the wants link is then made directly, with a warning) when systemctl is missing or
+    ``unit_dir`` is not a systemd unit directory."""
+    root = systemd_root(unit_dir)
     exe = module.get_bin_path("systemctl")
-    if not exe:
-        module.warn("systemctl not found: units written, enabled by their wants link only")
+    if not exe or root is None:
+        module.warn("%s: units written, enabled by their wants link only" % (
+            "systemctl not found" if not exe else "%s is not ROOT/etc/systemd/system" % unit_dir))
         return None
+    prefix = [exe] if root == "/" else [exe, "--root=%s" % root]
 
     def run(*args):
-        rc, out, err = module.run_command([exe] + list(args))
+        if args == ("daemon-reload",) and root != "/":
+            return None  # an offline root has no service manager to reload
+        rc, out, err = module.run_command(prefix + list(args))
         if rc != 0:
             return "systemctl %s failed (rc=%d): %s" % (" ".join(args), rc, (err or out or "").strip())
         return None

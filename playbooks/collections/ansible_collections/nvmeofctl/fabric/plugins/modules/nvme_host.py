@@ -165,7 +165,7 @@ options:
     default: /sys
   etc_root:
     description:
-      - C(/etc) root (tests use a fake tree); C(systemctl) runs only for C(/etc).
+      - C(/etc) root; for C(ROOT/etc) C(systemctl) runs with C(--root=ROOT).
     type: path
     default: /etc
   state_dir:

@@ -228,7 +228,7 @@ options:
     default: /usr/local/lib/nvmeofctl
   unit_dir:
     description:
-      - systemd unit directory; C(systemctl) runs only for the default (others are test trees).
+      - systemd unit directory. For C(ROOT/etc/systemd/system) C(systemctl) runs with C(--root=ROOT).
     type: path
     default: /etc/systemd/system
 author:
