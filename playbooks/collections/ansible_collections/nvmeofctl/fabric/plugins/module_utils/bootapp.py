@@ -25,19 +25,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ast
 import io
 import sys
 import zipfile
 
-from .change import public as _change_public
 from .fileio import to_bytes
 from .nvme_host import main as _nvme_host_main
 from .nvmet import main as _nvmet_main
-from .persist import BOOT_NAME, unit_text as _unit_text
+from .persist import BOOT_NAME
 
 PACKAGE = "nvmeofctl_boot"
-# the module_utils the program runs (and, through them, imports): one function of each
-_ENTRY_POINTS = (_change_public, to_bytes, _nvme_host_main, _nvmet_main, _unit_text)
+# the commands' modules; the sibling modules they import (relatively) come along
+_ENTRY_POINTS = (_nvme_host_main, _nvmet_main)
 _DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: no build time in the bytes
 
 MAIN = '''"""nvmeofctl boot-time program (built by nvmeofctl.fabric's bootapp.py; do not edit)."""
@@ -87,11 +87,27 @@ def _source(modname):
         return f.read()
 
 
+def _sibling_imports(text):
+    """Short names of the sibling modules ``text`` imports (``from .x import``, ``from . import x``)."""
+    out = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out |= {node.module} if node.module else {a.name for a in node.names}
+    return out
+
+
 def sources():
-    """{short name: source text} of the module_utils in the program."""
+    """{short name: source text} of the module_utils in the program: the commands' modules and,
+    transitively, every sibling they import."""
+    package = __name__.rsplit(".", 1)[0]
     out = {}
-    for fn in _ENTRY_POINTS:
-        out[fn.__module__.rsplit(".", 1)[-1]] = _source(fn.__module__)
+    todo = sorted(fn.__module__.rsplit(".", 1)[-1] for fn in _ENTRY_POINTS)
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out[name] = _source("%s.%s" % (package, name))
+        todo += sorted(_sibling_imports(out[name]) - set(out))
     return out
 
 
