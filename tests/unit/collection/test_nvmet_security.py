@@ -199,6 +199,10 @@ def env(tmp_path, monkeypatch):
     e = {"top": tmp_path, "root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
          "unit": tmp_path / "root" / "etc" / "systemd" / "system", "data": tmp_path / "data", "cmds": []}
     e["root"].mkdir()
+    # the kernel modules are loaded (/sys/module stand-in): no modprobe unless a test unloads them
+    for m in ("nvmet", "nvmet_rdma", "nvmet_tcp"):
+        (tmp_path / "sys-module" / m).mkdir(parents=True)
+    monkeypatch.setattr(module, "SYS_MODULE_DIR", str(tmp_path / "sys-module"))
     # configfs over a plain tree: the kernel's part emulated, the module's own code path run
     monkeypatch.setattr(module, "configfs", faketarget.make_plain_fs(sys.modules[module.ConfigFS.__module__]))
 

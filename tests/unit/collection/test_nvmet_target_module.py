@@ -27,6 +27,10 @@ def env(tmp_path, monkeypatch):
     e = {"root": tmp_path / "nvmet", "state": tmp_path / "etc", "lib": tmp_path / "lib",
          "unit": tmp_path / "root" / "etc" / "systemd" / "system", "data": tmp_path / "data", "cmds": []}
     e["root"].mkdir()
+    # the kernel modules are loaded (/sys/module stand-in): no modprobe unless a test unloads them
+    for m in ("nvmet", "nvmet_rdma", "nvmet_tcp"):
+        (tmp_path / "sys-module" / m).mkdir(parents=True)
+    monkeypatch.setattr(module, "SYS_MODULE_DIR", str(tmp_path / "sys-module"))
     # configfs over a plain tree: the kernel's part emulated, the module's own code path run
     monkeypatch.setattr(module, "configfs", faketarget.make_plain_fs(sys.modules[module.ConfigFS.__module__]))
 
@@ -151,9 +155,7 @@ def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsy
 
 
 def test_modprobe_once_and_systemctl_only_when_the_unit_changes(env, monkeypatch, capsys, tmp_path):
-    # pretend the tree is the real one, so the module loads kernel modules (systemctl always runs:
-    # with --root for this unit tree)
-    monkeypatch.setattr(module, "CONFIGFS_ROOT", str(env["root"]))
+    # nothing loaded yet (systemctl always runs: with --root for this unit tree)
     monkeypatch.setattr(module, "SYS_MODULE_DIR", str(tmp_path / "sysmodule"))
     os.rmdir(env["root"])  # nvmet not loaded yet: no configfs tree
 

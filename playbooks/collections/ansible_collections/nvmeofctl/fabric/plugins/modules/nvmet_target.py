@@ -212,8 +212,7 @@ options:
     default: false
   configfs_root:
     description:
-      - nvmet configfs root; kernel modules are loaded only for the default (others are test
-        trees).
+      - nvmet configfs root.
     type: path
     default: /sys/kernel/config/nvmet
   state_dir:
@@ -544,9 +543,8 @@ def run(module):
 
     changes = []
 
-    # 2. kernel modules: one modprobe -a, skipped when loaded (and for a test tree: a
-    #    configfs_root other than the kernel's says nothing about the kernel)
-    missing = missing_modules(desired, SYS_MODULE_DIR) if root == CONFIGFS_ROOT else []
+    # 2. kernel modules: one modprobe -a, skipped when loaded (SYS_MODULE_DIR: /sys/module)
+    missing = missing_modules(desired, SYS_MODULE_DIR)
     if "nvmet" in missing and os.path.isdir(root):
         missing.remove("nvmet")  # built in, or loaded: its configfs tree is there
     if missing:
