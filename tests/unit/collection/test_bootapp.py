@@ -46,7 +46,8 @@ def test_archive_holds_the_sources_verbatim_stored_sorted_with_fixed_dates():
     names = zf.namelist()
     assert names == sorted(names)
     assert set(names) == {"__main__.py", "nvmeofctl_boot/__init__.py"} | {
-        "nvmeofctl_boot/%s.py" % n for n in ("change", "fileio", "nvme_host", "nvmet", "nvmet_apply", "nvmet_diff",
+        "nvmeofctl_boot/%s.py" % n for n in ("change", "fileio", "nvme_host", "nvme_host_ops", "nvme_host_plan",
+                                              "nvme_host_state", "nvmet", "nvmet_apply", "nvmet_diff",
                                               "nvmet_model", "nvmet_observe", "persist")}
     for info in zf.infolist():
         assert info.date_time == (1980, 1, 1, 0, 0, 0) and info.compress_type == zipfile.ZIP_STORED

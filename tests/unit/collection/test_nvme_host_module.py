@@ -140,7 +140,7 @@ def test_secrets_never_in_results_diffs_or_errors(node, monkeypatch, capsys):
     assert "AAECAwQFBgcICQoL" not in raw
     # a rekey the kernel refuses fails with the kernel's words, not the secret (after the
     # bounded wait: a refusal can belong to an attempt that began before the new secret)
-    monkeypatch.setattr(module_nh, "REKEY_WAIT", 2)
+    monkeypatch.setattr(sys.modules[module_nh.rekey.__module__], "REKEY_WAIT", 2)
     monkeypatch.setenv("FAKE_DMESG", "[{now}] nvme nvme0: qid 0: authentication failed, error 881")
     res, raw = run(monkeypatch, capsys, node.params(connections=[conn]), diff=True)
     assert res["failed"] is True
