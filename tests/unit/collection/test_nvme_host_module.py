@@ -279,3 +279,15 @@ def test_rotated_secret_on_a_reconnecting_controller_is_a_rekey_too(node, monkey
     (node.ctrl_dir / "nvme0" / "state").write_text("deleting\n")  # being deleted: a new path instead
     pred, _ = run(monkeypatch, capsys, node.params(connections=[dict(conn, dhchap_secret=new_key)]), check=True)
     assert [c["action"] for c in pred["changes"] if c["object"].startswith("connection:")] == ["connect"]
+
+
+def test_the_copied_helper_of_earlier_versions_is_removed(node, monkeypatch, capsys):
+    """Earlier versions copied module_utils/nvme_host.py to lib_dir; the unit now runs the boot
+    program (nvmeofctl-boot.pyz nvme-host connect-all), and the next apply removes the copy."""
+    node.lib_dir.mkdir(parents=True, exist_ok=True)
+    (node.lib_dir / "nvme_host.py").write_text("# old helper\n")
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA]))
+    assert ("file %s" % (node.lib_dir / "nvme_host.py"), "remove") in pairs(res["changes"])
+    assert sorted(p.name for p in node.lib_dir.iterdir()) == ["nvmeofctl-boot.pyz"]
+    unit = (node.etc / "systemd/system/nvmeofctl-connect.service").read_text()
+    assert "%s/nvmeofctl-boot.pyz nvme-host connect-all " % node.lib_dir in unit

@@ -232,3 +232,17 @@ def test_site_playbook_calls_each_module_once_with_safe_output():
     assert spec["dhchap_key"]["no_log"] is True and spec["dhchap_ctrl_key"]["no_log"] is True
     # every option the play passes exists in the module's argument spec
     assert set(nvmet_task["nvmeofctl.fabric.nvmet_target"]) <= set(module.ARGUMENT_SPEC)
+
+def test_the_copied_restore_program_of_earlier_versions_is_removed(env, monkeypatch, capsys):
+    """Earlier versions copied module_utils/nvmet.py to lib_dir; the unit now runs the boot
+    program (nvmeofctl-boot.pyz nvmet), and the next apply removes the copy."""
+    env["lib"].mkdir()
+    (env["lib"] / "nvmet.py").write_text("# nvmeofctl restore program, old version\n")
+    pred, _ = run(monkeypatch, capsys, params(env), check=True)
+    res, _ = run(monkeypatch, capsys, params(env))
+    gone = ("file %s" % (env["lib"] / "nvmet.py"), "remove")
+    assert gone in [(c["object"], c["action"]) for c in pred["changes"]]
+    assert res["changes"] == pred["changes"]
+    assert os.listdir(env["lib"]) == ["nvmeofctl-boot.pyz"]
+    again, _ = run(monkeypatch, capsys, params(env))
+    assert again["changed"] is False
