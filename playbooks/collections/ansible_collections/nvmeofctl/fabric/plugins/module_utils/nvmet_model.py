@@ -37,8 +37,9 @@ RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.ENODEV)
 
 # Every pattern is applied with ``fullmatch`` (``$`` would accept a trailing newline).
 # An NQN here: "nqn." then printable ASCII without '/' or spaces, 223 bytes at most. Looser than
-# module_utils/validators.py (which the module and the spec apply first; this file cannot import
-# it), never looser about what could leave the configfs root: every NQN validators accepts matches.
+# module_utils/validators.py (which the module and the spec apply first; this check stays here so
+# the boot-time restore and the planner keep it too), never looser about what could leave the
+# configfs root: every NQN validators accepts matches.
 _NQN_RE = re.compile(r"nqn\.[\x21-\x2e\x30-\x7e]{1,219}")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX32_RE = re.compile(r"[0-9a-f]{32}")
@@ -184,7 +185,7 @@ def _check_nqn(value, where):
 
 def _check_device_path(value, where):
     """An absolute, normalised path of printable characters (the module also applies the
-    spec's backing-path rules and allowed prefixes, which this file cannot import)."""
+    spec's backing-path rules and allowed prefixes, from validators.py)."""
     if (not isinstance(value, str) or not value.startswith("/") or value == "/"
             or os.path.normpath(value) != value or value.startswith("//")
             or not all(0x21 <= ord(c) <= 0x7e for c in value)):
