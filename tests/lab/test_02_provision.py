@@ -278,8 +278,12 @@ def test_history_records_each_apply_of_this_story_without_a_secret(lab, state_di
     code, record, err = nvmeofctl_json("history", "--show", newest["id"])
     assert code == 0, err
     gpu2 = next(h for h in record["hosts"] if h["host"] == "gpu2")
-    # the release play's disconnect first, then the GPU play's boot-config rewrite
-    assert [c["action"] for c in gpu2["changes"]] == ["disconnect", "write", "write"], gpu2
+    # the release play's disconnect first, then the GPU play's rewrite of its managed record and
+    # of the boot-time connections file (no scratch in either)
+    assert [(c["action"], c["object"]) for c in gpu2["changes"][1:]] == [
+        ("update", "file /etc/nvmeofctl/initiator-managed.json"),
+        ("update", "file /etc/nvmeofctl/connections.json")], gpu2
+    assert gpu2["changes"][0]["action"] == "disconnect", gpu2
     assert gpu2["changes"][0]["object"].startswith("controller:nvme"), gpu2
     assert [c["action"] for c in next(h for h in record["hosts"] if h["host"] == "tgt1")["changes"]][0] == "delete"
     assert any(p["name"] == "playbooks/site_ordered.yml" for p in record["phases"]), record["phases"]
