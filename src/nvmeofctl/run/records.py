@@ -275,25 +275,11 @@ def ensure_runs_dir(path: Path) -> Path:
 
 
 def _write_atomic(folder: Path, name: str, data: bytes) -> Path:
-    """Write `folder/name` (0600) through a temp file in the same folder and os.replace."""
-    tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # the umask may have taken bits away
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, folder / name)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write `folder/name` (0600) with the collection's one atomic write (module_utils/fileio.py:
+    temp file 0600 in the same folder, fsync, os.replace, temp removed on failure)."""
+    from nvmeofctl.resources import load_module_utils
+
+    load_module_utils("fileio").write_atomic(str(folder / name), data, 0o600, dir_mode=0o700)
     return folder / name
 
 

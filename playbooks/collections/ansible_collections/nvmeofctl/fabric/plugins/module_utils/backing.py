@@ -28,6 +28,8 @@ import os
 import re
 import stat as _stat
 
+from .fileio import list_dir, read_text
+
 PROC_ROOT = "/proc"
 SYS_ROOT = "/sys"
 
@@ -91,19 +93,8 @@ def signature_reasons(probe, signature=None):
 # -- the probe --------------------------------------------------------------------------------------
 
 
-def _read(path):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _ls(path):
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
+_read = read_text  # sysfs attribute, stripped; None when unreadable
+_ls = list_dir
 
 
 class BlockProbe:

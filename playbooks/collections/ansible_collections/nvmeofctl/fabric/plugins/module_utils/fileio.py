@@ -43,6 +43,25 @@ def differs(path, content, mode):
     return file_state(path, content, mode) != "current"
 
 
+def read_text(path, strip=True):
+    """A sysfs/configfs attribute or small file as text (stripped), None when unreadable
+    (absent, write-only, EINVAL, vanished)."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text.strip() if strip else text
+
+
+def list_dir(path):
+    """Sorted names in ``path``; [] when it is absent or unreadable."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
 def write_atomic(path, content, mode, dir_mode=0o755):
     """Replace ``path`` by ``content`` (str or bytes) with ``mode``, atomically.
 

@@ -11,6 +11,7 @@ import os
 import shlex
 import stat
 
+from .fileio import list_dir, read_text
 from .nvmet_model import (
     CONFIGFS_ROOT, SYS_MODULE_DIR, _HOST_ATTRS, _NS_ATTRS, _PORT_ATTRS, _SUBSYS_ATTRS,
     _host_record, _ns_record, _port_record, _set_ns_attr, _set_subsys_attr, _str, _subsys_record,
@@ -24,18 +25,10 @@ from .nvmet_model import (
 
 
 def _read(path):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None  # write-only (revalidate_size), EINVAL, vanished: skip
+    return read_text(path, strip=False)  # None: write-only (revalidate_size), EINVAL, vanished: skip
 
 
-def _ls(path):
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
+_ls = list_dir
 
 
 def read_tree(root=CONFIGFS_ROOT):

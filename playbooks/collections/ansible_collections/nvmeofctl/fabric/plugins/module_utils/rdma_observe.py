@@ -14,6 +14,7 @@ import re
 import shlex
 
 from . import persist
+from .fileio import list_dir, read_text
 
 SYSFS_ROOT = "/sys"
 CONFIGFS_ROOT = "/sys/kernel/config"
@@ -82,19 +83,8 @@ def parse_gid_table(text):
 # --------------------------------------------------------------------------------------------
 
 
-def _read(path):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _ls(path):
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
+_read = read_text  # sysfs attribute, stripped; None when unreadable
+_ls = list_dir
 
 
 # iproute2 rdma's names for the numeric sysfs values ("4: ACTIVE", "5: LinkUp")
