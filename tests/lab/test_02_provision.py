@@ -172,14 +172,61 @@ def test_ckpt_data_survives_reconnect_and_is_in_the_backing_store(lab, spec):
     assert read_sha(tgt, "/var/lib/nvmeofctl/ckpt.img", 4) == written  # in the target's backing store
 
 
-def test_second_apply_changes_nothing(lab):
+def _converged_apply(lab) -> dict:
+    """An apply that finds nothing to do: exit 0, every host ok with no change, and no Ansible
+    run at all (no playbook phase in its run record, no play stats)."""
     code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
     assert code == 0, err
-    assert set(data["stats"]) == {"tgt1", "gpu1", "gpu2"}
-    for host, st in data["stats"].items():
-        assert st["changed"] == 0 and st["failures"] == 0 and st["unreachable"] == 0, (host, st)
-        assert st["ok"] >= 1
-    assert all(h["status"] == "ok" for h in data["hosts"])
+    assert {h["host"]: (h["status"], h["changes"]) for h in data["hosts"]} == {
+        "tgt1": ("ok", []), "gpu1": ("ok", []), "gpu2": ("ok", [])}, data["hosts"]
+    assert data["stats"] == {}, data["stats"]
+    assert "not running Ansible there: tgt1, gpu1, gpu2" in err, err
+    code, hist, err = nvmeofctl_json("history", "--limit", "1")
+    assert code == 0, err
+    code, record, err = nvmeofctl_json("history", "--show", hist["runs"][0]["id"])
+    assert code == 0, err
+    assert [p["name"] for p in record["phases"]] == ["read and plan"], record["phases"]
+    return data
+
+
+UNIT_DIR = "/etc/systemd/system"
+
+
+def test_second_apply_runs_no_ansible_and_boot_file_drift_is_planned_and_fixed(lab):
+    """A converged apply costs one read: no module runs. The plan covers the boot persistence
+    files too (read as digests and modes in the same round trip), so a drifted unit, a lost
+    wants link or a wrong mode is planned, fixed by the next apply on exactly the hosts that
+    drifted, and read back from the VMs."""
+    _converged_apply(lab)
+    tgt, gpu1 = lab.vm("tgt1"), lab.vm("gpu1")
+    connect_unit = f"{UNIT_DIR}/nvmeofctl-connect.service"
+    wants = f"{UNIT_DIR}/multi-user.target.wants/nvmeofctl-nvmet.service"
+    script = "/usr/local/lib/nvmeofctl/rdma-restore.sh"
+    good_unit = gpu1.run(f"cat {connect_unit}")
+    gpu1.run(f"echo '# edited by hand' >> {connect_unit}")
+    tgt.run(f"rm {wants} && chmod 0600 {script}")
+    code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
+    assert code == 0, err
+    got = {h["host"]: sorted((c["action"], c["object"]) for c in h["changes"]) for h in plan["hosts"]}
+    assert got == {
+        "tgt1": [("update", f"file {script}"), ("update", "systemd nvmeofctl-nvmet.service")],
+        "gpu1": [("update", f"file {connect_unit}"), ("update", "systemd nvmeofctl-connect.service")],
+        "gpu2": [],
+    }, got
+    assert {h["host"]: h["converged"] for h in plan["hosts"]} == {"tgt1": False, "gpu1": False, "gpu2": True}
+    code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
+    assert code == 0, err
+    rows = {h["host"]: h for h in data["hosts"]}
+    assert set(data["stats"]) == {"tgt1", "gpu1"}, data["stats"]  # gpu2 had nothing to do: not run
+    assert (rows["gpu2"]["status"], rows["gpu2"]["changes"]) == ("ok", []), rows["gpu2"]
+    assert sorted((c["action"], c["object"]) for c in rows["tgt1"]["changes"]) == got["tgt1"], rows["tgt1"]
+    assert sorted((c["action"], c["object"]) for c in rows["gpu1"]["changes"]) == got["gpu1"], rows["gpu1"]
+    # read back from the VMs
+    assert gpu1.run(f"cat {connect_unit}") == good_unit
+    assert gpu1.run("systemctl is-enabled nvmeofctl-connect.service").strip() == "enabled"
+    assert tgt.run(f"readlink {wants}").strip() == f"{UNIT_DIR}/nvmeofctl-nvmet.service"
+    assert tgt.run(f"stat -c %a {script}").strip() == "755"
+    _converged_apply(lab)
 
 
 def _add_scratch(lab, spec) -> str:
@@ -203,9 +250,14 @@ def test_plan_and_check_show_exactly_the_edit_and_change_nothing(lab, spec):
     assert code == 0, err
     per_host = {h["host"]: h["changes"] for h in plan["hosts"]}
     assert per_host["gpu1"] == []
-    assert [c["object"] for c in per_host["gpu2"]] == [f"connection:rdma://192.168.100.11:4420/{scratch}"]
+    # the new path, and the files that record it (boot-time connections, managed list)
+    assert [c["object"] for c in per_host["gpu2"]] == [f"connection:rdma://192.168.100.11:4420/{scratch}",
+                                                       "file /etc/nvmeofctl/initiator-managed.json",
+                                                       "file /etc/nvmeofctl/connections.json"]
     tgt_objects = [c["object"] for c in per_host["tgt1"]]
-    assert tgt_objects and all(scratch in o or "scratch.img" in o for o in tgt_objects), tgt_objects
+    state_files = {"file /etc/nvmeofctl/nvmet-managed.json", "file /etc/nvmeofctl/nvmet.json"}
+    assert state_files <= set(tgt_objects), tgt_objects
+    assert all(scratch in o or "scratch.img" in o for o in set(tgt_objects) - state_files), tgt_objects
     assert any(o.endswith("namespace 1") for o in tgt_objects)
     assert any("allowed host " + spec.host("gpu2").host_nqn in o for o in tgt_objects)
     assert plan["disruptive"] == 0
@@ -215,7 +267,9 @@ def test_plan_and_check_show_exactly_the_edit_and_change_nothing(lab, spec):
     predicted = {h["host"]: [c["object"] for c in h["changes"]] for h in check["hosts"]}
     assert predicted["gpu1"] == []
     assert f"connection:rdma://192.168.100.11:4420/{scratch}" in predicted["gpu2"]
-    assert set(tgt_objects) <= set(predicted["tgt1"])
+    # the plan is exact: the modules in check mode predict the same changes, no more
+    assert {h: sorted(o) for h, o in predicted.items()} == {
+        h: sorted(c["object"] for c in ch) for h, ch in per_host.items()}
     assert _snapshot(lab) == before
 
 

@@ -62,3 +62,4 @@ def test_tcp_second_apply_changes_nothing(lab, tcp_spec):
     code, data, err = nvmeofctl_json("apply", "-f", str(path))
     assert code == 0, err
     assert all(s["changed"] == 0 and s["failures"] == 0 for s in data["stats"].values()), data["stats"]
+    assert all(h["status"] == "ok" and not h["changes"] for h in data["hosts"]), data["hosts"]

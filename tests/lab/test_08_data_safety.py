@@ -165,5 +165,6 @@ def test_gpu_node_reboot_mid_run_reconnects_and_data_written_before_verifies(hea
         code, data, err = nvmeofctl_json("apply", "-f", str(lab.spec))
         assert code == 0, err
         assert all(st["changed"] == 0 for st in data["stats"].values()), data["stats"]
+        assert all(h["status"] == "ok" and not h["changes"] for h in data["hosts"]), data["hosts"]
     finally:
         gpu1.run("pkill -INT -x fio || true", check=False)

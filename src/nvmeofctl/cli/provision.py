@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from nvmeofctl.plan.selection import Selection, select_hosts, worst
     from nvmeofctl.run.inventory import build_inventory
     from nvmeofctl.run.records import record_apply
-    from nvmeofctl.run.runner import run_playbook
+    from nvmeofctl.run.runner import RunResult, run_playbook
     from nvmeofctl.spec import load_spec
 
 # SSH (paramiko), the planner, ansible-runner and the spec's models load when `plan` or `apply`
@@ -47,12 +47,13 @@ _LAZY = {
     "build_inventory": "nvmeofctl.run.inventory",
     "record_apply": "nvmeofctl.run.records",
     "run_playbook": "nvmeofctl.run.runner",
+    "RunResult": "nvmeofctl.run.runner",
     "load_spec": "nvmeofctl.spec",
 }
 __getattr__ = lazy_names(globals(), _LAZY)
 # what `plan` needs: everything but ansible-runner and the Ansible inventory
 _PLAN_NAMES = tuple(n for n in _LAZY if n not in ("Table", "host_vars", "order_for", "build_inventory",
-                                                  "record_apply", "run_playbook"))
+                                                  "record_apply", "run_playbook", "RunResult"))
 
 FileOpt = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=False)
 OutputOpt = output_option()
@@ -252,14 +253,24 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
         if s.role == "gpu_node" and removed and not check:
             say(f"warning: {s.host} was not reached: if it still uses what {removed[0].host} removes "
                 f"({removed[0].object}), its controller retries until ctrl_loss_tmo")
-    inventory = build_inventory(spec, hv, release=order.release)
-    if order.ordered:
-        say(f"ordered run ({order.why}): playbooks/{order.playbook}")
+    # a host whose plan is empty (its boot persistence files read and planned too) needs no
+    # module run: the plan and the modules share the diff, so this is exact (issue #9)
+    converged = [h.host for h in plan.hosts if h.converged]
+    to_run = [n for n in selection.run if n not in converged]
+    if converged:
+        say(f"no changes on {len(converged)} host(s), not running Ansible there: {', '.join(converged)}")
+    if to_run:
+        inventory = build_inventory(spec, hv, release=order.release)
+        if order.ordered:
+            say(f"ordered run ({order.why}): playbooks/{order.playbook}")
+        else:
+            say(f"running playbooks/{order.playbook} on {len(to_run)} host(s)" + (" in check mode" if check else ""))
+        result = run_playbook(order.playbook, inventory, check=check, limit=",".join(to_run), progress=say,
+                              forks=forks)
+        phase(f"playbooks/{order.playbook}")
     else:
-        say(f"running playbooks/{order.playbook}" + (" in check mode" if check else ""))
-    result = run_playbook(order.playbook, inventory, check=check, limit=",".join(selection.run), progress=say,
-                          forks=forks)
-    phase(f"playbooks/{order.playbook}")
+        result = RunResult(rc=0, stats={}, tasks=[])
+        say("every host is converged: nothing to run")
     skipped = {s.host: s for s in selection.skipped}
     stopped_by = [h for h in order.release if result.host_status(h) in ("failed", "unreachable")]
     rows = []
@@ -268,6 +279,10 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
             continue
         if host.name in skipped:
             rows.append({**skipped[host.name].to_dict(), "changed_tasks": 0, "changes": []})
+            continue
+        if host.name in converged:
+            rows.append({"host": host.name, "role": host.role, "status": "ok", "changed_tasks": 0,
+                         "changes": [], "failure": None})
             continue
         st = result.stats.get(host.name, {})
         tasks = [t for t in result.tasks if t.host == host.name]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nvmeofctl.plan.kmods import PROBED
+from nvmeofctl.plan.persistence import observed_files, read_sections
 from nvmeofctl.remote.ssh import CommandResult, SshTarget, Unreachable, run_many
 from nvmeofctl.resources import load_module_utils
 
@@ -56,8 +57,9 @@ def _isolated(command: str) -> str:
     return f"( {command}\n) </dev/null"
 
 
-def host_script(role: str, interface: str) -> str:
-    """The whole read-only script for one host."""
+def host_script(role: str, interface: str, extra: list[tuple[str, str]] = ()) -> str:
+    """The whole read-only script for one host; ``extra``: more (section, command) pairs (the
+    planner's persistence reads, plan/persistence.py)."""
     parts = [preflight_script(interface)]
     if role == "target":
         nvmet = load_module_utils("nvmet")
@@ -67,6 +69,8 @@ def host_script(role: str, interface: str) -> str:
         host = load_module_utils("nvme_host")
         parts += [_section("nvme_host"), _isolated(host.dump_command(state_dir="/etc/nvmeofctl"))]
     parts += [_section("rdma"), _isolated(load_module_utils("rdma").dump_command(interface))]
+    for name, command in extra:
+        parts += [_section(name), _isolated(command)]
     return "\n".join(parts) + "\n"
 
 
@@ -101,6 +105,7 @@ class HostState:
     error_kind: str = ""
     preflight: dict[str, str] = field(default_factory=dict)
     sections: dict[str, str] = field(default_factory=dict)
+    persist_paths: list[str] = field(default_factory=list)  # the persistence files read (digests)
 
     def observed(self) -> dict[str, Any]:
         """Observed state per concern, parsed with the modules' own parsers."""
@@ -117,6 +122,7 @@ class HostState:
             obs["nvme_host"] = host.parse_dump(self.sections["nvme_host"], state_dir="/etc/nvmeofctl")
         if "rdma" in self.sections:
             obs["rdma"] = load_module_utils("rdma").parse_dump(self.sections["rdma"], self.interface)
+        obs.update(observed_files(self.sections, self.persist_paths))
         return obs
 
 
@@ -129,8 +135,10 @@ def gather(spec, names: list[str] | None = None, timeout: float = 120.0) -> dict
     def command(t: SshTarget) -> str:
         return "sudo -n bash -s" if by_name[t.name].ssh.user != "root" else "bash -s"
 
+    reads = {h.name: read_sections(spec, h) for h in hosts}  # persistence files (plan/persistence.py)
     results = run_many(
-        targets, command, stdin=lambda t: host_script(by_name[t.name].role, by_name[t.name].fabric.interface),
+        targets, command,
+        stdin=lambda t: host_script(by_name[t.name].role, by_name[t.name].fabric.interface, reads[t.name][1]),
         timeout=timeout,
     )
     states: dict[str, HostState] = {}
@@ -141,7 +149,8 @@ def gather(spec, names: list[str] | None = None, timeout: float = 120.0) -> dict
             continue
         assert isinstance(res, CommandResult)
         sections = split_sections(res.stdout)
-        st = HostState(name, role, iface, True, preflight=parse_kv(sections.get("preflight", "")), sections=sections)
+        st = HostState(name, role, iface, True, preflight=parse_kv(sections.get("preflight", "")), sections=sections,
+                       persist_paths=reads[name][0])
         if "preflight" not in sections:
             st.error = f"the read-only probe failed (rc {res.rc}): {res.stderr.strip()[-200:]}"
             st.error_kind = "probe"

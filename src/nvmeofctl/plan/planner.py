@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nvmeofctl.plan import desired as desired_mod
+from nvmeofctl.plan import persistence
 from nvmeofctl.resources import load_module_utils
 
 
@@ -33,10 +34,18 @@ class HostPlan:
     role: str
     changes: list[Change] = field(default_factory=list)
     error: str = ""
+    # the boot persistence files were read and planned: an empty plan then means a module run
+    # would change nothing (apply skips the host)
+    complete: bool = False
 
     @property
     def disruptive(self) -> list[Change]:
         return [c for c in self.changes if c.disruptive]
+
+    @property
+    def converged(self) -> bool:
+        """Nothing a module run would change (boot persistence included)."""
+        return self.complete and not self.error and not self.changes
 
 
 @dataclass
@@ -56,7 +65,7 @@ class Plan:
             "changes": len(self.changes),
             "disruptive": len(self.disruptive),
             "hosts": [
-                {"host": h.host, "role": h.role, "error": h.error or None,
+                {"host": h.host, "role": h.role, "error": h.error or None, "converged": h.converged,
                  "changes": [c.to_dict() for c in h.changes]}
                 for h in self.hosts
             ],
@@ -72,23 +81,41 @@ def _changes(host: str, concern: str, raw: list[dict]) -> list[Change]:
 
 
 def plan_host(spec, host, observed: dict[str, Any], in_run=None) -> HostPlan:
-    hp = HostPlan(host.name, host.role)
+    """``observed``: the host's state per domain (facts/hoststate.py); with ``files`` (the
+    persistence files' digests) the boot persistence is planned too (plan/persistence.py), so an
+    empty plan means a module run would change nothing."""
+    fs = observed.get("files")
+    hp = HostPlan(host.name, host.role, complete=fs is not None)
     try:
         rdma_opts = desired_mod.rdma_args(spec, host)
         if rdma_opts and "rdma" in observed:
             rdma = load_module_utils("rdma")
-            changes, _device = rdma.plan_from_dump(rdma_opts, observed["rdma"])
+            changes, device = rdma.plan_from_dump(rdma_opts, observed["rdma"])
+            if fs is not None:
+                changes = changes + persistence.rdma_changes(rdma_opts, device, fs)
             hp.changes += _changes(host.name, "rdma", changes)
         if host.role == "target":
             nvmet = load_module_utils("nvmet")
             want = nvmet.normalize(desired_mod.nvmet_args(spec, host, in_run))
-            raw = nvmet.diff(want, observed.get("nvmet") or nvmet.empty_tree(), observed.get("nvmet_managed") or {})
+            obs = observed.get("nvmet") or nvmet.empty_tree()
+            if "nvmet_files" in observed:  # the backing files, as the module probes them
+                obs = {**obs, "files": observed["nvmet_files"]}
+            managed = nvmet.managed_from(observed.get("nvmet_managed"))
+            problems = nvmet.backing_file_problems(want, obs, managed)
+            if problems:  # the module refuses these before any change
+                raise ValueError("; ".join(problems))
+            raw = nvmet.diff(want, obs, managed)
+            if fs is not None:
+                raw = raw + persistence.nvmet_changes(want, obs, raw, managed, fs)
             hp.changes += _changes(host.name, "nvmet", [nvmet.public_change(c) for c in raw])
         else:
             nh = load_module_utils("nvme_host")
             want = nh.normalize_desired(desired_mod.nvme_host_args(spec, host))
-            hp.changes += _changes(host.name, "nvme_host", nh.diff(want, observed.get("nvme_host") or {}))
-    except ValueError as exc:
+            changes = nh.diff(want, observed.get("nvme_host") or {})
+            if fs is not None:
+                changes = changes + [nh.public_change(c) for c in persistence.nvme_host_changes(want, fs)]
+            hp.changes += _changes(host.name, "nvme_host", changes)
+    except (ValueError, load_module_utils("nvmet").NvmetError) as exc:  # persist.UnreadPath is a ValueError
         hp.error = str(exc)
     return hp
 

@@ -6,6 +6,8 @@ import json
 import shlex
 from typing import Any
 
+from nvmeofctl.plan.persistence import HOST_PYTHON
+
 
 def ssh_host_vars(host) -> dict[str, Any]:
     """Connection variables of one spec host (host key checking stays ON)."""
@@ -20,7 +22,7 @@ def ssh_host_vars(host) -> dict[str, Any]:
         "ansible_host": str(ssh.address),
         "ansible_port": int(ssh.port),
         "ansible_user": ssh.user,
-        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_python_interpreter": HOST_PYTHON,
         "ansible_ssh_common_args": " ".join(shlex.quote(a) for a in args),
     }
     if ssh.key:

@@ -460,3 +460,37 @@ def test_module_utils_are_stdlib_only_and_import_only_siblings():
                                        if isinstance(n, ast.ImportFrom) and n.level), (name, rel)
         assert not mods & {"ansible", "ansible_collections", "nvmeofctl", "yaml", "pydantic"}, (name, mods)
         assert all(m in sys.stdlib_module_names or m == "__future__" for m in mods), (name, mods)
+
+
+# ------------------------------------------------------------------------------------------
+# the planner's view of the backing files (files_command, one round trip) vs the module's
+# ------------------------------------------------------------------------------------------
+
+
+def test_files_command_reads_what_probe_files_probes(tmp_path):
+    """The real shell over real files: regular (empty or not), a symlink (never followed), a
+    directory, missing paths, a quote in a name, and the files nvmet-managed.json records."""
+    d = tmp_path / "var"
+    d.mkdir()
+    (d / "big.img").write_bytes(b"x" * 4096)
+    (d / "empty.img").write_bytes(b"")
+    os.symlink(d / "big.img", d / "link.img")
+    (d / "dir.img").mkdir()
+    (d / "recorded.img").write_bytes(b"y" * 10)
+    names = ["big.img", "empty.img", "link.img", "dir.img", "missing.img", "it's.img"]
+    desired = {"subsystems": {SUBNQN: {"namespaces": {
+        str(i + 1): {"device_path": str(d / n), "create_file": True} for i, n in enumerate(names)}}}}
+    managed = tmp_path / "nvmet-managed.json"
+    recorded = [str(d / "recorded.img"), str(d / "gone.img"), str(d / "big.img")]
+    managed.write_text(nvmet.managed_text({"files": recorded}))
+    out = subprocess.run(["bash", "-c", nvmet.files_command(desired, str(managed))], capture_output=True,
+                         text=True, check=True).stdout
+    got = nvmet.parse_files(out)
+    assert got == nvmet.probe_files(desired, recorded)
+    assert got[str(d / "big.img")] == 4096 and got[str(d / "link.img")] == "symlink"
+    assert got[str(d / "dir.img")] == "not-regular" and got[str(d / "gone.img")] is None
+    # no nvmet-managed.json: only the spec's paths
+    managed.unlink()
+    out = subprocess.run(["bash", "-c", nvmet.files_command(desired, str(managed))], capture_output=True,
+                         text=True, check=True).stdout
+    assert nvmet.parse_files(out) == nvmet.probe_files(desired)

@@ -64,3 +64,72 @@ def test_plan_then_apply_writes_enables_and_is_then_current(tmp_path):
     done, failures = persist.apply(removal, persist.systemctl_for(m, str(units)))
     assert failures == [] and not (units / "x.service").exists()
     assert not os.path.lexists(units / "multi-user.target.wants" / "x.service")
+
+
+# --------------------------------------------------------------------------- the planner's view
+def _dumped(paths):
+    """Run the real state_command in bash over ``paths`` and parse it, as the planner does."""
+    import subprocess
+
+    out = subprocess.run(["bash", "-c", persist.state_command(paths)], capture_output=True, text=True,
+                         check=True).stdout
+    return persist.parse_state(out, paths)
+
+
+def test_the_dumped_view_sees_what_the_module_sees(tmp_path):
+    """plan on the controller (digests and modes read by state_command) and plan in the module
+    (the files themselves) must say the same for every kind of path: current, other content,
+    other mode, absent, a dangling symlink, a directory, a live symlink."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "cur").write_bytes(b"unit text\n")
+    os.chmod(d / "cur", 0o644)
+    (d / "mode").write_bytes(b"unit text\n")
+    os.chmod(d / "mode", 0o600)
+    (d / "other").write_bytes(b"edited by hand\n")
+    os.symlink(d / "nowhere", d / "dangling")
+    os.symlink(d / "cur", d / "link")
+    (d / "dir").mkdir()
+    (d / "it's spaced").write_bytes(b"unit text\n")
+    os.chmod(d / "it's spaced", 0o644)
+    paths = [str(d / n) for n in ("cur", "mode", "other", "absent", "dangling", "dir", "link", "it's spaced")]
+    view = _dumped(paths)
+    seen = {}
+    for p in paths:
+        for content, mode in ((b"unit text\n", 0o644), ("unit text\n", 0o600), (b"", 0o644)):
+            assert view.state(p, content, mode) == persist.LOCAL.state(p, content, mode), (p, content, mode)
+        assert view.lexists(p) == os.path.lexists(p), p
+        seen[os.path.basename(p)] = view.state(p, b"unit text\n", 0o644)
+    # and the states are the ones a person would name (not all "outdated")
+    assert seen == {"cur": "current", "mode": "outdated", "other": "outdated", "absent": "absent",
+                    "dangling": "absent", "dir": "outdated", "link": "current", "it's spaced": "current"}
+
+
+def test_plan_through_the_dumped_view_equals_plan_on_the_files(tmp_path):
+    units = tmp_path / "etc" / "systemd" / "system"
+    files = [(str(tmp_path / "lib" / "prog"), b"\x00bytes", 0o644, "the program"),
+             (str(units / "x.service"), "[Unit]\n", 0o644, None)]
+    paths = [f[0] for f in files] + [persist.wants_path(str(units), "x.service")]
+    changes, _ = persist.plan(files, str(units), "x.service")
+    assert persist.plan(files, str(units), "x.service", fs=_dumped(paths))[0] == changes
+    persist.apply(changes)
+    assert persist.plan(files, str(units), "x.service", fs=_dumped(paths)) == persist.plan(files, str(units), "x.service")
+    assert persist.plan(files, str(units), "x.service", fs=_dumped(paths))[0] == []
+    os.remove(persist.wants_path(str(units), "x.service"))  # drift: the unit disabled by hand
+    got = persist.plan(files, str(units), "x.service", fs=_dumped(paths))[0]
+    assert [(c["object"], c["action"]) for c in got] == [("systemd x.service", "update")]
+    assert got == persist.plan(files, str(units), "x.service")[0]
+
+
+def test_a_path_the_dump_did_not_cover_is_an_error_not_a_guess(tmp_path):
+    view = _dumped([str(tmp_path / "a")])
+    try:
+        view.state(str(tmp_path / "b"), b"", 0o644)
+    except persist.UnreadPath as exc:
+        assert str(tmp_path / "b") in str(exc)
+    else:
+        raise AssertionError("an unread path must not read as absent or current")
+    rec = persist.Recorder()
+    persist.plan([(str(tmp_path / "u"), "x", 0o644, None)], str(tmp_path), "u", fs=rec)
+    persist.plan_removal([str(tmp_path / "old")], fs=rec)
+    assert rec.paths == {str(tmp_path / "u"), persist.wants_path(str(tmp_path), "u"), str(tmp_path / "old")}

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 
+from . import persist
 from .persist import BOOT_NAME, unit_text as _unit_text
 from .nvme_host_ops import _state_at, connect, ensure_modules, find_controllers, run
 from .nvme_host_plan import _secrets_of, conn_key, key_label, normalize_desired, redact
@@ -58,7 +59,7 @@ __all__ = [
     "_state_at", "_tmo", "_to_int", "auth_evidence", "classify", "conn_key", "connect",
     "connect_all", "connect_argv", "connections_config", "controller_state", "ctrl_key",
     "describe_desired", "describe_observed", "diff", "disconnect", "dump_command", "ensure_modules",
-    "expected_ctrl_loss_tmo", "fabrics_argv", "fabrics_options", "find_controllers", "key_label",
+    "expected_ctrl_loss_tmo", "fabrics_argv", "file_changes", "fabrics_options", "find_controllers", "key_label",
     "main", "managed_record", "normalize_desired", "parse_address", "parse_dump", "paths_for",
     "plan", "public_change", "public_controllers", "read_state", "redact", "rekey", "render", "run",
     "secret_digest", "set_iopolicy", "unit_text", "uptime",
@@ -86,6 +87,38 @@ def unit_text(lib_dir, state_dir, python="/usr/bin/python3", retry_for=600):
                                                                  CONNECTIONS_FILE, retry_for),
         after="network-online.target nvmeofctl-rdma.service", wants="network-online.target",
         timeout=retry_for + 300)
+
+
+LEGACY_HELPER = "nvme_host.py"  # the boot-time helper earlier versions copied (removed on apply)
+NVMET_UNIT = "nvmeofctl-nvmet.service"  # a target's unit also runs the boot program
+
+
+def file_changes(desired, program, state_dir, lib_dir, unit_dir, persist_on=True, fs=persist.LOCAL):
+    """Changes for the managed-connections record and the boot persistence (persist.py):
+    the boot program (``program``: bootapp.build()), connections.json (0600, secrets), the unit,
+    enabled; or, with ``persist_on`` false, their removal. ``fs``: the view of the host's files;
+    the module and the planner both call this."""
+    changes, _states = persist.plan([(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
+                                      "connections nvmeofctl manages here (removing one from the spec "
+                                      "disconnects it)")], fs=fs)
+    if persist_on:
+        pchanges, _states = persist.plan([
+            (os.path.join(lib_dir, BOOT_NAME), program, 0o644, "boot-time program (connect-all)"),
+            (os.path.join(state_dir, CONNECTIONS_FILE), connections_config(desired), 0o600,
+             "boot-time connections (holds DH-HMAC-CHAP secrets)"),
+            (os.path.join(unit_dir, UNIT_NAME), unit_text(lib_dir, state_dir), 0o644,
+             "connect at boot and retry until the target is up (nvme-cli #2800)"),
+        ], unit_dir, UNIT_NAME, fs=fs)
+        # the helper earlier versions copied (now the boot program's `nvme-host` command)
+        pchanges += persist.plan_removal([os.path.join(lib_dir, LEGACY_HELPER)],
+                                         reason="replaced by %s" % BOOT_NAME, fs=fs)
+    else:
+        gone = [os.path.join(unit_dir, UNIT_NAME), os.path.join(state_dir, CONNECTIONS_FILE),
+                os.path.join(lib_dir, LEGACY_HELPER)]
+        if not fs.lexists(os.path.join(unit_dir, NVMET_UNIT)):  # the program is shared with nvmet's unit
+            gone.append(os.path.join(lib_dir, BOOT_NAME))
+        pchanges = persist.plan_removal(gone, unit_dir, UNIT_NAME, fs=fs)
+    return changes + pchanges
 
 
 # --------------------------------------------------------------------------- boot-time runner

@@ -52,6 +52,8 @@ import subprocess
 import time
 
 from .change import public as public_change
+from . import persist
+from .change import change
 from .persist import BOOT_NAME, UNIT_DIR, unit_text
 from .nvmet_apply import ConfigFS, apply
 from .nvmet_diff import diff
@@ -69,7 +71,7 @@ from .nvmet_model import (  # re-exported: the one name space callers use
 )
 from .nvmet_observe import (  # re-exported: the one name space callers use
     DUMP_COMMAND, _ls, _read, _sort_key, _sorted_tree, _unreadable, backing_file_problems,
-    dump_command, parse_dump, probe_file,
+    dump_command, files_command, parse_dump, parse_files, probe_file,
 )
 from .nvmet_diff import (  # re-exported: the one name space callers use
     _change, _fmt_size, _onoff, changed_secrets, foreign_objects, managed_after, render, simulate,
@@ -90,9 +92,10 @@ __all__ = [
     "_oserr", "_port_record", "_read", "_set_ns_attr", "_set_subsys_attr", "_sort_key",
     "_sorted_tree", "_str", "_subsys_record", "_unreadable", "_write_host", "apply",
     "backing_file_problems", "changed_secrets", "config_text", "create_backing_file", "diff",
-    "dump_command", "empty_tree", "foreign_objects", "grow_backing_file", "load_json",
-    "load_managed", "main", "managed_after", "managed_text", "missing_modules", "normalize",
-    "ns_label", "obsolete_files", "public_change", "parse_dump", "persistence_files", "probe_file", "probe_files",
+    "dump_command", "empty_tree", "files_command", "foreign_objects", "grow_backing_file",
+    "load_json", "load_managed", "main", "managed_after", "managed_change", "managed_from",
+    "managed_text", "missing_modules", "normalize", "ns_label", "obsolete_files", "parse_dump",
+    "parse_files", "persist_changes", "persistence_files", "probe_file", "probe_files", "public_change",
     "read_tree", "render", "render_unit", "sanitize", "secret_hash", "simulate",
 ]
 
@@ -117,15 +120,21 @@ MANAGED_KEYS = ("hosts", "subsystems", "ports", "files")
 
 def load_managed(state_dir=STATE_DIR):
     """nvmet-managed.json; files written before the ``files`` list existed read as files: []."""
-    data = load_json(os.path.join(state_dir, MANAGED_NAME)) or {}
+    path = os.path.join(state_dir, MANAGED_NAME)
+    return managed_from(load_json(path), path)
+
+
+def managed_from(data, where=MANAGED_NAME):
+    """The managed record from nvmet-managed.json's parsed JSON (None: no file): every key of
+    ``MANAGED_KEYS`` a list of strings."""
+    data = data or {}
     if not isinstance(data, dict):
-        raise NvmetError("cannot read %s: not a JSON object" % os.path.join(state_dir, MANAGED_NAME))
+        raise NvmetError("cannot read %s: not a JSON object" % where)
     out = {}
     for k in MANAGED_KEYS:
         v = data.get(k) or []
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise NvmetError("cannot read %s: %s is not a list of strings"
-                             % (os.path.join(state_dir, MANAGED_NAME), k))
+            raise NvmetError("cannot read %s: %s is not a list of strings" % (where, k))
         out[k] = list(v)
     return out
 
@@ -167,6 +176,33 @@ def persistence_files(desired, python, program, state_dir=STATE_DIR, lib_dir=LIB
 def obsolete_files(lib_dir=LIB_DIR):
     """Boot files earlier versions wrote and this one no longer uses (removed on apply)."""
     return [os.path.join(lib_dir, RESTORE_NAME)]
+
+
+def persist_changes(desired, python, program, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR,
+                    fs=persist.LOCAL):
+    """Boot persistence: nvmet.json (0600, keys), the boot program, the unit (enabled); the
+    restore program earlier versions copied is removed. ``fs``: the view of the host's files
+    (persist.py); the module and the planner both call this. Returns (changes, states)."""
+    files = [(path, content, mode,
+              "holds the desired state incl. DH-HMAC-CHAP keys (<secret>)" if secret else None)
+             for path, content, mode, secret in persistence_files(desired, python, program, state_dir,
+                                                                  lib_dir, unit_dir)]
+    changes, states = persist.plan(files, unit_dir, UNIT_NAME, fs=fs)
+    changes += persist.plan_removal(obsolete_files(lib_dir), reason="replaced by %s" % BOOT_NAME, fs=fs)
+    return changes, states
+
+
+def managed_change(state_dir, managed, fs=persist.LOCAL):
+    """nvmet-managed.json holding ``managed``: (path, text, state, change or None)."""
+    path = os.path.join(state_dir, MANAGED_NAME)
+    text = managed_text(managed)
+    state = fs.state(path, text, 0o644)
+    if state == "current":
+        return path, text, state, None
+    return path, text, state, change(
+        "file %s" % path, "create" if state == "absent" else "update",
+        "record the hosts, subsystems, ports and backing files nvmeofctl manages",
+        "missing" if state == "absent" else "content or mode differ", kind="persist", key=[path])
 
 
 # --------------------------------------------------------------------------------------------

@@ -211,6 +211,47 @@ def probe_files(desired, extra=()):
     return out
 
 
+def files_command(desired, managed_path):
+    """Read-only shell whose output ``parse_files`` turns into ``probe_files(desired,
+    <files nvmet-managed.json records>)``: the planner's view of the backing files, read in its
+    one round trip. ``stat`` does not follow the last component, as ``probe_file``; a path whose
+    parent is not a directory reads as missing (``probe_file``: "not-regular"), and then the
+    module refuses what the plan showed."""
+    paths = sorted(probe_files_paths(desired))
+    q = shlex.quote
+    listed = "printf '%%s\\n' %s; " % " ".join(q(x) for x in paths) if paths else ""
+    return (
+        "{ " + listed + "[ -f " + q(managed_path) + " ] && python3 -c 'import json, sys\n"
+        "try:\n    d = json.load(open(sys.argv[1]))\nexcept Exception:\n    d = {}\n"
+        "f = d.get(\"files\") if isinstance(d, dict) else None\n"
+        "print(\"\\n\".join(x for x in (f if isinstance(f, list) else []) if isinstance(x, str)))' "
+        + q(managed_path) + " 2>/dev/null; } | while IFS= read -r p; do [ -n \"$p\" ] || continue; "
+        "printf 'P\\t%s\\n' \"$p\"; stat --printf 'S\\t%F\\t%s\\t%n\\n' -- \"$p\" 2>/dev/null; done; true")
+
+
+def probe_files_paths(desired):
+    """The ``create_file`` paths of ``desired`` (what ``probe_files`` probes besides ``extra``)."""
+    return [ns["device_path"] for sub in desired.get("subsystems", {}).values()
+            for ns in sub["namespaces"].values() if ns.get("create_file")]
+
+
+def parse_files(text):
+    """``files_command`` output as ``probe_files`` returns it: {path: size | None | "symlink" |
+    "not-regular"}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if parts[0] == "P" and len(parts) == 2:
+            out.setdefault(parts[1], None)
+        elif parts[0] == "S" and len(parts) == 4:
+            kind, size, path = parts[1], parts[2], parts[3]
+            if kind in ("regular file", "regular empty file") and size.isdigit():
+                out[path] = int(size)
+            else:
+                out[path] = "symlink" if kind == "symbolic link" else "not-regular"
+    return out
+
+
 def backing_file_problems(desired, observed, managed=None):
     """Refusals for ``create_file`` namespaces whose path exists but is not nvmeofctl's.
 

@@ -6,22 +6,114 @@ writes configs, the boot program and units, then enables the unit.
 
 ``plan`` compares, ``apply`` executes: the changes it returns carry their own ``op`` (see
 change.py), so check mode predicts exactly what apply does. Stdlib only.
+
+``plan`` sees the files through a view: ``LOCAL`` (this machine's files: the modules, at apply
+time) or ``DumpedFiles`` (what ``state_command`` printed on the host, in the planner's one
+read-only round trip: sha256 digests and modes, never contents). The same plan code so decides,
+on the host and on the controller, whether a persistence file needs a rewrite: a host whose plan
+is empty needs no module run.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
+import shlex
 
 from .change import change, op_of
-from .fileio import file_state, remove_file, write_atomic
+from .fileio import file_state, remove_file, to_bytes, write_atomic
 
 UNIT_DIR = "/etc/systemd/system"
 LIB_DIR = "/usr/local/lib/nvmeofctl"
 BOOT_NAME = "nvmeofctl-boot.pyz"  # the boot-time program (bootapp.py), shared by the units
 WANTS = "multi-user.target.wants"
 ENABLE_DETAIL = "systemctl enable (runs at boot; not started now)"
+
+
+class LocalFiles:
+    """This machine's files (the modules' view)."""
+
+    def state(self, path, content, mode):
+        return file_state(path, content, mode)
+
+    def lexists(self, path):
+        return os.path.lexists(path)
+
+
+LOCAL = LocalFiles()
+
+
+class UnreadPath(ValueError):
+    """The planner asked about a file the host's dump did not cover (a bug, never a guess)."""
+
+
+class DumpedFiles:
+    """The files as ``state_command`` printed them on the host: per path its sha256 and mode
+    (``stat -L``: what ``file_state`` sees), and whether the path exists as anything
+    (``os.path.lexists``). ``paths``: the paths the dump covered."""
+
+    def __init__(self, paths, digests, modes, present):
+        self.paths, self.digests, self.modes, self.present = set(paths), digests, modes, set(present)
+
+    def _known(self, path):
+        if path not in self.paths:
+            raise UnreadPath("%s was not read from the host" % path)
+
+    def state(self, path, content, mode):
+        self._known(path)
+        if path not in self.modes:
+            return "absent"
+        if self.digests.get(path) != hashlib.sha256(to_bytes(content)).hexdigest() or self.modes[path] != mode:
+            return "outdated"
+        return "current"
+
+    def lexists(self, path):
+        self._known(path)
+        return path in self.present
+
+
+class Recorder:
+    """A view that answers "current"/present and records every path asked: run a plan with it
+    to learn which paths ``state_command`` must cover."""
+
+    def __init__(self):
+        self.paths = set()
+
+    def state(self, path, content, mode):
+        self.paths.add(path)
+        return "current"
+
+    def lexists(self, path):
+        self.paths.add(path)
+        return True
+
+
+def state_command(paths):
+    """Read-only shell printing what ``parse_state`` reads for ``paths``: three processes in all,
+    whatever the number of paths (each costs in a slow VM)."""
+    args = " ".join(shlex.quote(p) for p in sorted(paths))
+    return ("sha256sum -- %s 2>/dev/null; stat -L -c 'mode %%a %%n' -- %s 2>/dev/null; "
+            "stat -c 'lexists %%n' -- %s 2>/dev/null; true" % (args, args, args))
+
+
+def parse_state(text, paths):
+    """``DumpedFiles`` from ``state_command(paths)``'s output."""
+    digests, modes, present = {}, {}, []
+    for line in text.splitlines():
+        first, _sep, rest = line.partition(" ")
+        if first == "mode":
+            m, _sep, path = rest.partition(" ")
+            try:
+                modes[path] = int(m, 8) & 0o7777
+            except ValueError:
+                continue
+        elif first == "lexists":
+            present.append(rest)
+        elif len(first) == 64 and rest.startswith(" "):  # sha256sum: "<hex>  <path>"
+            digests[rest[1:]] = first.lower()
+    return DumpedFiles(paths, digests, modes, present)
 
 
 def unit_text(header, description, exec_start, after, wants=None, before=None, timeout=300):
@@ -60,17 +152,18 @@ def _file_change(path, state, detail, op):
                   kind="persist", key=[path], op=op)
 
 
-def plan(files, unit_dir=None, unit_name=None):
+def plan(files, unit_dir=None, unit_name=None, fs=LOCAL):
     """Changes that make ``files`` current and (with ``unit_name``) the unit enabled.
 
-    ``files``: [(path, content, mode, detail)] (content str or bytes). Returns (changes,
-    states) with states [(path, "absent" | "outdated" | "current")] for diff texts.
+    ``files``: [(path, content, mode, detail)] (content str or bytes). ``fs``: the view of the
+    host's files (``LOCAL``, ``DumpedFiles``). Returns (changes, states) with states
+    [(path, "absent" | "outdated" | "current")] for diff texts.
     """
     changes, states = [], []
     unit_path = os.path.join(unit_dir, unit_name) if unit_name else None
     unit_changed = False
     for path, content, mode, detail in files:
-        st = file_state(path, content, mode)
+        st = fs.state(path, content, mode)
         states.append((path, st))
         if st == "current":
             continue
@@ -83,7 +176,7 @@ def plan(files, unit_dir=None, unit_name=None):
     if not unit_name:
         return changes, states
     wants = wants_path(unit_dir, unit_name)
-    if unit_changed or not os.path.lexists(wants):
+    if unit_changed or not fs.lexists(wants):
         changes.append(change("systemd %s" % unit_name, "update", ENABLE_DETAIL,
                               "unit new or changed" if unit_changed else "not enabled",
                               kind="persist", key=[unit_name],
@@ -92,16 +185,16 @@ def plan(files, unit_dir=None, unit_name=None):
     return changes, states
 
 
-def plan_removal(paths, unit_dir=None, unit_name=None, reason="persist is false"):
+def plan_removal(paths, unit_dir=None, unit_name=None, reason="persist is false", fs=LOCAL):
     """Changes that disable the unit (with ``unit_name``) and remove ``paths`` (those present)."""
     changes = []
     wants = wants_path(unit_dir, unit_name) if unit_name else None
-    if wants and os.path.lexists(wants):
+    if wants and fs.lexists(wants):
         changes.append(change("systemd %s" % unit_name, "disable", "systemctl disable", reason,
                               kind="persist", key=[unit_name],
                               op={"op": "disable", "unit": unit_name, "wants": wants}))
     for path in paths:
-        if os.path.lexists(path):
+        if fs.lexists(path):
             changes.append(change("file %s" % path, "remove", "", reason, kind="persist", key=[path],
                                   op={"op": "remove", "path": path,
                                       "reload": bool(unit_name) and path == os.path.join(unit_dir, unit_name)}))

@@ -27,7 +27,7 @@ from .rdma_observe import (
     CONFIGFS_ROOT, LIB_DIR, SYSFS_ROOT, UNIT_DIR, UNIT_NAME, devices_on, module_loaded,
     parse_link_show, read_gid_table, read_links_sysfs, read_mtu, read_rdma_cm,
 )
-from .rdma_plan import choose_device, normalize, persistence_files, plan
+from .rdma_plan import choose_device, normalize, persist_changes, persistence_files, plan
 from .rdma_observe import (  # re-exported: the one name space callers use
     ROCE_MODES, SCRIPT_NAME, ZERO_GID, _DEVNAME_RE, _IFNAME_RE, _PHYS_STATES, _PORT_STATES, _ls,
     _read, _state_name, dump_command, gid_ipv4, parse_dump, parse_gid_table,
@@ -42,7 +42,7 @@ __all__ = [
     "_PORT_STATES", "_change", "_cm_text", "_ls", "_read", "_run", "_state_name", "_state_text",
     "_write", "choose_device", "devices_on", "dump_command", "gid_ipv4", "merge_into",
     "module_loaded", "normalize", "observe", "parse_dump", "parse_gid_table", "parse_link_show",
-    "persistence_files", "plan", "plan_from_dump", "read_gid_table", "read_links",
+    "persist_changes", "persistence_files", "plan", "plan_from_dump", "read_gid_table", "read_links",
     "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile", "render_script", "render_unit",
     "systemd_escape", "with_defaults",
 ]
@@ -179,10 +179,7 @@ def reconcile(module, p, check):
 
     files_before, files_after = [], []
     if p["persist"]:
-        pchanges, files_before = persist.plan(
-            [(path, content, mode, None) for path, content, mode in persistence_files(
-                desired, device, p["lib_dir"], p["unit_dir"], p["configfs_root"])],
-            p["unit_dir"], UNIT_NAME)
+        pchanges, files_before = persist_changes(desired, device, p["lib_dir"], p["unit_dir"], p["configfs_root"])
         files_after = [(path, "current") for path, _st in files_before]
         if not check and pchanges:
             _done, failures = persist.apply(pchanges, persist.systemctl_for(module, p["unit_dir"]))

@@ -230,3 +230,11 @@ def persistence_files(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, confi
         (script, render_script(desired, device, desired["soft_roce"], configfs_root), 0o755),
         (os.path.join(unit_dir, UNIT_NAME), render_unit(desired["interface"], script), 0o644),
     ]
+
+
+def persist_changes(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, configfs_root=CONFIGFS_ROOT,
+                    fs=persist.LOCAL):
+    """The boot script and its unit (enabled): (changes, states). ``fs``: the view of the host's
+    files (persist.py); the module and the planner both call this."""
+    return persist.plan([(path, content, mode, None) for path, content, mode in persistence_files(
+        desired, device, lib_dir, unit_dir, configfs_root)], unit_dir, UNIT_NAME, fs=fs)

@@ -311,44 +311,21 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
     ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, merge_into, reconcile as rdma_reconcile, with_defaults,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import (
-    CONNECTIONS_FILE, MANAGED_FILE, UNIT_NAME, conn_key, connect, connections_config,
-    describe_desired, describe_observed, disconnect, ensure_modules, key_label,
-    managed_record, normalize_desired, paths_for, plan, public_controllers,
-    read_state, redact, rekey, set_iopolicy, unit_text,
+    conn_key, connect, describe_desired, describe_observed, disconnect, ensure_modules, file_changes,
+    key_label, normalize_desired, paths_for, plan, public_controllers, read_state, redact, rekey,
+    set_iopolicy,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist, validators
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.change import public as public_change
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import write_file
 
-LEGACY_HELPER = "nvme_host.py"  # the boot-time helper earlier versions copied (removed on apply)
-NVMET_UNIT = "nvmeofctl-nvmet.service"  # its unit also runs the boot program
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def _file_plan(p, desired):
-    """Changes for the managed-connections record and the boot persistence (persist.py)."""
-    state_dir, lib_dir = p["state_dir"], p["lib_dir"]
-    unit_dir = os.path.join(p["etc_root"], "systemd", "system")
-    changes, _states = persist.plan([(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
-                                      "connections nvmeofctl manages here (removing one from the spec "
-                                      "disconnects it)")])
-    if p["persist"]:
-        pchanges, _states = persist.plan([
-            (os.path.join(lib_dir, persist.BOOT_NAME), bootapp.build(), 0o644, "boot-time program (connect-all)"),
-            (os.path.join(state_dir, CONNECTIONS_FILE), connections_config(desired), 0o600,
-             "boot-time connections (holds DH-HMAC-CHAP secrets)"),
-            (os.path.join(unit_dir, UNIT_NAME), unit_text(lib_dir, state_dir), 0o644,
-             "connect at boot and retry until the target is up (nvme-cli #2800)"),
-        ], unit_dir, UNIT_NAME)
-        # the helper earlier versions copied (now the boot program's `nvme-host` command)
-        pchanges += persist.plan_removal([os.path.join(lib_dir, LEGACY_HELPER)], reason="replaced by %s" % persist.BOOT_NAME)
-    else:
-        gone = [os.path.join(unit_dir, UNIT_NAME), os.path.join(state_dir, CONNECTIONS_FILE),
-                os.path.join(lib_dir, LEGACY_HELPER)]
-        if not os.path.lexists(os.path.join(unit_dir, NVMET_UNIT)):  # the program is shared with nvmet's unit
-            gone.append(os.path.join(lib_dir, persist.BOOT_NAME))
-        pchanges = persist.plan_removal(gone, unit_dir, UNIT_NAME)
-    return changes + pchanges
+    """Changes for the managed-connections record and the boot persistence (module_utils)."""
+    return file_changes(desired, bootapp.build(), p["state_dir"], p["lib_dir"],
+                        os.path.join(p["etc_root"], "systemd", "system"), p["persist"])
 
 
 def _file_lines(fchanges, after):

@@ -380,13 +380,13 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
     ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, merge_into, reconcile as rdma_reconcile, with_defaults,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
-    CONFIGFS_ROOT, LIB_DIR, MANAGED_NAME, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR, UNIT_NAME,
+    CONFIGFS_ROOT, LIB_DIR, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR,
     ConfigFS, NvmetError, apply, backing_file_problems, changed_secrets, diff, foreign_objects,
-    load_managed, managed_after, managed_text, missing_modules, ns_label, obsolete_files, persistence_files,
+    load_managed, managed_after, managed_change, managed_text, missing_modules, ns_label, persist_changes,
     probe_files, public_change, read_tree, render, simulate, normalize,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist
-from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import file_state, write_file
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import write_file
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.backing import (
     BlockProbe, namespaces_to_check,
 )
@@ -440,13 +440,6 @@ ARGUMENT_SPEC = dict(
 # Seconds a port link is retried while the fabric address is not configured yet (the boot-time
 # restore waits 60 s; during a deploy rdma_link ran just before, so a short wait suffices).
 LINK_TIMEOUT = 10.0
-
-
-def _file_change(path, state, detail, reason=None):
-    return {"object": "file %s" % path, "action": "create" if state == "absent" else "update",
-            "detail": detail, "disruptive": False,
-            "reason": reason or ("missing" if state == "absent" else "content or mode differ"),
-            "kind": "persist", "key": [path]}
 
 
 def configfs(root):
@@ -584,9 +577,7 @@ def run(module):
     # nvmet-managed.json after this run (what later runs may delete; the backing files
     # nvmeofctl made), predicted before anything changes
     new_managed = managed_after(desired, observed, cfg, managed)
-    mpath = os.path.join(p["state_dir"], MANAGED_NAME)
-    mtext = managed_text(new_managed)
-    mstate = file_state(mpath, mtext, 0o644)
+    mpath, mtext, mstate, mchange = managed_change(p["state_dir"], new_managed)
 
     if not check and cfg:
         creating = [c["key"][2] for c in cfg if c["kind"] == "file" and c["action"] == "create"]
@@ -605,8 +596,8 @@ def run(module):
 
     # 4. nvmet-managed.json
     extra_before, extra_after = [], []
-    if mstate != "current":
-        changes.append(_file_change(mpath, mstate, "record the hosts, subsystems, ports and backing files nvmeofctl manages"))
+    if mchange:
+        changes.append(mchange)
         if not check:
             write_file(mpath, mtext, 0o644)
     extra_before.append("state %s: %s" % (mpath, mstate))
@@ -614,14 +605,8 @@ def run(module):
 
     # 5. boot persistence: nvmet.json (0600, keys), restore program, systemd unit
     if p["persist"]:
-        files = [(path, content, mode,
-                  "holds the desired state incl. DH-HMAC-CHAP keys (<secret>)" if secret else None)
-                 for path, content, mode, secret in persistence_files(
-                     desired, sys.executable or "/usr/bin/python3", bootapp.build(), p["state_dir"], p["lib_dir"],
-                     p["unit_dir"])]
-        pchanges, states = persist.plan(files, p["unit_dir"], UNIT_NAME)
-        # the restore program earlier versions copied (now the boot program's `nvmet` command)
-        pchanges += persist.plan_removal(obsolete_files(p["lib_dir"]), reason="replaced by %s" % persist.BOOT_NAME)
+        pchanges, states = persist_changes(desired, sys.executable or "/usr/bin/python3", bootapp.build(),
+                                           p["state_dir"], p["lib_dir"], p["unit_dir"])
         extra_before += ["persist %s: %s" % st for st in states]
         extra_after += ["persist %s: current" % path for path, _st in states]
         if not check and pchanges:

@@ -1,0 +1,82 @@
+"""The plan covers boot persistence (plan/persistence.py): the planner reads digests and modes of
+the files the modules write and runs the modules' own persistence planning on them, so an empty
+plan means a module run would change nothing (apply skips that host)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nvmeofctl.plan import persistence
+from nvmeofctl.plan.planner import plan_host
+from nvmeofctl.resources import load_module_utils
+from nvmeofctl.spec import load_spec
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+LAB = FIXTURES / "specs" / "good" / "lab.yaml"
+persist = load_module_utils("persist")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(LAB)
+
+
+def _empty_host(paths):
+    """What state_command prints on a host that has none of the files: nothing."""
+    return persist.parse_state("", paths)
+
+
+@pytest.mark.parametrize("name", ["stor1", "gpu1", "gpu2"])
+def test_the_paths_read_cover_every_question_the_plan_asks(spec, name):
+    host = spec.host(name)
+    paths, sections = persistence.read_sections(spec, host)
+    hp = plan_host(spec, host, {"files": _empty_host(paths)})
+    assert hp.error == "" and hp.complete
+    objects = {(c.action, c.object) for c in hp.changes}
+    unit = "nvmeofctl-nvmet.service" if host.role == "target" else "nvmeofctl-connect.service"
+    assert ("create", f"file /etc/systemd/system/{unit}") in objects, objects
+    assert ("update", f"systemd {unit}") in objects, objects
+    assert ("create", "file /usr/local/lib/nvmeofctl/nvmeofctl-boot.pyz") in objects, objects
+    # the RDMA link's boot script is read too (planned when the rdma dump is there: lab test)
+    assert "/usr/local/lib/nvmeofctl/rdma-restore.sh" in paths, paths
+    assert [s for s, _ in sections] == (["persist", "nvmet-files"] if host.role == "target" else ["persist"])
+    # a path the dump did not cover is a plan error, never a silent "no change"
+    short = plan_host(spec, host, {"files": _empty_host(paths[1:])})
+    assert paths[0] in short.error and not short.converged
+
+
+def test_without_the_files_read_a_host_is_never_called_converged(spec):
+    """Older reads (no persist section) plan the domains only: apply must still run the module."""
+    hp = plan_host(spec, spec.host("gpu2"), {"nvme_host": {"controllers": {}, "managed": []}})
+    assert not hp.complete and not hp.converged
+
+
+def test_files_written_as_the_module_writes_them_plan_nothing_and_drift_is_seen(spec, tmp_path):
+    """nvme_host's files written by persist.apply from the module_utils plan (as the module does),
+    read back by the real state_command, give an empty plan; an edited unit shows as exactly one
+    rewrite + enable. Same functions, other directories (tmp_path)."""
+    nh = load_module_utils("nvme_host")
+    want = nh.normalize_desired(persistence.desired_mod.nvme_host_args(spec, spec.host("gpu1")))
+    dirs = [str(tmp_path / "state"), str(tmp_path / "lib"), str(tmp_path / "etc/systemd/system")]
+    prog = persistence.program()
+    todo = nh.file_changes(want, prog, *dirs, True)
+    done, failures = persist.apply(todo)  # no systemctl: the wants link is made directly
+    assert failures == [] and len(done) == len(todo)
+    rec = persist.Recorder()
+    nh.file_changes(want, prog, *dirs, True, fs=rec)
+
+    def read():
+        out = subprocess.run(["bash", "-c", persist.state_command(sorted(rec.paths))], capture_output=True,
+                             text=True, check=True).stdout
+        return persist.parse_state(out, sorted(rec.paths))
+
+    assert nh.file_changes(want, prog, *dirs, True, fs=read()) == []
+    unit = tmp_path / "etc/systemd/system/nvmeofctl-connect.service"
+    unit.write_text(unit.read_text() + "# edited\n")
+    got = nh.file_changes(want, prog, *dirs, True, fs=read())
+    assert [(c["action"], c["object"]) for c in got] == [
+        ("update", f"file {unit}"), ("update", "systemd nvmeofctl-connect.service")]
+    assert got == nh.file_changes(want, prog, *dirs, True)  # the module's own view agrees
