@@ -39,7 +39,8 @@ class Order:
 def order_for(plan, check: bool = False) -> Order:
     """The playbook for ``plan`` (planner.Plan). Check mode always runs the single play: it
     changes nothing, so there is nothing to order, and each change is reported once."""
-    target_changes = [c for c in plan.changes if c.concern == "nvmet"]
+    # exports: not the target's own boot files and state records (kind "persist")
+    target_changes = [c for c in plan.changes if c.concern == "nvmet" and c.kind != "persist"]
     path_changes = [c for c in plan.changes if c.concern == "nvme_host" and c.action in _PATH_ACTIONS]
     if check or not target_changes or not path_changes:
         return Order(PARALLEL_PLAYBOOK)

@@ -23,6 +23,7 @@ class Change:
     detail: str
     disruptive: bool
     reason: str
+    kind: str = ""  # the domain's own kind ("persist": boot persistence and state files)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +76,7 @@ class Plan:
 def _changes(host: str, concern: str, raw: list[dict]) -> list[Change]:
     return [
         Change(host, concern, str(c.get("object", "")), str(c.get("action", "")), str(c.get("detail", "")),
-               bool(c.get("disruptive")), str(c.get("reason", "")))
+               bool(c.get("disruptive")), str(c.get("reason", "")), str(c.get("kind") or ""))
         for c in raw
     ]
 

@@ -101,3 +101,26 @@ def test_nvme_host_command_runs_from_the_archive(pyz):
     assert r.returncode == 0 and "connect-all CONFIG.json" in r.stdout
     r = boot(pyz, "nvme-host")
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def _ast_sibling_imports(text):
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out |= {node.module} if node.module else {a.name for a in node.names}
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(MODULE_UTILS.glob("*.py")), ids=lambda p: p.name)
+def test_the_line_scan_finds_exactly_the_relative_imports_ast_finds(path):
+    """bootapp reads sibling imports with a line scan (fast on slow hosts); ast is the reference."""
+    text = path.read_text()
+    assert bootapp._sibling_imports(text) == _ast_sibling_imports(text)
+
+
+def test_the_line_scan_reads_the_import_forms_in_use():
+    text = ("from .a import x\ndef f():\n    from .b import (\n        y)\n"
+            "from . import c, d as e  # comment\nx = 'from .z'\n")
+    assert bootapp._sibling_imports(text) == {"a", "b", "c", "d"} == _ast_sibling_imports(text)

@@ -76,7 +76,7 @@ def test_fresh_node_check_mode_predicts_then_apply_then_noop(node, monkeypatch, 
     assert os.path.islink(node.etc / "systemd/system/multi-user.target.wants/nvmeofctl-connect.service")
     # systemctl always runs: offline (--root) for a tree that is not the real /etc
     assert [json.loads(line) for line in node.systemctl_log.read_text().splitlines()] == [
-        ["--root=%s" % node.root, "enable", "nvmeofctl-connect.service"]]
+        ["--root=%s" % node.root, "enable", "--no-reload", "nvmeofctl-connect.service"]]
     assert (node.lib_dir / "nvmeofctl-boot.pyz").read_bytes() == module.bootapp.build()
     assert not (node.lib_dir / "nvme_host.py").exists()
     assert json.loads((node.state_dir / "initiator-managed.json").read_text())["connections"] == [

@@ -39,7 +39,7 @@ def env(tmp_path, monkeypatch):
         if os.path.basename(args[0]) == "systemctl" and args[1:3] == ["--root=%s" % (tmp_path / "root"), "enable"]:
             wants = e["unit"] / "multi-user.target.wants"
             wants.mkdir(parents=True, exist_ok=True)
-            (wants / args[3]).symlink_to(e["unit"] / args[3])
+            (wants / args[-1]).symlink_to(e["unit"] / args[-1])  # enable [--no-reload] UNIT
         return 0, "", ""
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
@@ -178,7 +178,7 @@ def test_modprobe_once_and_systemctl_only_when_the_unit_changes(env, monkeypatch
     res, _ = run(monkeypatch, capsys, p)
     assert res["changes"] == pred["changes"]
     assert env["cmds"] == [["modprobe", "-a", "nvmet", "nvmet_rdma", "nvmet_tcp"],
-                           ["systemctl", "--root=%s" % (tmp_path / "root"), "enable", "nvmeofctl-nvmet.service"]]
+                           ["systemctl", "--root=%s" % (tmp_path / "root"), "enable", "--no-reload", "nvmeofctl-nvmet.service"]]
     env["cmds"].clear()
     res, _ = run(monkeypatch, capsys, p)
     assert res["changed"] is False and env["cmds"] == []  # no-op: no command at all

@@ -38,8 +38,8 @@ def test_a_trailing_slash_still_enables_the_unit(tmp_path):
     """Issue #9: unit_dir '/etc/systemd/system/' used to skip systemctl enable."""
     m = Module()
     run = persist.systemctl_for(m, "/etc/systemd/system/")
-    assert run("daemon-reload") is None and run("enable", "x.service") is None
-    assert m.cmds == [["/usr/bin/systemctl", "daemon-reload"], ["/usr/bin/systemctl", "enable", "x.service"]]
+    assert run("daemon-reload") is None and run("enable", "--no-reload", "x.service") is None
+    assert m.cmds == [["/usr/bin/systemctl", "daemon-reload"], ["/usr/bin/systemctl", "enable", "--no-reload", "x.service"]]
 
 
 def test_plan_then_apply_writes_enables_and_is_then_current(tmp_path):
@@ -55,7 +55,7 @@ def test_plan_then_apply_writes_enables_and_is_then_current(tmp_path):
     m = Module()
     done, failures = persist.apply(changes, persist.systemctl_for(m, str(units)))
     assert failures == [] and done == changes
-    assert m.cmds == [["/usr/bin/systemctl", "--root=%s" % root, "enable", "x.service"]]  # offline: no reload
+    assert m.cmds == [["/usr/bin/systemctl", "--root=%s" % root, "enable", "--no-reload", "x.service"]]  # offline: no reload
     assert os.path.islink(units / "multi-user.target.wants" / "x.service")  # made if systemctl did not
     assert persist.plan(files, str(units), "x.service")[0] == []
     removal = persist.plan_removal([files[1][0], str(tmp_path / "absent")], str(units), "x.service")
@@ -133,3 +133,32 @@ def test_a_path_the_dump_did_not_cover_is_an_error_not_a_guess(tmp_path):
     persist.plan([(str(tmp_path / "u"), "x", 0o644, None)], str(tmp_path), "u", fs=rec)
     persist.plan_removal([str(tmp_path / "old")], fs=rec)
     assert rec.paths == {str(tmp_path / "u"), persist.wants_path(str(tmp_path), "u"), str(tmp_path / "old")}
+
+
+def test_daemon_reload_only_for_a_unit_systemd_may_hold_loaded(tmp_path):
+    """A new unit needs no daemon-reload (systemd loads it when first referenced), a rewritten
+    one does; enable never reloads implicitly (--no-reload). Each reload costs seconds on a slow
+    host (5-10 s on the emulated lab)."""
+    units = tmp_path / "units"
+    calls = []
+
+    def systemctl(*args):
+        calls.append(args)
+        if args[0] == "enable":  # what systemctl enable does on disk
+            link = units / persist.WANTS / args[-1]
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not os.path.lexists(link):
+                os.symlink(units / args[-1], link)
+        return None
+
+    files = [(str(units / "x.service"), "[Unit]\n", 0o644, None)]
+    changes, _ = persist.plan(files, str(units), "x.service")
+    assert persist.apply(changes, systemctl)[1] == []
+    assert calls == [("enable", "--no-reload", "x.service")]
+    calls.clear()
+    files = [(str(units / "x.service"), "[Unit]\nDescription=new\n", 0o644, None)]
+    changes, _ = persist.plan(files, str(units), "x.service")
+    assert "daemon-reload" in changes[0]["detail"]
+    assert persist.apply(changes, systemctl)[1] == []
+    assert calls == [("daemon-reload",), ("enable", "--no-reload", "x.service")]
+    assert persist.plan(files, str(units), "x.service")[0] == []

@@ -80,7 +80,7 @@ class FakeNode:
             assert cmd[1] == "--root=%s" % self.root, cmd
             if cmd[2] == "enable":
                 (self.unit / "multi-user.target.wants").mkdir(exist_ok=True)
-                (self.unit / "multi-user.target.wants" / cmd[3]).symlink_to(self.unit / cmd[3])
+                (self.unit / "multi-user.target.wants" / cmd[-1]).symlink_to(self.unit / cmd[-1])  # [--no-reload] UNIT
             return 0, "", ""
         raise AssertionError("unexpected command %r" % cmd)
 
@@ -129,7 +129,7 @@ def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, caps
         ["modprobe", "-a", "rdma_rxe", "rdma_cm"],
         ["rdma", "link", "add", "rxe_eth1", "type", "rxe", "netdev", "eth1"],
         ["rdma", "-j", "link", "show"],
-        ["systemctl", "--root=%s" % n.root, "enable", "nvmeofctl-rdma.service"],  # offline root: no daemon-reload
+        ["systemctl", "--root=%s" % n.root, "enable", "--no-reload", "nvmeofctl-rdma.service"],  # offline root: no daemon-reload
         ["rdma", "-j", "link", "show"],
     ]
     assert (n.cfg / "rdma_cm" / "rxe_eth1" / "ports" / "1" / "default_roce_mode").read_text() == "RoCE v2"
@@ -199,4 +199,4 @@ def test_persistence_written_once_unit_and_script(node_factory, monkeypatch, cap
     res = run(monkeypatch, capsys, n.params())
     assert res["changed"] is False
     assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (script, unit)] == stamp
-    assert [c[2:] for c in n.cmds if c[0] == "systemctl"] == [["enable", "nvmeofctl-rdma.service"]]  # once
+    assert [c[2:] for c in n.cmds if c[0] == "systemctl"] == [["enable", "--no-reload", "nvmeofctl-rdma.service"]]  # once

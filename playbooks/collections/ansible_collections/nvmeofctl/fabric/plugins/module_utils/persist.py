@@ -161,7 +161,7 @@ def plan(files, unit_dir=None, unit_name=None, fs=LOCAL):
     """
     changes, states = [], []
     unit_path = os.path.join(unit_dir, unit_name) if unit_name else None
-    unit_changed = False
+    unit_changed = reload = False
     for path, content, mode, detail in files:
         st = fs.state(path, content, mode)
         states.append((path, st))
@@ -170,7 +170,11 @@ def plan(files, unit_dir=None, unit_name=None, fs=LOCAL):
         text = "mode %04o" % mode + ("; %s" % detail if detail else "")
         if path == unit_path:
             unit_changed = True
-            text += "; systemctl daemon-reload"
+            # systemd loads a NEW unit file when it is first referenced; one it may hold loaded
+            # needs a daemon-reload (each costs seconds on a slow host: only when needed)
+            reload = st == "outdated"
+            if reload:
+                text += "; systemctl daemon-reload"
         changes.append(_file_change(path, st, text, {"op": "write", "path": path, "content": content,
                                                      "mode": mode}))
     if not unit_name:
@@ -181,7 +185,7 @@ def plan(files, unit_dir=None, unit_name=None, fs=LOCAL):
                               "unit new or changed" if unit_changed else "not enabled",
                               kind="persist", key=[unit_name],
                               op={"op": "enable", "unit": unit_name, "unit_path": unit_path,
-                                  "wants": wants, "reload": unit_changed}))
+                                  "wants": wants, "reload": reload}))
     return changes, states
 
 
@@ -213,7 +217,7 @@ def apply(changes, systemctl=None):
             if op.get("op") == "write":
                 write_atomic(op["path"], op["content"], op["mode"])
             elif op.get("op") == "disable":
-                err = systemctl("disable", op["unit"]) if systemctl else None
+                err = systemctl("disable", "--no-reload", op["unit"]) if systemctl else None
                 if err:
                     failures.append(err)
                     continue
@@ -235,7 +239,9 @@ def apply(changes, systemctl=None):
         if systemctl:
             if op["reload"]:
                 err = systemctl("daemon-reload")
-            err = err or systemctl("enable", op["unit"])
+            # --no-reload: the wants link is what boot needs; a reload, when one is needed, ran
+            # just before (a new unit needs none)
+            err = err or systemctl("enable", "--no-reload", op["unit"])
         if err is None and not os.path.lexists(op["wants"]):
             try:
                 os.makedirs(os.path.dirname(op["wants"]), exist_ok=True)
