@@ -14,13 +14,16 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from nvmeofctl.cli import gcpause
+
 
 def bind(namespace: dict[str, Any], table: Mapping[str, str], *names: str) -> None:
     """Import ``names`` (all of ``table`` when none are given) into ``namespace`` unless they
     are there already."""
-    for name in names or tuple(table):
-        if name not in namespace:
-            namespace[name] = getattr(importlib.import_module(table[name]), name)
+    with gcpause.paused():  # what these imports make lives until exit (cli.gcpause)
+        for name in names or tuple(table):
+            if name not in namespace:
+                namespace[name] = getattr(importlib.import_module(table[name]), name)
 
 
 def lazy_names(namespace: dict[str, Any], table: Mapping[str, str]) -> Callable[[str], Any]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-import traceback
-from typing import Optional
+from nvmeofctl.cli import gcpause
 
-import typer
+with gcpause.paused():  # start-up: what these imports make is kept until exit (cli.gcpause)
+    import sys
+    import traceback
+    from typing import Optional
 
-from nvmeofctl import __version__
-from nvmeofctl.cli import lab as lab_cli
-from nvmeofctl.cli import spec as spec_cli
-from nvmeofctl.cli.context import GLOBALS, stderr_console
-from nvmeofctl.errors import NvmeofctlError
-from nvmeofctl.exitcodes import ExitCode
+    import typer
+
+    from nvmeofctl import __version__
+    from nvmeofctl.cli import lab as lab_cli
+    from nvmeofctl.cli import spec as spec_cli
+    from nvmeofctl.cli.context import GLOBALS, stderr_console
+    from nvmeofctl.errors import NvmeofctlError
+    from nvmeofctl.exitcodes import ExitCode
 
 app = typer.Typer(
     name="nvmeofctl",
@@ -42,6 +45,7 @@ def main(
     ),
 ) -> None:
     GLOBALS.verbose = verbose
+    gcpause.resume()  # the command starts: start-up is over (run() paused the collector)
 
 
 app.add_typer(spec_cli.app, name="spec")
@@ -100,6 +104,7 @@ def exit_code_for_exception(exc: BaseException) -> int:
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the app; returns 0 on success, else exits with the code
     (exitcodes.py)."""
+    gcpause.pause()  # while typer builds and parses; the root callback resumes it (cli.gcpause)
     try:
         rc = app(args=argv, standalone_mode=False)  # click hands back a typer.Exit's code
     except SystemExit:
@@ -110,6 +115,8 @@ def run(argv: list[str] | None = None) -> int:
         rc = rc if isinstance(rc, int) else ExitCode.OK
         if rc == ExitCode.INTERRUPTED:
             stderr_console().print("interrupted", markup=False)
+    finally:
+        gcpause.resume()  # no command ran (--help, a usage error): still paused
     if rc != ExitCode.OK:
         sys.exit(int(rc))
     return ExitCode.OK

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +130,8 @@ def schema() -> None:
 
     Example: nvmeofctl spec schema > cluster.schema.json
     """
+    import json
+
     bind(globals(), _LAZY, "ClusterSpec")
     doc = ClusterSpec.model_json_schema()
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"

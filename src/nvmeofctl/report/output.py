@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from typing import Any
@@ -21,6 +20,8 @@ class OutputFormat(str, Enum):
 
 
 def to_json(payload: dict[str, Any]) -> str:
+    import json  # here, not at the top: `--help` does not need it (issue #9)
+
     return json.dumps({"schema_version": SCHEMA_VERSION, **payload}, indent=2, sort_keys=False, default=str)
 
 
