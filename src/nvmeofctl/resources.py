@@ -66,7 +66,7 @@ def _module_utils_package():
 def load_module_utils(name: str):
     """The collection's ``module_utils/<name>.py``, imported from the module_utils package.
 
-    The planner and the nvme-cli wrapper share the modules' own parsers and diff logic this way,
+    The planner and health share the modules' own parsers and diff logic this way,
     so plan and apply cannot disagree.
     """
     import importlib

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from nvmeofctl.plan import kmods
-from nvmeofctl.remote.nvme_cli import parse_version
 from nvmeofctl.remote.ssh import REFUSED_KINDS
 
 
@@ -27,6 +27,26 @@ def _uses_dhchap(spec, host) -> bool:
 
 # nvme-cli learned --dhchap-secret/--dhchap-ctrl-secret in 2.0 and `-o json` for connect in 2.0
 MIN_NVME_CLI = (2, 0)
+
+
+@dataclass(frozen=True)
+class NvmeVersion:
+    nvme: str
+    libnvme: str | None = None
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        m = re.match(r"(\d+)\.(\d+)", self.nvme)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def parse_version(text: str) -> NvmeVersion:
+    """``nvme version`` (2.x prints a libnvme line; 3.x merged libnvme into nvme-cli)."""
+    m = re.search(r"nvme version\s+v?([0-9][^\s(]*)", text or "")
+    if not m:
+        raise ValueError(f"unrecognised nvme version output: {(text or '').strip()[:80]!r}")
+    lib = re.search(r"libnvme version\s+v?([0-9][^\s(]*)", text)
+    return NvmeVersion(nvme=m.group(1), libnvme=lib.group(1) if lib else None)
 
 
 def _nvme_cli_problems(version_line: str, dhchap: bool) -> list[str]:

@@ -200,7 +200,7 @@ def test_hostnqn_cloned_from_image_is_fixed(tmp_path, monkeypatch, capsys):
     n.log = tmp_path / "log"
     fakesys.install_fakes(tmp_path / "bin", monkeypatch, n, log=n.log)
     res, _ = run(monkeypatch, capsys, n.params(persist=False))
-    assert ("file:%s/nvme/hostnqn" % n.etc, "update") in pairs(res["changes"])
+    assert ("file %s/nvme/hostnqn" % n.etc, "update") in pairs(res["changes"])
     assert (n.etc / "nvme/hostnqn").read_text() == fakesys.HOSTNQN + "\n"
     assert (n.etc / "nvme/hostid").read_text() == fakesys.HOSTID + "\n"
 

@@ -236,8 +236,8 @@ def test_diff_hostnqn_change_is_disruptive_and_reconnects_managed_paths(tmp_path
     ch = nh.diff(desired(conn(dhchap_secret=SECRET), conn(transport="tcp"), hostnqn=new_nqn, hostid=new_id),
                  node.read(nh))
     acts = _actions(ch)
-    assert ("update", "file:/etc/nvme/hostnqn", True) in acts
-    assert ("update", "file:/etc/nvme/hostid", True) in acts
+    assert ("update", "file /etc/nvme/hostnqn", True) in acts
+    assert ("update", "file /etc/nvme/hostid", True) in acts
     assert [a for a in acts if a[0] == "reconnect"] == [
         ("reconnect", "connection:rdma://192.168.100.1:4420/" + NQN, True),
         ("reconnect", "connection:tcp://192.168.100.1:4420/" + NQN, True)]
@@ -247,7 +247,7 @@ def test_diff_hostnqn_change_is_disruptive_and_reconnects_managed_paths(tmp_path
 def test_diff_hostnqn_file_change_without_connections_is_not_disruptive(tmp_path):
     node = FakeNode(tmp_path, hostnqn="nqn.2014-08.org.nvmexpress:uuid:cloned-from-image", hostid=None)
     ch = nh.diff(desired(), node.read(nh))
-    assert _actions(ch) == [("update", "file:/etc/nvme/hostnqn", False), ("update", "file:/etc/nvme/hostid", False)]
+    assert _actions(ch) == [("update", "file /etc/nvme/hostnqn", False), ("update", "file /etc/nvme/hostid", False)]
 
 
 def test_diff_identity_conflict_with_an_unmanaged_controller(tmp_path):

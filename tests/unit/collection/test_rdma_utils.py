@@ -176,3 +176,13 @@ def test_merge_into_leads_with_the_link_and_diffs_only_in_diff_mode(diff):
         assert kw2["diff"]["after"] == "netdev eth1: mtu 9000\n"
     else:
         assert "diff" not in kw and "diff" not in kw2
+
+
+@pytest.mark.parametrize("mtu,ok", [(575, False), (576, True), (9000, True), (9216, True), (9217, False)])
+def test_the_module_takes_the_mtus_the_spec_takes(mtu, ok):
+    """One range (validators.mtu_problem): what `spec validate` accepts, rdma_link sets."""
+    if ok:
+        assert rdma.normalize({"interface": "eth1", "mtu": mtu})["mtu"] == mtu
+    else:
+        with pytest.raises(ValueError, match="outside 576..9216"):
+            rdma.normalize({"interface": "eth1", "mtu": mtu})

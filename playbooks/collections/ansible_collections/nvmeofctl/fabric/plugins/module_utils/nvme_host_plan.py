@@ -127,7 +127,7 @@ def plan(desired, observed, etc="/etc/nvme"):
         if d.get(attr) and observed.get(attr) != d[attr]:
             busy = sorted(present)
             add(_change(
-                "file:%s/%s" % (etc, attr), "update",
+                "file %s/%s" % (etc, attr), "update",
                 "%s -> %s" % (observed.get(attr) or "(absent)", d[attr]), bool(busy),
                 ("fabrics controllers %s are connected; the kernel pins hostnqn to hostid while "
                  "any controller uses them" % ", ".join(busy)) if busy else

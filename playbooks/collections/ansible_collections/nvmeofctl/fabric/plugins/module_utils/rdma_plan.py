@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from . import persist
+from . import persist, validators
 from .change import change as _new_change
 from .rdma_observe import (
     CONFIGFS_ROOT, LIB_DIR, ROCE_MODES, SCRIPT_NAME, UNIT_DIR, UNIT_NAME, _DEVNAME_RE, _IFNAME_RE,
@@ -31,8 +31,9 @@ def normalize(opts):
     mtu = opts.get("mtu")
     if mtu is not None:
         mtu = int(mtu)
-        if not 576 <= mtu <= 9216:
-            raise ValueError("mtu: 576..9216 expected, got %d" % mtu)
+        problem = validators.mtu_problem(mtu)  # the spec's rule too: one range
+        if problem:
+            raise ValueError("mtu: %s" % problem)
     soft = bool(opts.get("soft_roce"))
     dev = (opts.get("rdma_device") or "").strip() or None
     if dev is not None and (not _DEVNAME_RE.fullmatch(dev) or dev.startswith("-")):
