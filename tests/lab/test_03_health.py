@@ -68,9 +68,18 @@ def reapply(lab) -> None:
 
 
 @pytest.fixture(scope="module")
-def healthy(lab):
+def converged(lab):
     reapply(lab)  # whatever test_02 left, converge to the lab spec
     return wait_healthy(lab)
+
+
+@pytest.fixture
+def healthy(converged, healthy_lab):
+    """The converged lab's health, guarded per test (conftest.healthy_lab): a fault the lab does
+    not recover from (seen once: gpu2's rxe reconnect stuck in nvme_rdma_alloc_queue after the
+    link flap) fails that test and is undone by restoring the `provisioned` checkpoint, instead
+    of failing every later test of this file."""
+    return converged
 
 
 def test_provisioned_lab_is_healthy(healthy):
