@@ -366,12 +366,7 @@ def simulate(observed, desired, changes):
                     rec[a] = want[a]
             rec["enable"] = True
         elif kind == "allowed_host":
-            lst = st["subsystems"][key[0]]["allowed_hosts"]
-            if action == "create":
-                lst.append(key[1])
-            elif key[1] in lst:
-                lst.remove(key[1])
-            lst.sort()
+            _link(st["subsystems"][key[0]]["allowed_hosts"], key[1], action == "create")
         elif kind == "port":
             if action == "delete":
                 st["ports"].pop(key[0], None)
@@ -381,13 +376,17 @@ def simulate(observed, desired, changes):
             for a in ("trtype", "adrfam", "traddr", "trsvcid"):
                 rec[a] = want[a]
         elif kind == "port_link":
-            lst = st["ports"][key[0]]["subsystems"]
-            if action == "create":
-                lst.append(key[1])
-            elif key[1] in lst:
-                lst.remove(key[1])
-            lst.sort()
+            _link(st["ports"][key[0]]["subsystems"], key[1], action == "create")
     return _sorted_tree(st)
+
+
+def _link(names, name, present):
+    """A symlink folder (allowed_hosts, a port's subsystems) as a sorted list: ``name`` in or out."""
+    if present and name not in names:
+        names.append(name)
+    elif not present and name in names:
+        names.remove(name)
+    names.sort()
 
 
 def _onoff(v):

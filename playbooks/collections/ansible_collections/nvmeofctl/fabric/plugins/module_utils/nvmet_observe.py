@@ -31,6 +31,15 @@ def _read(path):
 _ls = list_dir
 
 
+def _read_attrs(d, attrs, rec, setter):
+    """``rec`` with ``setter(rec, name, raw)`` for each (file, name) of ``attrs`` readable in ``d``."""
+    for fname, name in attrs:
+        raw = _read(os.path.join(d, fname))
+        if raw is not None:
+            setter(rec, name, raw)
+    return rec
+
+
 def read_tree(root=CONFIGFS_ROOT):
     """Observed nvmet state read from configfs (or a fake tree of plain files and symlinks)."""
     tree = empty_tree()
@@ -49,23 +58,13 @@ def read_tree(root=CONFIGFS_ROOT):
         d = os.path.join(subs_dir, nqn)
         if not os.path.isdir(d) or os.path.islink(d):
             continue
-        rec = _subsys_record()
-        for fname, name in _SUBSYS_ATTRS.items():
-            raw = _read(os.path.join(d, fname))
-            if raw is not None:
-                _set_subsys_attr(rec, name, raw)
+        rec = _read_attrs(d, _SUBSYS_ATTRS.items(), _subsys_record(), _set_subsys_attr)
         rec["allowed_hosts"] = _ls(os.path.join(d, "allowed_hosts"))
         ns_dir = os.path.join(d, "namespaces")
         for nsid in _ls(ns_dir):
             nd = os.path.join(ns_dir, nsid)
-            if not os.path.isdir(nd):
-                continue
-            ns = _ns_record()
-            for a in _NS_ATTRS:
-                raw = _read(os.path.join(nd, a))
-                if raw is not None:
-                    _set_ns_attr(ns, a, raw)
-            rec["namespaces"][nsid] = ns
+            if os.path.isdir(nd):
+                rec["namespaces"][nsid] = _read_attrs(nd, ((a, a) for a in _NS_ATTRS), _ns_record(), _set_ns_attr)
         tree["subsystems"][nqn] = rec
     ports_dir = os.path.join(root, "ports")
     for pid in _ls(ports_dir):
