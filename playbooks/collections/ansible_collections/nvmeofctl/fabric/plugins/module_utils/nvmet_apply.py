@@ -245,6 +245,12 @@ def _link_port(fs, pid, nqn, deadline):
             time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
 
 
+def _unlink_all(fs, *folder):
+    """Remove every symlink in a configfs folder (allowed_hosts, a port's subsystems)."""
+    for name in fs.listdir(*folder):
+        fs.unlink(*(folder + (name,)))
+
+
 def _apply_one(fs, desired, c, deadline):
     kind, key, action = c["kind"], c["key"], c["action"]
     attrs = c.get("attrs") or []
@@ -273,8 +279,7 @@ def _apply_one(fs, desired, c, deadline):
             for pid in fs.listdir("ports"):
                 if fs.exists("ports", pid, "subsystems", nqn):
                     fs.unlink("ports", pid, "subsystems", nqn)
-            for hn in fs.listdir("subsystems", nqn, "allowed_hosts"):
-                fs.unlink("subsystems", nqn, "allowed_hosts", hn)
+            _unlink_all(fs, "subsystems", nqn, "allowed_hosts")
             for nsid in fs.listdir("subsystems", nqn, "namespaces"):
                 fs.rmdir("subsystems", nqn, "namespaces", nsid)
             fs.rmdir("subsystems", nqn)
@@ -328,8 +333,7 @@ def _apply_one(fs, desired, c, deadline):
     elif kind == "port":
         pid = key[0]
         if action == "delete":
-            for sn in fs.listdir("ports", pid, "subsystems"):
-                fs.unlink("ports", pid, "subsystems", sn)
+            _unlink_all(fs, "ports", pid, "subsystems")
             fs.rmdir("ports", pid)
             return
         want = desired["ports"][pid]
