@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from nvmeofctl.plan.selection import Selection, select_hosts, worst
     from nvmeofctl.run.inventory import build_inventory
     from nvmeofctl.run.records import record_apply
+    from nvmeofctl.run.rundir import sweep_stale_run_dirs
     from nvmeofctl.run.runner import RunResult, run_playbook
     from nvmeofctl.spec import load_spec
 
@@ -48,12 +49,14 @@ _LAZY = {
     "record_apply": "nvmeofctl.run.records",
     "run_playbook": "nvmeofctl.run.runner",
     "RunResult": "nvmeofctl.run.runner",
+    "sweep_stale_run_dirs": "nvmeofctl.run.rundir",
     "load_spec": "nvmeofctl.spec",
 }
 __getattr__ = lazy_names(globals(), _LAZY)
 # what `plan` needs: everything but ansible-runner and the Ansible inventory
 _PLAN_NAMES = tuple(n for n in _LAZY if n not in ("Table", "host_vars", "order_for", "build_inventory",
-                                                  "record_apply", "run_playbook", "RunResult"))
+                                                  "record_apply", "run_playbook", "RunResult",
+                                                  "sweep_stale_run_dirs"))
 
 FileOpt = typer.Option(..., "--file", "-f", help="Cluster spec (YAML).", exists=False)
 OutputOpt = output_option()
@@ -228,6 +231,8 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
     names = parse_limit(limit, [h.name for h in spec.hosts])
     say = progress_printer()
+    for gone in sweep_stale_run_dirs():  # a killed run's inventory (keys): not left for later
+        say(f"removed {gone.name}, left by a run that was killed")
     observed, selection = _read_hosts(spec, names, say, strict)
     rec["selection"] = selection
     plan = make_plan(spec, observed)

@@ -232,6 +232,17 @@ def remove_stale_run_dirs(
     return removed
 
 
+def sweep_stale_run_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """``remove_stale_run_dirs`` on this user's runs folder, when it exists. Every ``apply`` calls
+    it first: a converged apply runs no playbook (and so makes no run directory), yet the
+    directory a killed run left, with the keys of its inventory, must not wait for the next run
+    that does."""
+    parent = runs_parent(environ)
+    if not parent.is_dir():
+        return []
+    return remove_stale_run_dirs(parent)
+
+
 class _SignalCleanup:
     """While installed, SIGHUP/SIGTERM/SIGINT first remove `path`, then end the process as the
     signal would have: a Python handler that was there before runs next; otherwise SIGINT raises

@@ -316,3 +316,34 @@ def test_apply_forks_reach_ansible_and_zero_is_a_usage_error(real_lab, monkeypat
     assert rc == 130 and seen["forks"] == 64, err
     rc, _, err = nvmeofctl(capsys, ["apply", "-f", str(real_lab), "--forks", "0"])
     assert rc == 2 and "--forks" in err
+
+
+def test_every_apply_first_removes_a_killed_runs_directory(real_lab, tmp_path, monkeypatch, capsys):
+    """A run killed with SIGKILL leaves its run directory (its inventory holds keys). A converged
+    apply runs no playbook, so apply removes such directories first, whether a playbook runs or
+    not: here the apply is refused (7) before any playbook."""
+    import json as _json
+    import socket
+
+    from nvmeofctl.run.rundir import OWNER_FILE, runs_parent
+
+    monkeypatch.setenv("NVMEOFCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    parent = runs_parent()
+    parent.mkdir(parents=True, mode=0o700)
+    dead = parent / "run-killed"
+    dead.mkdir(mode=0o700)
+    (dead / "inventory").mkdir()
+    (dead / "inventory" / "hosts.yml").write_text("secret: DHHC-1:00:x:\n")
+    # a process that is gone: no /proc/<pid> for this pid on this host
+    (dead / OWNER_FILE).write_text(_json.dumps({"pid": 2**22 - 3, "start": "1", "boot": None,
+                                               "host": socket.gethostname()}))
+    alive = parent / "run-alive"  # this very process: never removed
+    alive.mkdir(mode=0o700)
+    from nvmeofctl.run.rundir import current_owner
+    from dataclasses import asdict
+    (alive / OWNER_FILE).write_text(_json.dumps(asdict(current_owner())))
+    rc, out, err = nvmeofctl(capsys, ["apply", "-f", str(real_lab)])
+    assert rc == 7, err
+    assert not dead.exists() and alive.exists()
+    assert "removed run-killed, left by a run that was killed" in err
