@@ -226,7 +226,8 @@ class FabricSpec(_Model):
 
 
 class SshSpec(_Model):
-    address: Annotated[str, AfterValidator(_check_address)] = Field(description="IPv4/IPv6 address or DNS name")
+    address: Annotated[str, AfterValidator(_check_address)] = Field(
+        description="IPv4/IPv6 address or DNS name", examples=["10.0.0.21", "gpu-a01.example.net"])
     port: int = Field(22, ge=1, le=65535)
     user: Annotated[str, AfterValidator(_check_user)] = "root"
     key: Path | None = Field(None, description="private key; relative to the spec file's folder")
@@ -243,14 +244,20 @@ class SshSpec(_Model):
 
 
 class HostFabricSpec(_Model):
-    interface: Annotated[str, AfterValidator(_check_ifname)]
-    ips: list[IPv4Address] = Field(min_length=1)
-    rdma_device: Annotated[str, AfterValidator(_check_ifname)] | None = None
+    interface: Annotated[str, AfterValidator(_check_ifname)] = Field(
+        description="the fabric network interface (RoCE v2 NIC port, or the NIC Soft-RoCE runs on)",
+        examples=["eth1", "ens1f0np0"])
+    ips: list[IPv4Address] = Field(min_length=1, description="its fabric IPv4 addresses (targets listen on each)",
+                                   examples=[["192.168.100.11"]])
+    rdma_device: Annotated[str, AfterValidator(_check_ifname)] | None = Field(
+        None, description="the RDMA device on that interface (default: the one bound to it, or Soft-RoCE's)",
+        examples=["mlx5_0"])
 
 
 class HostSpec(_Model):
-    name: HostName
-    role: Literal["target", "gpu_node"]
+    name: HostName = Field(description="host name, unique in the spec", examples=["stor1", "gpu-a01"])
+    role: Literal["target", "gpu_node"] = Field(
+        description="target: exports namespaces (nvmet); gpu_node: connects to them (nvme-cli)")
     ssh: SshSpec
     fabric: HostFabricSpec
     host_nqn: Nqn | None = Field(None, description="GPU nodes: generated when absent")
@@ -326,13 +333,14 @@ class DhchapSpec(_Model):
 
 
 class BackingSpec(_Model):
-    device: BackingPath | None = Field(None, description="block device, e.g. /dev/nvme0n1 or /dev/disk/by-id/...")
+    device: BackingPath | None = Field(None, description="block device, e.g. /dev/nvme0n1 or /dev/disk/by-id/...",
+                                       examples=["/dev/disk/by-id/nvme-SAMSUNG_MZQL23T8HCLS-00A07_S64HNE0R000001"])
     file: BackingPath | None = Field(
         None, description="file on the target that nvmet serves (created at size by nvmeofctl; an existing "
                           "file nvmeofctl did not create is refused)")
     size: Size | None = Field(
-        None, description="bytes, or 512M / 10G / 256MiB / 1GiB (binary), 500GB (decimal); file only; at most 1 PiB"
-    )
+        None, description="bytes, or 512M / 10G / 256MiB / 1GiB (binary), 500GB (decimal); file only; at most 1 PiB",
+        examples=["256MiB", "2TiB"])
     signature: Annotated[str, AfterValidator(_check_signature)] | None = Field(
         None, description="device only: the filesystem/RAID signature (blkid TYPE) the device is known to hold; "
                           "the target refuses to export a device holding any signature not named here"
@@ -368,12 +376,14 @@ class NamespaceSpec(_Model):
 
 
 class SubsystemSpec(_Model):
-    nqn: Nqn
-    target: str
+    nqn: Nqn = Field(description="the subsystem's NVMe Qualified Name",
+                     examples=["nqn.2024-01.io.example.storage:train"])
+    target: str = Field(description="name of the target host that exports it", examples=["stor1"])
     serial: Annotated[str, BeforeValidator(_check_serial), AfterValidator(_check_serial_text)] | None = Field(
         None, description="derived from the NQN when absent"
     )
-    allowed_gpu_nodes: list[str] = Field(min_length=1, description="never allow-any-host")
+    allowed_gpu_nodes: list[str] = Field(min_length=1, description="GPU node names that may connect (never allow-any-host)",
+                                         examples=[["gpu1", "gpu2"]])
     dhchap: dict[str, DhchapSpec] = Field(default_factory=dict, description="per GPU node name")
     namespaces: list[NamespaceSpec] = Field(min_length=1)
 
@@ -418,7 +428,7 @@ def _empty_list() -> list[Any]:
 
 
 class ClusterSpec(_Model):
-    name: Name = Field(description="cluster name; seeds generated host NQNs / IDs / UUIDs")
+    name: Name = Field(description="cluster name; seeds generated host NQNs / IDs / UUIDs", examples=["train-a"])
     fabric: FabricSpec = Field(default_factory=FabricSpec)
     hosts: list[HostSpec] = Field(min_length=1)
     subsystems: list[SubsystemSpec] = Field(default_factory=_empty_list)
