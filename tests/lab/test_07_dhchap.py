@@ -150,8 +150,12 @@ def test_key_rotation_reauthenticates_in_place_under_a_running_reader(healthy_la
         by_host = {h["host"]: h["changes"] for h in plan["hosts"]}
         # the key is gpu1's on tgt1 (configfs hosts/<nqn>/dhchap_key), so both its paths to tgt1
         # (train and ckpt) re-authenticate, in place
-        assert sorted((c["object"].rsplit(":", 1)[1], c["action"], c["disruptive"]) for c in by_host["gpu1"]) == [
+        paths = [c for c in by_host["gpu1"] if not c["object"].startswith("file ")]
+        assert sorted((c["object"].rsplit(":", 1)[1], c["action"], c["disruptive"]) for c in paths) == [
             ("ckpt", "rekey", False), ("train", "rekey", False)], by_host["gpu1"]
+        # and the boot-time connections file, which holds the key, is rewritten (the plan covers it)
+        assert [(c["object"], c["action"], c["disruptive"]) for c in by_host["gpu1"] if c not in paths] == [
+            ("file /etc/nvmeofctl/connections.json", "update", False)], by_host["gpu1"]
         tgt = [c for c in by_host["tgt1"] if c["action"] == "update"]
         assert tgt and not any(c["disruptive"] for c in tgt), tgt
         assert plan["disruptive"] == 0
