@@ -16,6 +16,7 @@ never a guess).
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -25,11 +26,12 @@ from nvmeofctl.resources import load_module_utils
 # The interpreter the inventory gives Ansible (run/inventory.py): the nvmet unit runs the boot
 # program with the interpreter its module ran under.
 HOST_PYTHON = "/usr/bin/python3"
-# the modules' defaults (the playbook does not set these options)
-STATE_DIR = "/etc/nvmeofctl"
-LIB_DIR = "/usr/local/lib/nvmeofctl"
-UNIT_DIR = "/etc/systemd/system"
-NVMET_MANAGED = STATE_DIR + "/nvmet-managed.json"
+
+
+def _dirs() -> tuple[str, str, str]:
+    """(state, lib, unit) folders: the modules' defaults (the playbook does not set them)."""
+    nvmet, persist = load_module_utils("nvmet"), load_module_utils("persist")
+    return nvmet.STATE_DIR, persist.LIB_DIR, persist.UNIT_DIR
 
 
 @cache
@@ -41,7 +43,8 @@ def program() -> bytes:
 def rdma_changes(rdma_opts: dict, device: str | None, fs) -> list[dict]:
     """The RDMA link's boot script and unit (``rdma_link`` with ``persist`` true, its default)."""
     rdma = load_module_utils("rdma")
-    changes, _states = rdma.persist_changes(rdma.normalize(rdma_opts), device, LIB_DIR, UNIT_DIR, fs=fs)
+    _state, lib, unit = _dirs()
+    changes, _states = rdma.persist_changes(rdma.normalize(rdma_opts), device, lib, unit, fs=fs)
     return changes
 
 
@@ -49,44 +52,50 @@ def nvmet_changes(want: dict, observed: dict, raw: list[dict], managed: dict, fs
     """nvmet-managed.json after the diff's ``raw`` changes, then nvmet.json, the boot program and
     the unit, in the order ``nvmet_target`` makes them."""
     nvmet = load_module_utils("nvmet")
+    state, lib, unit = _dirs()
     new_managed = nvmet.managed_after(want, observed, raw, managed)
-    _path, _text, _state, record = nvmet.managed_change(STATE_DIR, new_managed, fs)
-    changes, _states = nvmet.persist_changes(want, HOST_PYTHON, program(), STATE_DIR, LIB_DIR, UNIT_DIR, fs=fs)
+    _path, _text, _state, record = nvmet.managed_change(state, new_managed, fs)
+    changes, _states = nvmet.persist_changes(want, HOST_PYTHON, program(), state, lib, unit, fs=fs)
     return ([record] if record else []) + changes
 
 
 def nvme_host_changes(want: dict, fs) -> list[dict]:
     """initiator-managed.json, the boot program, connections.json and the unit."""
     nh = load_module_utils("nvme_host")
-    return nh.file_changes(want, program(), STATE_DIR, LIB_DIR, UNIT_DIR, True, fs)
+    state, lib, unit = _dirs()
+    return nh.file_changes(want, program(), state, lib, unit, True, fs)
 
 
-def paths_to_read(spec, host) -> list[str]:
-    """Every path the persistence planning of ``host`` asks about."""
-    persist = load_module_utils("persist")
-    rec = persist.Recorder()
+def _desired(spec, host) -> dict:
+    """The host's normalized desired state, as the module normalizes it."""
+    if host.role == "target":
+        return load_module_utils("nvmet").normalize(desired_mod.nvmet_args(spec, host))
+    return load_module_utils("nvme_host").normalize_desired(desired_mod.nvme_host_args(spec, host))
+
+
+def _paths_asked(spec, host, want: dict) -> list[str]:
+    """Every path the persistence planning of ``host`` (desired ``want``) asks about."""
+    rec = load_module_utils("persist").Recorder()
     rdma_opts = desired_mod.rdma_args(spec, host)
     if rdma_opts:
         rdma_changes(rdma_opts, rdma_opts.get("rdma_device") or "rxe0", rec)  # the paths do not depend on it
     if host.role == "target":
-        nvmet = load_module_utils("nvmet")
-        want = nvmet.normalize(desired_mod.nvmet_args(spec, host))
-        nvmet_changes(want, nvmet.empty_tree(), [], {}, rec)
+        nvmet_changes(want, load_module_utils("nvmet").empty_tree(), [], {}, rec)
     else:
-        nh = load_module_utils("nvme_host")
-        nvme_host_changes(nh.normalize_desired(desired_mod.nvme_host_args(spec, host)), rec)
+        nvme_host_changes(want, rec)
     return sorted(rec.paths)
 
 
 def read_sections(spec, host) -> tuple[list[str], list[tuple[str, str]]]:
     """(paths, [(section, read-only shell command)]) to add to ``host``'s one read: the
     persistence files' digests and modes, and on targets the backing files' sizes."""
-    paths = paths_to_read(spec, host)
+    want = _desired(spec, host)
+    paths = _paths_asked(spec, host, want)
     sections = [("persist", load_module_utils("persist").state_command(paths))]
     if host.role == "target":
         nvmet = load_module_utils("nvmet")
-        want = nvmet.normalize(desired_mod.nvmet_args(spec, host))
-        sections.append(("nvmet-files", nvmet.files_command(want, NVMET_MANAGED)))
+        managed = os.path.join(nvmet.STATE_DIR, nvmet.MANAGED_NAME)
+        sections.append(("nvmet-files", nvmet.files_command(want, managed)))
     return paths, sections
 
 

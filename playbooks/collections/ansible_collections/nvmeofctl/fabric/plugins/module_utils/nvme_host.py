@@ -59,7 +59,7 @@ __all__ = [
     "_state_at", "_tmo", "_to_int", "auth_evidence", "classify", "conn_key", "connect",
     "connect_all", "connect_argv", "connections_config", "controller_state", "ctrl_key",
     "describe_desired", "describe_observed", "diff", "disconnect", "dump_command", "ensure_modules",
-    "expected_ctrl_loss_tmo", "fabrics_argv", "file_changes", "fabrics_options", "find_controllers", "key_label",
+    "expected_ctrl_loss_tmo", "fabrics_argv", "fabrics_options", "file_changes", "find_controllers", "key_label",
     "main", "managed_record", "normalize_desired", "parse_address", "parse_dump", "paths_for",
     "plan", "public_change", "public_controllers", "read_state", "redact", "rekey", "render", "run",
     "secret_digest", "set_iopolicy", "unit_text", "uptime",

@@ -51,9 +51,8 @@ import os
 import subprocess
 import time
 
-from .change import public as public_change
 from . import persist
-from .change import change
+from .change import public as public_change
 from .persist import BOOT_NAME, UNIT_DIR, unit_text
 from .nvmet_apply import ConfigFS, apply
 from .nvmet_diff import diff
@@ -199,10 +198,8 @@ def managed_change(state_dir, managed, fs=persist.LOCAL):
     state = fs.state(path, text, 0o644)
     if state == "current":
         return path, text, state, None
-    return path, text, state, change(
-        "file %s" % path, "create" if state == "absent" else "update",
-        "record the hosts, subsystems, ports and backing files nvmeofctl manages",
-        "missing" if state == "absent" else "content or mode differ", kind="persist", key=[path])
+    return path, text, state, persist.file_change(
+        path, state, "record the hosts, subsystems, ports and backing files nvmeofctl manages")
 
 
 # --------------------------------------------------------------------------------------------

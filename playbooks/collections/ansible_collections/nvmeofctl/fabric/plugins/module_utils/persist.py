@@ -146,10 +146,13 @@ def wants_path(unit_dir, unit_name):
     return os.path.join(unit_dir, WANTS, unit_name)
 
 
-def _file_change(path, state, detail, op):
+def file_change(path, state, detail, op=None):
+    """The change that writes ``path`` (``state``: "absent" or "outdated"), in the one shape of a
+    persistence file change; ``op``: what apply executes (None: the caller writes it)."""
+    extra = {"op": op} if op is not None else {}
     return change("file %s" % path, "create" if state == "absent" else "update", detail,
                   "missing" if state == "absent" else "content or mode differ",
-                  kind="persist", key=[path], op=op)
+                  kind="persist", key=[path], **extra)
 
 
 def plan(files, unit_dir=None, unit_name=None, fs=LOCAL):
@@ -175,8 +178,8 @@ def plan(files, unit_dir=None, unit_name=None, fs=LOCAL):
             reload = st == "outdated"
             if reload:
                 text += "; systemctl daemon-reload"
-        changes.append(_file_change(path, st, text, {"op": "write", "path": path, "content": content,
-                                                     "mode": mode}))
+        changes.append(file_change(path, st, text, {"op": "write", "path": path, "content": content,
+                                                    "mode": mode}))
     if not unit_name:
         return changes, states
     wants = wants_path(unit_dir, unit_name)
