@@ -37,6 +37,10 @@ def module_utils_dir() -> Path:
     return collections_dir() / "ansible_collections" / "nvmeofctl" / "fabric" / "plugins" / "module_utils"
 
 
+def plugin_utils_dir() -> Path:
+    return module_utils_dir().parent / "plugin_utils"
+
+
 MODULE_UTILS_PACKAGE = "nvmeofctl._module_utils"
 
 
@@ -73,3 +77,19 @@ def load_module_utils(name: str):
 
     _module_utils_package()
     return importlib.import_module(f"{MODULE_UTILS_PACKAGE}.{name}")
+
+
+@cache
+def load_plugin_utils(name: str):
+    """The collection's controller-side ``plugin_utils/<name>.py`` (self-contained: it imports
+    nothing from the collection), for instance ``host_files``: the renderer of the boot files'
+    templates that the modules' action plugins use."""
+    import importlib.util
+    import sys
+
+    qualified = f"nvmeofctl._plugin_utils_{name}"
+    spec = importlib.util.spec_from_file_location(qualified, plugin_utils_dir() / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = mod
+    spec.loader.exec_module(mod)
+    return mod

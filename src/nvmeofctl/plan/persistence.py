@@ -21,10 +21,10 @@ from functools import cache
 from typing import Any
 
 from nvmeofctl.plan import desired as desired_mod
-from nvmeofctl.resources import load_module_utils
+from nvmeofctl.resources import load_module_utils, load_plugin_utils
 
-# The interpreter the inventory gives Ansible (run/inventory.py): the nvmet unit runs the boot
-# program with the interpreter its module ran under.
+# The interpreter the inventory gives Ansible (run/inventory.py): the modules' action plugin
+# renders it into the boot units (the interpreter that runs the boot program at boot).
 HOST_PYTHON = "/usr/bin/python3"
 
 
@@ -34,6 +34,12 @@ def _dirs() -> tuple[str, str, str]:
     return nvmet.STATE_DIR, persist.LIB_DIR, persist.UNIT_DIR
 
 
+def texts(wanted: dict[str, dict]) -> dict[str, str]:
+    """The boot files' texts as the modules' action plugin renders them from the collection's
+    templates/ (plugin_utils/host_files.py): ``wanted`` is a module_utils ``template_vars``."""
+    return load_plugin_utils("host_files").render_all(wanted)
+
+
 @cache
 def program() -> bytes:
     """The boot program's bytes, built from the collection's module_utils as the modules build it."""
@@ -41,10 +47,13 @@ def program() -> bytes:
 
 
 def rdma_changes(rdma_opts: dict, device: str | None, fs) -> list[dict]:
-    """The RDMA link's boot script and unit (``rdma_link`` with ``persist`` true, its default)."""
+    """The RDMA link's boot script, device file and unit (``rdma_link`` with ``persist`` true,
+    its default)."""
     rdma = load_module_utils("rdma")
     _state, lib, unit = _dirs()
-    changes, _states = rdma.persist_changes(rdma.normalize(rdma_opts), device, lib, unit, fs=fs)
+    desired = rdma.normalize(rdma_opts)
+    rendered = texts(rdma.template_vars(desired, lib, rdma.CONFIGFS_ROOT))
+    changes, _states = rdma.persist_changes(desired, device, rendered, lib, unit, fs=fs)
     return changes
 
 
@@ -55,7 +64,8 @@ def nvmet_changes(want: dict, observed: dict, raw: list[dict], managed: dict, fs
     state, lib, unit = _dirs()
     new_managed = nvmet.managed_after(want, observed, raw, managed)
     _path, _text, _state, record = nvmet.managed_change(state, new_managed, fs)
-    changes, _states = nvmet.persist_changes(want, HOST_PYTHON, program(), state, lib, unit, fs=fs)
+    rendered = texts(nvmet.template_vars(HOST_PYTHON, state, lib))
+    changes, _states = nvmet.persist_changes(want, rendered, program(), state, lib, unit, fs=fs)
     return ([record] if record else []) + changes
 
 
@@ -63,7 +73,8 @@ def nvme_host_changes(want: dict, fs) -> list[dict]:
     """initiator-managed.json, the boot program, connections.json and the unit."""
     nh = load_module_utils("nvme_host")
     state, lib, unit = _dirs()
-    return nh.file_changes(want, program(), state, lib, unit, True, fs)
+    rendered = texts(nh.template_vars(HOST_PYTHON, state, lib))
+    return nh.file_changes(want, program(), rendered, state, lib, unit, True, fs)
 
 
 def _desired(spec, host) -> dict:

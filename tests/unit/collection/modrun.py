@@ -12,12 +12,18 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 
 from ansible.module_utils import basic  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.plugin_utils import host_files_calls  # noqa: E402
+
+TEST_PYTHON = "/usr/bin/python3"  # what the action plugin renders into the boot units here
 
 
 def run_module(module, monkeypatch, capsys, args: dict, check: bool = False, diff: bool = False) -> tuple[dict, str]:
-    """Run ``module.main()`` with ``args`` as Ansible would (``check``: --check, ``diff``: --diff);
-    returns (result JSON, raw stdout)."""
+    """Run ``module.main()`` with ``args`` as Ansible would (``check``: --check, ``diff``: --diff),
+    its action plugin included: ``host_files`` rendered from the collection's templates/ unless
+    ``args`` has it; returns (result JSON, raw stdout)."""
     args = dict(args)
+    if "host_files" not in args:
+        args["host_files"] = host_files_calls.host_files(module.__name__.rsplit(".", 1)[-1], args, TEST_PYTHON)
     if check:
         args["_ansible_check_mode"] = True
     if diff:

@@ -57,7 +57,8 @@ def test_nvmet_target_documents_exactly_its_argument_spec():
     from ansible_collections.nvmeofctl.fabric.plugins.module_utils.validators import DEFAULT_BACKING_PREFIXES
 
     doc = yaml.safe_load(nvmet_target.DOCUMENTATION)
-    spec = {k: v for k, v in nvmet_target.ARGUMENT_SPEC.items() if k != "rdma"}  # rdma: the doc fragment
+    spec = {k: v for k, v in nvmet_target.ARGUMENT_SPEC.items()
+            if k not in ("rdma", "host_files")}  # the doc fragments
     assert _doc_vs_argspec(doc["options"], spec) == []
     assert doc["options"]["backing_prefixes"]["default"] == list(DEFAULT_BACKING_PREFIXES)
     ns = doc["options"]["subsystems"]["suboptions"]["namespaces"]["suboptions"]
@@ -77,6 +78,27 @@ def test_rdma_fragment_documents_the_link_options_once_for_both_places():
     link = yaml.safe_load(ModuleDocFragment.LINK)["options"]
     assert nested == link
     assert _doc_vs_argspec(link, ARGUMENT_SPEC) == []
+
+
+def test_host_files_fragment_documents_the_option_the_modules_take():
+    """The `host_files` fragment matches persist.HOST_FILES_SPEC, names every template the
+    renderer knows, and all three modules use both."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+    from ansible_collections.nvmeofctl.fabric.plugins.doc_fragments.host_files import ModuleDocFragment
+    from ansible_collections.nvmeofctl.fabric.plugins.module_utils.persist import HOST_FILES_SPEC
+    from ansible_collections.nvmeofctl.fabric.plugins.plugin_utils.host_files import TEMPLATES
+
+    doc = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    assert _doc_vs_argspec(doc, {"host_files": HOST_FILES_SPEC}) == []
+    assert set(doc["host_files"]["suboptions"]) == set(TEMPLATES)
+    for key, name in TEMPLATES.items():
+        assert name in " ".join(doc["host_files"]["suboptions"][key]["description"])
+    for name in ("nvmet_target", "nvme_host", "rdma_link"):
+        text = (REPO / "playbooks/collections/ansible_collections/nvmeofctl/fabric/plugins/modules" / f"{name}.py").read_text()
+        assert "nvmeofctl.fabric.host_files" in text and "HOST_FILES_SPEC" in text, name
+        assert (REPO / "playbooks/collections/ansible_collections/nvmeofctl/fabric/plugins/action" / f"{name}.py").is_file()
 
 
 def test_safe_defaults_documented_and_in_the_argument_spec():

@@ -440,15 +440,6 @@ def test_run_missing_program():
 
 
 # --------------------------------------------------------------------------- files (test_fileio.py)
-def test_unit_text_orders_after_network_and_rdma():
-    u = nh.unit_text("/usr/local/lib/nvmeofctl", "/etc/nvmeofctl")
-    for line in ("After=network-online.target nvmeofctl-rdma.service", "Wants=network-online.target",
-                 "Type=oneshot", "RemainAfterExit=yes", "WantedBy=multi-user.target",
-                 "ExecStart=/usr/bin/python3 /usr/local/lib/nvmeofctl/nvmeofctl-boot.pyz nvme-host connect-all "
-                 "/etc/nvmeofctl/connections.json --retry-for 600", "TimeoutStartSec=900"):
-        assert line in u.splitlines()
-
-
 def test_connect_all_retries_until_the_target_answers(tmp_path, monkeypatch):
     node = FakeNode(tmp_path)
     fakesys.install_fakes(tmp_path / "bin", monkeypatch, node, mode="ok")

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "collection" / "target"))
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 import faketarget  # noqa: E402
-from modrun import run_module  # noqa: E402
+from modrun import TEST_PYTHON, run_module  # noqa: E402
 from faketarget import CTRL_KEY, HOSTNQN, KEY, SUBNQN  # noqa: E402
 
 from ansible.module_utils import basic  # noqa: E402
@@ -136,8 +136,8 @@ def test_persistence_written_once_and_unchanged_on_rerun(env, monkeypatch, capsy
     text = unit.read_text()
     assert "Type=oneshot" in text and "RemainAfterExit=yes" in text
     assert "After=nvmeofctl-rdma.service network-online.target local-fs.target" in text
-    assert "ExecStart=%s %s nvmet --config %s" % (
-        sys.executable, env["lib"] / "nvmeofctl-boot.pyz", env["state"] / "nvmet.json") in text
+    assert "ExecStart=%s %s nvmet --config %s" % (  # the interpreter the action plugin rendered in
+        TEST_PYTHON, env["lib"] / "nvmeofctl-boot.pyz", env["state"] / "nvmet.json") in text
     program = env["lib"] / "nvmeofctl-boot.pyz"
     assert program.read_bytes() == module.bootapp.build()
     assert os.listdir(env["lib"]) == ["nvmeofctl-boot.pyz"]
@@ -246,3 +246,12 @@ def test_the_copied_restore_program_of_earlier_versions_is_removed(env, monkeypa
     assert os.listdir(env["lib"]) == ["nvmeofctl-boot.pyz"]
     again, _ = run(monkeypatch, capsys, params(env))
     assert again["changed"] is False
+
+
+def test_without_its_unit_text_the_module_changes_nothing(env, monkeypatch, capsys):
+    """Called without the action plugin's host_files (persist on), the module fails before it
+    touches configfs, a backing file or a boot file."""
+    res, _ = run(monkeypatch, capsys, dict(params(env), host_files={}))
+    assert res["failed"] is True and "host_files.nvmet_unit not given" in res["msg"]
+    assert os.listdir(env["root"]) == [] and env["cmds"] == []
+    assert not env["data"].exists() and not env["state"].exists() and not env["lib"].exists()

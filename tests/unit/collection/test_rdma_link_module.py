@@ -121,8 +121,8 @@ def test_fresh_soft_roce_host_predict_apply_noop(node_factory, monkeypatch, caps
     assert res["changes"] == pred["changes"]
     assert [c["object"] for c in res["changes"]] == [
         "netdev eth1", "kernel modules", "rdma link rxe_eth1", "rdma_cm rxe_eth1 port 1",
-        "file %s" % (n.lib / "rdma-restore.sh"), "file %s" % (n.unit / "nvmeofctl-rdma.service"),
-        "systemd nvmeofctl-rdma.service"]
+        "file %s" % (n.lib / "rdma-restore.sh"), "file %s" % (n.lib / "rdma-device"),
+        "file %s" % (n.unit / "nvmeofctl-rdma.service"), "systemd nvmeofctl-rdma.service"]
     assert n.cmds == [
         ["rdma", "-j", "link", "show"],
         ["ip", "link", "set", "dev", "eth1", "mtu", "9000"],
@@ -195,8 +195,22 @@ def test_persistence_written_once_unit_and_script(node_factory, monkeypatch, cap
     assert "ExecStart=/bin/sh %s" % script in unit.read_text()
     assert "Before=nvmeofctl-nvmet.service nvmeofctl-connect.service" in unit.read_text()
     assert "sys-subsystem-net-devices-eth1.device" in unit.read_text()
-    stamp = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (script, unit)]
+    device = n.lib / "rdma-device"  # the device the module chose, which the script re-creates at boot
+    assert device.read_text() == "rxe_eth1\n" and oct(device.stat().st_mode & 0o777) == "0o644"
+    assert "DEVFILE=%s" % device in script.read_text()
+    stamp = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (script, unit, device)]
     res = run(monkeypatch, capsys, n.params())
     assert res["changed"] is False
-    assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (script, unit)] == stamp
+    assert [(p.stat().st_ino, p.stat().st_mtime_ns) for p in (script, unit, device)] == stamp
     assert [c[2:] for c in n.cmds if c[0] == "systemctl"] == [["enable", "--no-reload", "nvmeofctl-rdma.service"]]  # once
+
+
+def test_without_its_texts_the_module_changes_nothing(node_factory, monkeypatch, capsys):
+    """Called without the action plugin's host_files (persist on), the module fails before any
+    change: no MTU, no rxe, no file."""
+    n = node_factory()
+    res = run(monkeypatch, capsys, dict(n.params(), host_files=None))
+    assert res["failed"] is True
+    assert "host_files.rdma_script, host_files.rdma_unit not given" in res["msg"]
+    assert "nvmeofctl.fabric.rdma_link" in res["msg"]
+    assert n.cmds == [] and not n.lib.exists()

@@ -115,25 +115,6 @@ def test_plan_fails_for_a_missing_interface():
         rdma.plan(rdma.normalize({"interface": "eth7"}), {"mtu": None, "links": []})
 
 
-def test_restore_script_is_valid_sh_and_idempotent_by_construction():
-    desired = rdma.normalize({"interface": "eth1", "mtu": 9000, "soft_roce": True, "roce_tos": 106})
-    script = rdma.render_script(desired, "rxe_eth1", True)
-    subprocess.run(["sh", "-n"], input=script, text=True, check=True)
-    assert "[ -e \"/sys/class/infiniband/$DEV\" ] || rdma link add \"$DEV\" type rxe netdev \"$IF\"" in script
-    assert "ip link set dev \"$IF\" mtu 9000" in script and "'RoCE v2'" in script and "106" in script
-    hw = rdma.render_script(rdma.normalize({"interface": "ens1f0", "rdma_device": "mlx5_0"}), "mlx5_0", False)
-    subprocess.run(["sh", "-n"], input=hw, text=True, check=True)
-    assert "rdma link add" not in hw and "rdma_rxe" not in hw
-
-
-def test_unit_orders_before_nvmet_and_connect():
-    unit = rdma.render_unit("enp1s0-fab", "/usr/local/lib/nvmeofctl/rdma-restore.sh")
-    assert "Before=nvmeofctl-nvmet.service nvmeofctl-connect.service" in unit
-    assert "After=network-online.target sys-subsystem-net-devices-enp1s0\\x2dfab.device" in unit
-    assert "Type=oneshot" in unit and "RemainAfterExit=yes" in unit
-    assert rdma.systemd_escape("eth1") == "eth1"
-
-
 def test_normalize_rejects_bad_options():
     with pytest.raises(ValueError, match="roce_mode"):
         rdma.normalize({"interface": "eth1", "roce_mode": "RoCE v3"})

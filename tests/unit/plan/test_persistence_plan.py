@@ -42,6 +42,7 @@ def test_the_paths_read_cover_every_question_the_plan_asks(spec, name):
     assert ("create", "file /usr/local/lib/nvmeofctl/nvmeofctl-boot.pyz") in objects, objects
     # the RDMA link's boot script is read too (planned when the rdma dump is there: lab test)
     assert "/usr/local/lib/nvmeofctl/rdma-restore.sh" in paths, paths
+    assert "/usr/local/lib/nvmeofctl/rdma-device" in paths, paths  # the device the script re-creates
     assert [s for s, _ in sections] == (["persist", "nvmet-files"] if host.role == "target" else ["persist"])
     # a path the dump did not cover is a plan error, never a silent "no change"
     short = plan_host(spec, host, {"files": _empty_host(paths[1:])})
@@ -62,21 +63,22 @@ def test_files_written_as_the_module_writes_them_plan_nothing_and_drift_is_seen(
     want = nh.normalize_desired(persistence.desired_mod.nvme_host_args(spec, spec.host("gpu1")))
     dirs = [str(tmp_path / "state"), str(tmp_path / "lib"), str(tmp_path / "etc/systemd/system")]
     prog = persistence.program()
-    todo = nh.file_changes(want, prog, *dirs, True)
+    texts = persistence.texts(nh.template_vars(persistence.HOST_PYTHON, dirs[0], dirs[1]))  # as the action plugin
+    todo = nh.file_changes(want, prog, texts, *dirs, True)
     done, failures = persist.apply(todo)  # no systemctl: the wants link is made directly
     assert failures == [] and len(done) == len(todo)
     rec = persist.Recorder()
-    nh.file_changes(want, prog, *dirs, True, fs=rec)
+    nh.file_changes(want, prog, texts, *dirs, True, fs=rec)
 
     def read():
         out = subprocess.run(["bash", "-c", persist.state_command(sorted(rec.paths))], capture_output=True,
                              text=True, check=True).stdout
         return persist.parse_state(out, sorted(rec.paths))
 
-    assert nh.file_changes(want, prog, *dirs, True, fs=read()) == []
+    assert nh.file_changes(want, prog, texts, *dirs, True, fs=read()) == []
     unit = tmp_path / "etc/systemd/system/nvmeofctl-connect.service"
     unit.write_text(unit.read_text() + "# edited\n")
-    got = nh.file_changes(want, prog, *dirs, True, fs=read())
+    got = nh.file_changes(want, prog, texts, *dirs, True, fs=read())
     assert [(c["action"], c["object"]) for c in got] == [
         ("update", f"file {unit}"), ("update", "systemd nvmeofctl-connect.service")]
-    assert got == nh.file_changes(want, prog, *dirs, True)  # the module's own view agrees
+    assert got == nh.file_changes(want, prog, texts, *dirs, True)  # the module's own view agrees

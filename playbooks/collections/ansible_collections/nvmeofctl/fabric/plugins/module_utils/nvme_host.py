@@ -26,7 +26,7 @@ import sys
 import time
 
 from . import persist
-from .persist import BOOT_NAME, unit_text as _unit_text
+from .persist import BOOT_NAME
 from .nvme_host_ops import _state_at, connect, ensure_modules, find_controllers, run
 from .nvme_host_plan import _secrets_of, conn_key, key_label, normalize_desired, redact
 from .nvme_host_state import CONNECTIONS_FILE, paths_for, read_state
@@ -62,7 +62,7 @@ __all__ = [
     "expected_ctrl_loss_tmo", "fabrics_argv", "fabrics_options", "file_changes", "find_controllers", "key_label",
     "main", "managed_record", "normalize_desired", "parse_address", "parse_dump", "paths_for",
     "plan", "public_change", "public_controllers", "read_state", "redact", "rekey", "render", "run",
-    "secret_digest", "set_iopolicy", "unit_text", "uptime",
+    "secret_digest", "set_iopolicy", "template_vars", "uptime",
 ]
 
 
@@ -78,35 +78,35 @@ def connections_config(desired):
     return json.dumps(dict(normalize_desired(desired), version=1), sort_keys=True, indent=1) + "\n"
 
 
-def unit_text(lib_dir, state_dir, python="/usr/bin/python3", retry_for=600):
-    return _unit_text(
-        ["Managed by nvmeofctl: connects this node's NVMe-oF paths at boot and retries",
-         "until they are up (nvme-cli's nvmf-autoconnect is one-shot, nvme-cli #2800)."],
-        "nvmeofctl: connect NVMe-oF subsystems (with retry)",
-        "%s %s/%s nvme-host connect-all %s/%s --retry-for %d" % (python, lib_dir, BOOT_NAME, state_dir,
-                                                                 CONNECTIONS_FILE, retry_for),
-        after="network-online.target nvmeofctl-rdma.service", wants="network-online.target",
-        timeout=retry_for + 300)
+def template_vars(python, state_dir, lib_dir, retry_for=600):
+    """The values of the boot unit's template (``host_files`` key ``connect_unit``, the
+    collection's templates/nvmeofctl-connect.service.j2, rendered on the controller): the boot
+    program's ``nvme-host connect-all`` connects at boot and retries for ``retry_for`` seconds
+    (nvme-cli's nvmf-autoconnect is one-shot, nvme-cli #2800)."""
+    return {"connect_unit": {"python": python, "program_path": os.path.join(lib_dir, BOOT_NAME),
+                             "connections_path": os.path.join(state_dir, CONNECTIONS_FILE),
+                             "retry_for": int(retry_for)}}
 
 
 LEGACY_HELPER = "nvme_host.py"  # the boot-time helper earlier versions copied (removed on apply)
 NVMET_UNIT = "nvmeofctl-nvmet.service"  # a target's unit also runs the boot program
 
 
-def file_changes(desired, program, state_dir, lib_dir, unit_dir, persist_on=True, fs=persist.LOCAL):
+def file_changes(desired, program, texts, state_dir, lib_dir, unit_dir, persist_on=True, fs=persist.LOCAL):
     """Changes for the managed-connections record and the boot persistence (persist.py):
-    the boot program (``program``: bootapp.build()), connections.json (0600, secrets), the unit,
-    enabled; or, with ``persist_on`` false, their removal. ``fs``: the view of the host's files;
-    the module and the planner both call this."""
+    the boot program (``program``: bootapp.build()), connections.json (0600, secrets), the unit
+    (``texts``: the rendered ``host_files``), enabled; or, with ``persist_on`` false, their
+    removal. ``fs``: the view of the host's files; the module and the planner both call this."""
     changes, _states = persist.plan([(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
                                       "connections nvmeofctl manages here (removing one from the spec "
                                       "disconnects it)")], fs=fs)
     if persist_on:
+        persist.require_texts(texts, ("connect_unit",), "nvme_host")
         pchanges, _states = persist.plan([
             (os.path.join(lib_dir, BOOT_NAME), program, 0o644, "boot-time program (connect-all)"),
             (os.path.join(state_dir, CONNECTIONS_FILE), connections_config(desired), 0o600,
              "boot-time connections (holds DH-HMAC-CHAP secrets)"),
-            (os.path.join(unit_dir, UNIT_NAME), unit_text(lib_dir, state_dir), 0o644,
+            (os.path.join(unit_dir, UNIT_NAME), texts["connect_unit"], 0o644,
              "connect at boot and retry until the target is up (nvme-cli #2800)"),
         ], unit_dir, UNIT_NAME, fs=fs)
         # the helper earlier versions copied (now the boot program's `nvme-host` command)

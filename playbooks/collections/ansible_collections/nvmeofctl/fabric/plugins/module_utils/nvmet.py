@@ -53,7 +53,7 @@ import time
 
 from . import persist
 from .change import public as public_change
-from .persist import BOOT_NAME, UNIT_DIR, unit_text
+from .persist import BOOT_NAME, UNIT_DIR
 from .nvmet_apply import ConfigFS, apply
 from .nvmet_diff import diff
 from .nvmet_model import (
@@ -95,7 +95,7 @@ __all__ = [
     "load_json", "load_managed", "main", "managed_after", "managed_change", "managed_from",
     "managed_text", "missing_modules", "normalize", "ns_label", "obsolete_files", "parse_dump",
     "parse_files", "persist_changes", "persistence_files", "probe_file", "probe_files", "public_change",
-    "read_tree", "render", "render_unit", "sanitize", "secret_hash", "simulate",
+    "read_tree", "render", "sanitize", "secret_hash", "simulate", "template_vars",
 ]
 
 
@@ -149,26 +149,23 @@ def config_text(desired):
     return json.dumps({"version": 1, "desired": desired}, indent=2, sort_keys=True) + "\n"
 
 
-def render_unit(python, program_path, config_path):
-    """The unit running the boot program's ``nvmet`` command (bootapp.py) at boot."""
-    return unit_text(
-        ["Written by nvmeofctl (nvmeofctl.fabric.nvmet_target). Do not edit: the next apply",
-         "rewrites it. Re-applies %s to nvmet configfs at boot." % config_path],
-        "nvmeofctl: restore the NVMe-oF target (nvmet) configuration",
-        "%s %s nvmet --config %s" % (python, program_path, config_path),
-        after="nvmeofctl-rdma.service network-online.target local-fs.target sys-kernel-config.mount",
-        wants="network-online.target", timeout=300)
+def template_vars(python, state_dir=STATE_DIR, lib_dir=LIB_DIR):
+    """The values of the boot unit's template (``host_files`` key ``nvmet_unit``, the collection's
+    templates/nvmeofctl-nvmet.service.j2, rendered on the controller). ``python``: the host's
+    interpreter, which runs the boot program's ``nvmet`` command (bootapp.py) at boot."""
+    return {"nvmet_unit": {"python": python, "program_path": os.path.join(lib_dir, BOOT_NAME),
+                           "config_path": os.path.join(state_dir, CONFIG_NAME)}}
 
 
-def persistence_files(desired, python, program, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
+def persistence_files(desired, texts, program, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
     """[(path, content, mode, secret)] that make the configuration survive a reboot.
-    ``program``: the boot program's bytes (bootapp.build())."""
-    config_path = os.path.join(state_dir, CONFIG_NAME)
-    program_path = os.path.join(lib_dir, BOOT_NAME)
+    ``texts``: the rendered ``host_files`` (the unit); ``program``: the boot program's bytes
+    (bootapp.build())."""
+    persist.require_texts(texts, ("nvmet_unit",), "nvmet_target")
     return [
-        (config_path, config_text(desired), 0o600, True),
-        (program_path, program, 0o644, False),
-        (os.path.join(unit_dir, UNIT_NAME), render_unit(python, program_path, config_path), 0o644, False),
+        (os.path.join(state_dir, CONFIG_NAME), config_text(desired), 0o600, True),
+        (os.path.join(lib_dir, BOOT_NAME), program, 0o644, False),
+        (os.path.join(unit_dir, UNIT_NAME), texts["nvmet_unit"], 0o644, False),
     ]
 
 
@@ -177,14 +174,14 @@ def obsolete_files(lib_dir=LIB_DIR):
     return [os.path.join(lib_dir, RESTORE_NAME)]
 
 
-def persist_changes(desired, python, program, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR,
+def persist_changes(desired, texts, program, state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR,
                     fs=persist.LOCAL):
     """Boot persistence: nvmet.json (0600, keys), the boot program, the unit (enabled); the
     restore program earlier versions copied is removed. ``fs``: the view of the host's files
     (persist.py); the module and the planner both call this. Returns (changes, states)."""
     files = [(path, content, mode,
               "holds the desired state incl. DH-HMAC-CHAP keys (<secret>)" if secret else None)
-             for path, content, mode, secret in persistence_files(desired, python, program, state_dir,
+             for path, content, mode, secret in persistence_files(desired, texts, program, state_dir,
                                                                   lib_dir, unit_dir)]
     changes, states = persist.plan(files, unit_dir, UNIT_NAME, fs=fs)
     changes += persist.plan_removal(obsolete_files(lib_dir), reason="replaced by %s" % BOOT_NAME, fs=fs)

@@ -116,18 +116,23 @@ def parse_state(text, paths):
     return DumpedFiles(paths, digests, modes, present)
 
 
-def unit_text(header, description, exec_start, after, wants=None, before=None, timeout=300):
-    """A oneshot boot unit (RemainAfterExit) wanted by multi-user.target. ``header``: comment
-    lines."""
-    lines = ["# " + h for h in header] + ["[Unit]", "Description=" + description]
-    if wants:
-        lines.append("Wants=" + wants)
-    lines.append("After=" + after)
-    if before:
-        lines.append("Before=" + before)
-    lines += ["", "[Service]", "Type=oneshot", "RemainAfterExit=yes", "ExecStart=" + exec_start,
-              "TimeoutStartSec=%d" % timeout, "", "[Install]", "WantedBy=multi-user.target"]
-    return "\n".join(lines) + "\n"
+# The ``host_files`` option of nvmet_target, nvme_host and rdma_link (doc fragment
+# nvmeofctl.fabric.host_files): texts rendered from the collection's templates/ on the controller.
+HOST_FILES_SPEC = dict(type="dict", options=dict(
+    rdma_script=dict(type="str"), rdma_unit=dict(type="str"),
+    nvmet_unit=dict(type="str"), connect_unit=dict(type="str"),
+))
+
+
+def require_texts(texts, keys, module_name):
+    """Raise ValueError unless ``texts`` (a module's ``host_files`` option) has every key of
+    ``keys``: the texts come from the module's action plugin, which renders the collection's
+    templates/ on the controller."""
+    missing = [k for k in keys if not isinstance((texts or {}).get(k), str)]
+    if missing:
+        raise ValueError("host_files.%s not given: nvmeofctl.fabric.%s renders it from the collection's "
+                         "templates/ in its action plugin (call the module by that name, with the "
+                         "collection installed)" % (", host_files.".join(missing), module_name))
 
 
 def systemd_root(unit_dir):

@@ -1,7 +1,7 @@
 """RDMA fabric link (RoCE v2): parsers, observed state, plan and persistence for ``rdma_link``.
 
 Split by concern, this module re-exporting every name (callers use ``rdma.X``): ``rdma_observe``
-(constants, parsers, readers), ``rdma_plan`` (desired state, plan, boot script and unit); the
+(constants, parsers, readers), ``rdma_plan`` (desired state, plan, boot files); the
 module run (``reconcile``) lives here.
 
 Stdlib only, no Ansible; the shared change shape and persistence come from sibling module_utils
@@ -29,22 +29,21 @@ from .rdma_observe import (
 )
 from .rdma_plan import choose_device, normalize, persist_changes, persistence_files, plan
 from .rdma_observe import (  # re-exported: the one name space callers use
-    ROCE_MODES, SCRIPT_NAME, ZERO_GID, _DEVNAME_RE, _IFNAME_RE, _PHYS_STATES, _PORT_STATES, _ls,
+    DEVICE_FILE, ROCE_MODES, SCRIPT_NAME, ZERO_GID, _DEVNAME_RE, _IFNAME_RE, _PHYS_STATES, _PORT_STATES, _ls,
     _read, _state_name, dump_command, gid_ipv4, parse_dump, parse_gid_table,
 )
 from .rdma_plan import (  # re-exported: the one name space callers use
-    _change, plan_from_dump, render_script, render_unit, systemd_escape,
+    _change, plan_from_dump, template_vars,
 )
 
 __all__ = [
-    "ARGUMENT_SPEC", "CONFIGFS_ROOT", "LIB_DIR", "ROCE_MODES", "SCRIPT_NAME", "SYSFS_ROOT",
+    "ARGUMENT_SPEC", "CONFIGFS_ROOT", "DEVICE_FILE", "LIB_DIR", "ROCE_MODES", "SCRIPT_NAME", "SYSFS_ROOT",
     "UNIT_DIR", "UNIT_NAME", "ZERO_GID", "_DEVNAME_RE", "_IFNAME_RE", "_PHYS_STATES",
     "_PORT_STATES", "_change", "_cm_text", "_ls", "_read", "_run", "_state_name", "_state_text",
     "_write", "choose_device", "devices_on", "dump_command", "gid_ipv4", "merge_into",
     "module_loaded", "normalize", "observe", "parse_dump", "parse_gid_table", "parse_link_show",
     "persist_changes", "persistence_files", "plan", "plan_from_dump", "read_gid_table", "read_links",
-    "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile", "render_script", "render_unit",
-    "systemd_escape", "with_defaults",
+    "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile", "template_vars", "with_defaults",
 ]
 
 
@@ -109,14 +108,18 @@ def _state_text(ifname, mtu, device, bound, cm, files):
     return "\n".join(lines) + "\n"
 
 
-def reconcile(module, p, check):
+def reconcile(module, p, check, texts=None):
     """The whole rdma_link run; returns the module result (fails through ``module.fail_json``).
 
     ``module`` is the calling AnsibleModule (duck-typed: run_command, get_bin_path, warn,
     fail_json), so nvmet_target and nvme_host run the RDMA link in their own module run.
+    ``texts``: the calling module's ``host_files`` (the boot script and unit, rendered on the
+    controller); needed when ``p["persist"]``.
     """
     try:
         desired = normalize(p)
+        if p["persist"]:
+            persist.require_texts(texts, ("rdma_script", "rdma_unit"), "rdma_link")
     except ValueError as e:
         module.fail_json(msg="rdma_link: %s" % e)
     ifname = desired["interface"]
@@ -179,7 +182,7 @@ def reconcile(module, p, check):
 
     files_before, files_after = [], []
     if p["persist"]:
-        pchanges, files_before = persist_changes(desired, device, p["lib_dir"], p["unit_dir"], p["configfs_root"])
+        pchanges, files_before = persist_changes(desired, device, texts, p["lib_dir"], p["unit_dir"])
         files_after = [(path, "current") for path, _st in files_before]
         if not check and pchanges:
             _done, failures = persist.apply(pchanges, persist.systemctl_for(module, p["unit_dir"]))

@@ -22,6 +22,7 @@ LIB_DIR = "/usr/local/lib/nvmeofctl"
 UNIT_DIR = persist.UNIT_DIR
 UNIT_NAME = "nvmeofctl-rdma.service"
 SCRIPT_NAME = "rdma-restore.sh"
+DEVICE_FILE = "rdma-device"  # the RDMA device the script restores (the one the module chose)
 ROCE_MODES = ("RoCE v2", "IB/RoCE v1")
 ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,15}")  # fullmatch; as validators.ifname_problem, ASCII only

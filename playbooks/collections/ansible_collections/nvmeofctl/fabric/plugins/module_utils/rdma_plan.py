@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""RDMA link: the desired state, the plan and the boot persistence (script, unit).
+"""RDMA link: the desired state, the plan and the boot persistence (script, device file, unit;
+the script and unit are templates rendered on the controller, see ``template_vars``).
 
 Part of ``rdma`` (module_utils/rdma.py re-exports every name; see its docstring).
 Stdlib only.
@@ -8,13 +9,12 @@ Stdlib only.
 from __future__ import annotations
 
 import os
-import shlex
 
 from . import persist, validators
 from .change import change as _new_change
 from .rdma_observe import (
-    CONFIGFS_ROOT, LIB_DIR, ROCE_MODES, SCRIPT_NAME, UNIT_DIR, UNIT_NAME, _DEVNAME_RE, _IFNAME_RE,
-    devices_on,
+    CONFIGFS_ROOT, DEVICE_FILE, LIB_DIR, ROCE_MODES, SCRIPT_NAME, UNIT_DIR, UNIT_NAME, _DEVNAME_RE,
+    _IFNAME_RE, devices_on,
 )
 
 
@@ -148,94 +148,34 @@ def plan_from_dump(desired_opts, observed):
 # --------------------------------------------------------------------------------------------
 
 
-def systemd_escape(name):
-    """``systemd-escape`` of a path component (``-`` becomes ``\\x2d``)."""
-    out = []
-    for i, ch in enumerate(name):
-        if ch == "/":
-            out.append("-")
-        elif (ch.isascii() and ch.isalnum()) or ch in ":_" or (ch == "." and i > 0):
-            out.append(ch)
-        else:
-            out.append("\\x%02x" % ord(ch))
-    return "".join(out)
+def template_vars(desired, lib_dir=LIB_DIR, configfs_root=CONFIGFS_ROOT):
+    """The values of the boot script and unit templates (``host_files`` keys ``rdma_script`` and
+    ``rdma_unit``; the collection's templates/, rendered on the controller). Desired state and
+    paths only: the device the module picks on the host goes to ``DEVICE_FILE``, which the script
+    reads at boot."""
+    return {
+        "rdma_script": {
+            "interface": desired["interface"], "mtu": desired["mtu"], "soft_roce": desired["soft_roce"],
+            "roce_mode": desired["roce_mode"], "roce_tos": desired["roce_tos"],
+            "configfs_root": configfs_root, "device_file": os.path.join(lib_dir, DEVICE_FILE),
+        },
+        "rdma_unit": {"interface": desired["interface"], "script_path": os.path.join(lib_dir, SCRIPT_NAME)},
+    }
 
 
-def render_script(desired, device, create_rxe, configfs_root=CONFIGFS_ROOT):
-    """An idempotent /bin/sh script restoring MTU, the rxe link and rdma_cm defaults."""
-    q = shlex.quote
-    ifname = desired["interface"]
-    lines = [
-        "#!/bin/sh",
-        "# Written by nvmeofctl (nvmeofctl.fabric.rdma_link). Do not edit: the next apply rewrites it.",
-        "# Restores the RDMA fabric link at boot: MTU, Soft-RoCE device, rdma_cm defaults. Idempotent.",
-        "set -u",
-        "IF=%s" % q(ifname),
-        "DEV=%s" % q(device),
-        "rc=0",
-        "log() { echo \"nvmeofctl-rdma: $*\" >&2; }",
-        "i=0",
-        "while [ ! -e \"/sys/class/net/$IF\" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done",
-        "[ -e \"/sys/class/net/$IF\" ] || { log \"interface $IF not found\"; exit 1; }",
-    ]
-    if desired["mtu"] is not None:
-        lines.append("[ \"$(cat \"/sys/class/net/$IF/mtu\")\" = %s ] || ip link set dev \"$IF\" mtu %s "
-                     "|| { log \"cannot set MTU %s on $IF\"; rc=1; }"
-                     % (q(str(desired["mtu"])), desired["mtu"], desired["mtu"]))
-    mods = "rdma_rxe rdma_cm" if create_rxe else "rdma_cm"
-    lines.append("modprobe -a %s || { log \"modprobe -a %s failed\"; rc=1; }" % (mods, mods))
-    if create_rxe:
-        lines.append("[ -e \"/sys/class/infiniband/$DEV\" ] || rdma link add \"$DEV\" type rxe netdev \"$IF\" "
-                     "|| { log \"rdma link add $DEV failed\"; rc=1; }")
-    else:
-        lines += [
-            "i=0",
-            "while [ ! -e \"/sys/class/infiniband/$DEV\" ] && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done",
-            "[ -e \"/sys/class/infiniband/$DEV\" ] || { log \"RDMA device $DEV not found\"; exit 1; }",
-        ]
-    cm = "%s/rdma_cm" % configfs_root
-    lines += [
-        "CM=%s" % q(cm),
-        "if [ -d \"$CM\" ]; then",
-        "  [ -d \"$CM/$DEV\" ] || mkdir \"$CM/$DEV\" || rc=1",
-        "  printf '%%s' %s > \"$CM/$DEV/ports/1/default_roce_mode\" || { log \"cannot set RoCE mode\"; rc=1; }"
-        % q(desired["roce_mode"]),
-    ]
-    if desired["roce_tos"] is not None:
-        lines.append("  printf '%%s' %s > \"$CM/$DEV/ports/1/default_roce_tos\" || { log \"cannot set TOS\"; rc=1; }"
-                     % q(str(desired["roce_tos"])))
-    lines += [
-        "else",
-        "  log \"rdma_cm configfs not exposed: RoCE mode/TOS left at kernel defaults\"",
-        "fi",
-        "exit $rc",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def render_unit(interface, script_path):
-    dev_unit = "sys-subsystem-net-devices-%s.device" % systemd_escape(interface)
-    return persist.unit_text(
-        ["Written by nvmeofctl (nvmeofctl.fabric.rdma_link). Do not edit: the next apply rewrites it."],
-        "nvmeofctl: restore the RDMA fabric link on %s (MTU, Soft-RoCE, rdma_cm)" % interface,
-        "/bin/sh %s" % script_path,
-        after="network-online.target %s sys-kernel-config.mount" % dev_unit,
-        wants="network-online.target %s" % dev_unit,
-        before="nvmeofctl-nvmet.service nvmeofctl-connect.service", timeout=180)
-
-
-def persistence_files(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, configfs_root=CONFIGFS_ROOT):
-    """[(path, content, mode)]; with soft_roce the script re-creates the rxe device at boot."""
-    script = os.path.join(lib_dir, SCRIPT_NAME)
+def persistence_files(desired, device, texts, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
+    """[(path, content, mode)]: the boot script and unit (``texts``: the rendered ``host_files``)
+    and the device file the script reads (with soft_roce the script re-creates that device)."""
+    persist.require_texts(texts, ("rdma_script", "rdma_unit"), "rdma_link")
     return [
-        (script, render_script(desired, device, desired["soft_roce"], configfs_root), 0o755),
-        (os.path.join(unit_dir, UNIT_NAME), render_unit(desired["interface"], script), 0o644),
+        (os.path.join(lib_dir, SCRIPT_NAME), texts["rdma_script"], 0o755),
+        (os.path.join(lib_dir, DEVICE_FILE), device + "\n", 0o644),
+        (os.path.join(unit_dir, UNIT_NAME), texts["rdma_unit"], 0o644),
     ]
 
 
-def persist_changes(desired, device, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, configfs_root=CONFIGFS_ROOT,
-                    fs=persist.LOCAL):
-    """The boot script and its unit (enabled): (changes, states). ``fs``: the view of the host's
-    files (persist.py); the module and the planner both call this."""
+def persist_changes(desired, device, texts, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL):
+    """The boot script, its device file and its unit (enabled): (changes, states). ``fs``: the
+    view of the host's files (persist.py); the module and the planner both call this."""
     return persist.plan([(path, content, mode, None) for path, content, mode in persistence_files(
-        desired, device, lib_dir, unit_dir, configfs_root)], unit_dir, UNIT_NAME, fs=fs)
+        desired, device, texts, lib_dir, unit_dir)], unit_dir, UNIT_NAME, fs=fs)

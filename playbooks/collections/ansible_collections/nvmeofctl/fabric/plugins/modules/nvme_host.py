@@ -30,6 +30,7 @@ description:
     writing anything.
 extends_documentation_fragment:
   - nvmeofctl.fabric.rdma
+  - nvmeofctl.fabric.host_files
 options:
   hostnqn:
     description:
@@ -324,7 +325,7 @@ _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 
 def _file_plan(p, desired):
     """Changes for the managed-connections record and the boot persistence (module_utils)."""
-    return file_changes(desired, bootapp.build(), p["state_dir"], p["lib_dir"],
+    return file_changes(desired, bootapp.build(), p["host_files"], p["state_dir"], p["lib_dir"],
                         os.path.join(p["etc_root"], "systemd", "system"), p["persist"])
 
 
@@ -370,11 +371,18 @@ def main():
             state_dir=dict(type="path", default="/etc/nvmeofctl"),
             lib_dir=dict(type="path", default="/usr/local/lib/nvmeofctl"),
             rdma=dict(type="dict", options=dict(RDMA_ARGUMENT_SPEC)),
+            host_files=persist.HOST_FILES_SPEC,
         ),
         supports_check_mode=True,
     )
+    if module.params["persist"]:  # before any change: the boot files' texts come from the action plugin
+        try:
+            persist.require_texts(module.params["host_files"], ("connect_unit",), "nvme_host")
+        except ValueError as e:
+            module.fail_json(msg="nvme_host: %s" % e)
     if module.params.get("rdma"):  # the RDMA link first (ports/connections need it), same run
-        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode))
+        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode,
+                                          module.params["host_files"]))
     p = module.params
     desired = normalize_desired({k: p[k] for k in (
         "hostnqn", "hostid", "connections", "ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo",

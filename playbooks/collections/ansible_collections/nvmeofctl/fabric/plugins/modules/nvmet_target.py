@@ -34,6 +34,7 @@ description:
     O(subsystems[].namespaces[].signature).
 extends_documentation_fragment:
   - nvmeofctl.fabric.rdma
+  - nvmeofctl.fabric.host_files
 options:
   hosts:
     description:
@@ -373,7 +374,6 @@ rdma:
 """
 
 import os
-import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
@@ -387,6 +387,7 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import write_file
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.persist import HOST_FILES_SPEC
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.backing import (
     BlockProbe, namespaces_to_check,
 )
@@ -435,6 +436,7 @@ ARGUMENT_SPEC = dict(
     state_dir=dict(type="path", default=STATE_DIR),
     lib_dir=dict(type="path", default=LIB_DIR),
     unit_dir=dict(type="path", default=UNIT_DIR),
+    host_files=HOST_FILES_SPEC,
 )
 
 # Seconds a port link is retried while the fabric address is not configured yet (the boot-time
@@ -605,7 +607,7 @@ def run(module):
 
     # 5. boot persistence: nvmet.json (0600, keys), restore program, systemd unit
     if p["persist"]:
-        pchanges, states = persist_changes(desired, sys.executable or "/usr/bin/python3", bootapp.build(),
+        pchanges, states = persist_changes(desired, p["host_files"], bootapp.build(),
                                            p["state_dir"], p["lib_dir"], p["unit_dir"])
         extra_before += ["persist %s: %s" % st for st in states]
         extra_after += ["persist %s: current" % path for path, _st in states]
@@ -632,8 +634,14 @@ def run(module):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if module.params["persist"]:  # before any change: the boot files' texts come from the action plugin
+        try:
+            persist.require_texts(module.params["host_files"], ("nvmet_unit",), "nvmet_target")
+        except ValueError as e:
+            module.fail_json(msg="nvmet_target: %s" % e)
     if module.params.get("rdma"):  # the RDMA link first (ports/connections need it), same run
-        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode))
+        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode,
+                                          module.params["host_files"]))
     run(module)
 
 

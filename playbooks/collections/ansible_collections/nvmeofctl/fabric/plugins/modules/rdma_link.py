@@ -25,6 +25,7 @@ description:
     link in their own module run.
 extends_documentation_fragment:
   - nvmeofctl.fabric.rdma.link
+  - nvmeofctl.fabric.host_files
 author:
   - nvmeofctl contributors (!UNKNOWN)
 """
@@ -119,12 +120,13 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nvmeofctl.fabric.plugins.module_utils.persist import HOST_FILES_SPEC
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import ARGUMENT_SPEC, reconcile
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result = reconcile(module, module.params, module.check_mode)
+    module = AnsibleModule(argument_spec=dict(ARGUMENT_SPEC, host_files=HOST_FILES_SPEC), supports_check_mode=True)
+    result = reconcile(module, module.params, module.check_mode, module.params["host_files"])
     if not module._diff:  # the diff only in diff mode (--diff), as Ansible's own modules do
         result.pop("diff")
     module.exit_json(**result)
