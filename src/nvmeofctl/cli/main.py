@@ -14,6 +14,7 @@ with gcpause.paused():  # start-up: what these imports make is kept until exit (
     from nvmeofctl import __version__
     from nvmeofctl.cli import lab as lab_cli
     from nvmeofctl.cli import spec as spec_cli
+    from nvmeofctl.cli.helptext import reflow_commands
     from nvmeofctl.cli.context import GLOBALS, stderr_console
     from nvmeofctl.errors import NvmeofctlError
     from nvmeofctl.exitcodes import ExitCode
@@ -64,11 +65,20 @@ try:
 except ImportError:  # pragma: no cover
     pass
 try:
+    from nvmeofctl.cli import ops as ops_cli
+
+    ops_cli.register(app)
+except ImportError:  # pragma: no cover
+    pass
+try:
     from nvmeofctl.cli import history as history_cli
 
     history_cli.register(app)
 except ImportError:  # pragma: no cover
     pass
+
+
+reflow_commands(app)
 
 
 def exit_code_for_exception(exc: BaseException) -> int:

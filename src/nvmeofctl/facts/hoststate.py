@@ -126,8 +126,10 @@ class HostState:
         return obs
 
 
-def gather(spec, names: list[str] | None = None, timeout: float = 120.0) -> dict[str, HostState]:
-    """Read every (selected) host in parallel: one SSH session each."""
+def gather(spec, names: list[str] | None = None, timeout: float = 120.0,
+           extra: dict[str, list[tuple[str, str]]] | None = None) -> dict[str, HostState]:
+    """Read every (selected) host in parallel: one SSH session each. ``extra``: more (section,
+    read-only command) pairs per host name (for instance facts/blockusers.py)."""
     hosts = [h for h in spec.hosts if names is None or h.name in names]
     by_name = {h.name: h for h in hosts}
     targets = [SshTarget.from_host_spec(h) for h in hosts]
@@ -138,7 +140,8 @@ def gather(spec, names: list[str] | None = None, timeout: float = 120.0) -> dict
     reads = {h.name: read_sections(spec, h) for h in hosts}  # persistence files (plan/persistence.py)
     results = run_many(
         targets, command,
-        stdin=lambda t: host_script(by_name[t.name].role, by_name[t.name].fabric.interface, reads[t.name][1]),
+        stdin=lambda t: host_script(by_name[t.name].role, by_name[t.name].fabric.interface,
+                                    reads[t.name][1] + list((extra or {}).get(t.name, []))),
         timeout=timeout,
     )
     states: dict[str, HostState] = {}

@@ -48,33 +48,40 @@ def program() -> bytes:
 
 def rdma_changes(rdma_opts: dict, device: str | None, fs) -> list[dict]:
     """The RDMA link's boot script, device file and unit (``rdma_link`` with ``persist`` true,
-    its default)."""
+    its default; their removal with ``persist`` false)."""
     rdma = load_module_utils("rdma")
     _state, lib, unit = _dirs()
+    if rdma_opts.get("persist") is False:
+        return rdma.persist_removal(lib, unit, fs=fs)
     desired = rdma.normalize(rdma_opts)
     rendered = texts(rdma.template_vars(desired, lib, rdma.CONFIGFS_ROOT))
     changes, _states = rdma.persist_changes(desired, device, rendered, lib, unit, fs=fs)
     return changes
 
 
-def nvmet_changes(want: dict, observed: dict, raw: list[dict], managed: dict, fs) -> list[dict]:
+def nvmet_changes(want: dict, observed: dict, raw: list[dict], managed: dict, fs,
+                  persist_on: bool = True) -> list[dict]:
     """nvmet-managed.json after the diff's ``raw`` changes, then nvmet.json, the boot program and
-    the unit, in the order ``nvmet_target`` makes them."""
+    the unit (their removal when not ``persist_on``), in the order ``nvmet_target`` makes them."""
     nvmet = load_module_utils("nvmet")
     state, lib, unit = _dirs()
     new_managed = nvmet.managed_after(want, observed, raw, managed)
     _path, _text, _state, record = nvmet.managed_change(state, new_managed, fs)
-    rendered = texts(nvmet.template_vars(HOST_PYTHON, state, lib))
-    changes, _states = nvmet.persist_changes(want, rendered, program(), state, lib, unit, fs=fs)
+    if persist_on:
+        rendered = texts(nvmet.template_vars(HOST_PYTHON, state, lib))
+        changes, _states = nvmet.persist_changes(want, rendered, program(), state, lib, unit, fs=fs)
+    else:
+        changes = nvmet.persist_removal(state, lib, unit, fs=fs)
     return ([record] if record else []) + changes
 
 
-def nvme_host_changes(want: dict, fs) -> list[dict]:
-    """initiator-managed.json, the boot program, connections.json and the unit."""
+def nvme_host_changes(want: dict, fs, persist_on: bool = True) -> list[dict]:
+    """initiator-managed.json, the boot program, connections.json and the unit (their removal
+    when not ``persist_on``)."""
     nh = load_module_utils("nvme_host")
     state, lib, unit = _dirs()
-    rendered = texts(nh.template_vars(HOST_PYTHON, state, lib))
-    return nh.file_changes(want, program(), rendered, state, lib, unit, True, fs)
+    rendered = texts(nh.template_vars(HOST_PYTHON, state, lib)) if persist_on else None
+    return nh.file_changes(want, program(), rendered, state, lib, unit, persist_on, fs)
 
 
 def _desired(spec, host) -> dict:
@@ -88,12 +95,13 @@ def _paths_asked(spec, host, want: dict) -> list[str]:
     """Every path the persistence planning of ``host`` (desired ``want``) asks about."""
     rec = load_module_utils("persist").Recorder()
     rdma_opts = desired_mod.rdma_args(spec, host)
-    if rdma_opts:
-        rdma_changes(rdma_opts, rdma_opts.get("rdma_device") or "rxe0", rec)  # the paths do not depend on it
-    if host.role == "target":
-        nvmet_changes(want, load_module_utils("nvmet").empty_tree(), [], {}, rec)
-    else:
-        nvme_host_changes(want, rec)
+    for persist_on in (True, False):  # writing them (apply) and removing them (teardown)
+        if rdma_opts:  # the paths do not depend on the device
+            rdma_changes(dict(rdma_opts, persist=persist_on), rdma_opts.get("rdma_device") or "rxe0", rec)
+        if host.role == "target":
+            nvmet_changes(want, load_module_utils("nvmet").empty_tree(), [], {}, rec, persist_on)
+        else:
+            nvme_host_changes(want, rec, persist_on)
     return sorted(rec.paths)
 
 

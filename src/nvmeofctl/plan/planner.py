@@ -81,14 +81,16 @@ def _changes(host: str, concern: str, raw: list[dict]) -> list[Change]:
     ]
 
 
-def plan_host(spec, host, observed: dict[str, Any], in_run=None) -> HostPlan:
+def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str, dict] | None = None) -> HostPlan:
     """``observed``: the host's state per domain (facts/hoststate.py); with ``files`` (the
     persistence files' digests) the boot persistence is planned too (plan/persistence.py), so an
-    empty plan means a module run would change nothing."""
+    empty plan means a module run would change nothing. ``args``: module options to plan instead
+    of the spec's, per domain (``rdma``, ``nvmet``, ``nvme_host``; `teardown` passes its own)."""
     fs = observed.get("files")
     hp = HostPlan(host.name, host.role, complete=fs is not None)
+    args = args or {}
     try:
-        rdma_opts = desired_mod.rdma_args(spec, host)
+        rdma_opts = args["rdma"] if "rdma" in args else desired_mod.rdma_args(spec, host)
         if rdma_opts and "rdma" in observed:
             rdma = load_module_utils("rdma")
             changes, device = rdma.plan_from_dump(rdma_opts, observed["rdma"])
@@ -97,7 +99,8 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None) -> HostPlan:
             hp.changes += _changes(host.name, "rdma", changes)
         if host.role == "target":
             nvmet = load_module_utils("nvmet")
-            want = nvmet.normalize(desired_mod.nvmet_args(spec, host, in_run))
+            opts = args["nvmet"] if "nvmet" in args else desired_mod.nvmet_args(spec, host, in_run)
+            want = nvmet.normalize(opts)
             obs = observed.get("nvmet") or nvmet.empty_tree()
             if "nvmet_files" in observed:  # the backing files, as the module probes them
                 obs = {**obs, "files": observed["nvmet_files"]}
@@ -107,14 +110,16 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None) -> HostPlan:
                 raise ValueError("; ".join(problems))
             raw = nvmet.diff(want, obs, managed)
             if fs is not None:
-                raw = raw + persistence.nvmet_changes(want, obs, raw, managed, fs)
+                raw = raw + persistence.nvmet_changes(want, obs, raw, managed, fs, opts.get("persist", True))
             hp.changes += _changes(host.name, "nvmet", [nvmet.public_change(c) for c in raw])
         else:
             nh = load_module_utils("nvme_host")
-            want = nh.normalize_desired(desired_mod.nvme_host_args(spec, host))
+            opts = args["nvme_host"] if "nvme_host" in args else desired_mod.nvme_host_args(spec, host)
+            want = nh.normalize_desired(opts)
             changes = nh.diff(want, observed.get("nvme_host") or {})
             if fs is not None:
-                changes = changes + [nh.public_change(c) for c in persistence.nvme_host_changes(want, fs)]
+                changes = changes + [nh.public_change(c) for c in persistence.nvme_host_changes(
+                    want, fs, opts.get("persist", True))]
             hp.changes += _changes(host.name, "nvme_host", changes)
     except (ValueError, load_module_utils("nvmet").NvmetError) as exc:  # persist.UnreadPath is a ValueError
         hp.error = str(exc)

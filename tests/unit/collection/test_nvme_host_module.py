@@ -291,3 +291,40 @@ def test_the_copied_helper_of_earlier_versions_is_removed(node, monkeypatch, cap
     assert sorted(p.name for p in node.lib_dir.iterdir()) == ["nvmeofctl-boot.pyz"]
     unit = (node.etc / "systemd/system/nvmeofctl-connect.service").read_text()
     assert "%s/nvmeofctl-boot.pyz nvme-host connect-all " % node.lib_dir in unit
+
+
+def test_only_acts_on_the_named_subsystems_and_leaves_the_other_paths(node, monkeypatch, capsys):
+    """`only` (nvmeofctl connect|disconnect --node): a disconnect of one subsystem leaves the other
+    path up and drops the gone one from the boot-time connections; a connect of one subsystem
+    does not connect another path that is missing too."""
+    nqn2 = "nqn.2024-01.io.example:ckpt"
+    other = dict(RDMA, subsysnqn=nqn2)
+    run(monkeypatch, capsys, node.params(connections=[RDMA, other]))
+    by_nqn = {json.loads((node.state_dir / "connections.json").read_text())["connections"][i]["subsysnqn"]
+              for i in range(2)}
+    assert by_nqn == {NQN, nqn2}
+    calls = len(nvme_calls(node))
+
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA], only=[nqn2], allow_disruptive=True))
+    assert [c["action"] for c in res["changes"] if not c["object"].startswith(("file ", "systemd "))] == ["disconnect"]
+    assert [c[0] for c in nvme_calls(node)[calls:]] == ["disconnect"]
+    live = {(p / "subsysnqn").read_text().strip() for p in node.ctrl_dir.iterdir()}
+    assert live == {NQN}
+    boot = json.loads((node.state_dir / "connections.json").read_text())
+    assert [c["subsysnqn"] for c in boot["connections"]] == [NQN] and "only" not in boot
+
+    # NQN's path is lost too (`nvme disconnect` by hand, through the fake nvme-cli); connecting
+    # nqn2 alone leaves it missing
+    import shutil
+    shutil.rmtree(next(iter(node.ctrl_dir.iterdir())))
+    calls = len(nvme_calls(node))
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA, other], only=[nqn2]))
+    assert [(c["object"], c["action"]) for c in res["changes"] if c["action"] == "connect"] == [
+        ("connection:rdma://192.168.100.1:4420/" + nqn2, "connect")]
+    assert [c[0] for c in nvme_calls(node)[calls:]] == ["connect"]
+    assert {(p / "subsysnqn").read_text().strip() for p in node.ctrl_dir.iterdir()} == {nqn2}
+
+
+def test_only_refuses_a_bad_nqn(node, monkeypatch, capsys):
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA], only=["not an nqn; rm -rf /"]))
+    assert res["failed"] is True and "only 'not an nqn; rm -rf /'" in res["msg"]

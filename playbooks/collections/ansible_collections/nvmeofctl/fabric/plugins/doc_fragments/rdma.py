@@ -66,6 +66,8 @@ options:
         description:
           - Write the restore script and the C(nvmeofctl-rdma.service) unit (ordered before
             C(nvmeofctl-nvmet.service) and C(nvmeofctl-connect.service)) so the link survives a reboot.
+          - When false, disables the unit and removes the script, its device file and the unit;
+            the live link (MTU, RDMA device) stays as it is.
         type: bool
         default: true
       sysfs_root:
@@ -131,6 +133,8 @@ options:
     description:
       - Write the restore script and the C(nvmeofctl-rdma.service) unit (ordered before
         C(nvmeofctl-nvmet.service) and C(nvmeofctl-connect.service)) so the link survives a reboot.
+      - When false, disables the unit and removes the script, its device file and the unit;
+        the live link (MTU, RDMA device) stays as it is.
     type: bool
     default: true
   sysfs_root:

@@ -38,7 +38,7 @@ from .nvme_host_state import (  # re-exported: the one name space callers use
 )
 from .nvme_host_plan import (  # re-exported: the one name space callers use
     REKEY_STATES, _DHHC_RE, _REKEY_DIFFS, _SECRET_ARG_RE, _change, _ctrl_sort, _mismatches,
-    _policy_text, _tmo, ctrl_key, describe_desired, describe_observed, diff, plan,
+    _policy_text, _tmo, ctrl_key, describe_desired, describe_observed, diff, in_scope, plan,
     public_controllers, render,
 )
 from .nvme_host_ops import (  # re-exported: the one name space callers use
@@ -59,8 +59,8 @@ __all__ = [
     "_state_at", "_tmo", "_to_int", "auth_evidence", "classify", "conn_key", "connect",
     "connect_all", "connect_argv", "connections_config", "controller_state", "ctrl_key",
     "describe_desired", "describe_observed", "diff", "disconnect", "dump_command", "ensure_modules",
-    "expected_ctrl_loss_tmo", "fabrics_argv", "fabrics_options", "file_changes", "find_controllers", "key_label",
-    "main", "managed_record", "normalize_desired", "parse_address", "parse_dump", "paths_for",
+    "expected_ctrl_loss_tmo", "fabrics_argv", "fabrics_options", "file_changes", "find_controllers", "in_scope",
+    "key_label", "main", "managed_record", "normalize_desired", "parse_address", "parse_dump", "paths_for",
     "plan", "public_change", "public_controllers", "read_state", "redact", "rekey", "render", "run",
     "secret_digest", "set_iopolicy", "template_vars", "uptime",
 ]
@@ -75,7 +75,9 @@ def managed_record(desired):
 
 def connections_config(desired):
     """The boot-time config (holds secrets: write it 0600)."""
-    return json.dumps(dict(normalize_desired(desired), version=1), sort_keys=True, indent=1) + "\n"
+    cfg = normalize_desired(desired)
+    del cfg["only"]  # the boot-time connect-all makes every connection of the file
+    return json.dumps(dict(cfg, version=1), sort_keys=True, indent=1) + "\n"
 
 
 def template_vars(python, state_dir, lib_dir, retry_for=600):

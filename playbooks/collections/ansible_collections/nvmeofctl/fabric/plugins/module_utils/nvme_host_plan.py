@@ -44,6 +44,8 @@ def normalize_desired(d):
         "iopolicy": d.get("iopolicy"),
         "connect_timeout": d.get("connect_timeout", 30),
         "connections": [],
+        # act only on the connections to these subsystems (None: all); see ``in_scope``
+        "only": sorted(set(d["only"])) if d.get("only") is not None else None,
     }
     for c in d.get("connections") or []:
         out["connections"].append({
@@ -222,7 +224,16 @@ def plan(desired, observed, etc="/etc/nvme"):
                             "%s -> %s" % (s["iopolicy"], d["iopolicy"]), False,
                             "multipath I/O policy from the spec (takes effect for new I/O)"),
                     {"op": "iopolicy", "nqn": nqn, "subsys": s["name"], "value": d["iopolicy"]})
-    return changes
+    return [c for c in changes if in_scope(c["op"], d["only"])]
+
+
+def in_scope(op, only):
+    """Whether a change (its private ``op``) concerns the subsystems ``only`` (None: every one).
+    The host identity and conflicts with it are always in scope: a connect needs them."""
+    if only is None or op["op"] in ("identity", "conflict"):
+        return True
+    nqn = op["nqn"] if op["op"] == "iopolicy" else op["key"][0]
+    return nqn in only
 
 
 def _ctrl_sort(name):

@@ -94,7 +94,7 @@ __all__ = [
     "dump_command", "empty_tree", "files_command", "foreign_objects", "grow_backing_file",
     "load_json", "load_managed", "main", "managed_after", "managed_change", "managed_from",
     "managed_text", "missing_modules", "normalize", "ns_label", "obsolete_files", "parse_dump",
-    "parse_files", "persist_changes", "persistence_files", "probe_file", "probe_files", "public_change",
+    "parse_files", "persist_changes", "persist_removal", "persistence_files", "probe_file", "probe_files", "public_change",
     "read_tree", "render", "sanitize", "secret_hash", "simulate", "template_vars",
 ]
 
@@ -186,6 +186,18 @@ def persist_changes(desired, texts, program, state_dir=STATE_DIR, lib_dir=LIB_DI
     changes, states = persist.plan(files, unit_dir, UNIT_NAME, fs=fs)
     changes += persist.plan_removal(obsolete_files(lib_dir), reason="replaced by %s" % BOOT_NAME, fs=fs)
     return changes, states
+
+
+CONNECT_UNIT = "nvmeofctl-connect.service"  # a GPU node's unit also runs the boot program
+
+
+def persist_removal(state_dir=STATE_DIR, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL):
+    """``persist: false``: disable the unit, remove nvmet.json (keys), the unit and the restore
+    program of earlier versions, and the boot program unless a connect unit still uses it."""
+    gone = [os.path.join(state_dir, CONFIG_NAME), os.path.join(unit_dir, UNIT_NAME)] + obsolete_files(lib_dir)
+    if not fs.lexists(os.path.join(unit_dir, CONNECT_UNIT)):
+        gone.append(os.path.join(lib_dir, BOOT_NAME))
+    return persist.plan_removal(gone, unit_dir, UNIT_NAME, fs=fs)
 
 
 def managed_change(state_dir, managed, fs=persist.LOCAL):

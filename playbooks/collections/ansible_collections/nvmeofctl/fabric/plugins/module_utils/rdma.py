@@ -27,7 +27,7 @@ from .rdma_observe import (
     CONFIGFS_ROOT, LIB_DIR, SYSFS_ROOT, UNIT_DIR, UNIT_NAME, devices_on, module_loaded,
     parse_link_show, read_gid_table, read_links_sysfs, read_mtu, read_rdma_cm,
 )
-from .rdma_plan import choose_device, normalize, persist_changes, persistence_files, plan
+from .rdma_plan import choose_device, normalize, persist_changes, persist_removal, persistence_files, plan
 from .rdma_observe import (  # re-exported: the one name space callers use
     DEVICE_FILE, ROCE_MODES, SCRIPT_NAME, ZERO_GID, _DEVNAME_RE, _IFNAME_RE, _PHYS_STATES, _PORT_STATES, _ls,
     _read, _state_name, dump_command, gid_ipv4, parse_dump, parse_gid_table,
@@ -42,7 +42,7 @@ __all__ = [
     "_PORT_STATES", "_change", "_cm_text", "_ls", "_read", "_run", "_state_name", "_state_text",
     "_write", "choose_device", "devices_on", "dump_command", "gid_ipv4", "merge_into",
     "module_loaded", "normalize", "observe", "parse_dump", "parse_gid_table", "parse_link_show",
-    "persist_changes", "persistence_files", "plan", "plan_from_dump", "read_gid_table", "read_links",
+    "persist_changes", "persist_removal", "persistence_files", "plan", "plan_from_dump", "read_gid_table", "read_links",
     "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile", "template_vars", "with_defaults",
 ]
 
@@ -184,7 +184,12 @@ def reconcile(module, p, check, texts=None):
     if p["persist"]:
         pchanges, files_before = persist_changes(desired, device, texts, p["lib_dir"], p["unit_dir"])
         files_after = [(path, "current") for path, _st in files_before]
-        if not check and pchanges:
+    else:  # the boot files go; the live link stays
+        pchanges = persist_removal(p["lib_dir"], p["unit_dir"])
+        files_before = [(c["key"][0], "present") for c in pchanges if c["object"].startswith("file ")]
+        files_after = [(path, "absent") for path, _st in files_before]
+    if pchanges:
+        if not check:
             _done, failures = persist.apply(pchanges, persist.systemctl_for(module, p["unit_dir"]))
             if failures:
                 module.fail_json(msg="rdma_link: %s" % "; ".join(failures), changed=True,

@@ -179,3 +179,10 @@ def persist_changes(desired, device, texts, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, 
     view of the host's files (persist.py); the module and the planner both call this."""
     return persist.plan([(path, content, mode, None) for path, content, mode in persistence_files(
         desired, device, texts, lib_dir, unit_dir)], unit_dir, UNIT_NAME, fs=fs)
+
+
+def persist_removal(lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL):
+    """``persist: false``: disable the unit and remove the boot script, its device file and the
+    unit (those present). The live link (MTU, RDMA device) stays as it is."""
+    return persist.plan_removal([os.path.join(lib_dir, SCRIPT_NAME), os.path.join(lib_dir, DEVICE_FILE),
+                                 os.path.join(unit_dir, UNIT_NAME)], unit_dir, UNIT_NAME, fs=fs)

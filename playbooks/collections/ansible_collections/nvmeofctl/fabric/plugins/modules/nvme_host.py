@@ -152,6 +152,16 @@ options:
       - all
       - release
     default: all
+  only:
+    description:
+      - Act only on the connections to these subsystems (NQNs), to connect, reconnect, re-key and
+        disconnect only those, and set only their multipath policy; every other controller is left
+        as it is. The host identity files, the managed-connection record and the boot-time files
+        still follow O(connections). Unset acts on every connection.
+      - For maintenance on one node (C(nvmeofctl connect) and C(nvmeofctl disconnect) with C(--node)),
+        with the same diff as a full run.
+    type: list
+    elements: str
   disconnect_timeout:
     description:
       - Hard limit per C(nvme disconnect), in seconds. One that does not finish fails with the
@@ -365,6 +375,7 @@ def main():
             allow_disruptive=dict(type="bool", default=False),
             persist=dict(type="bool", default=True),
             phase=dict(type="str", choices=["all", "release"], default="all"),
+            only=dict(type="list", elements="str"),
             disconnect_timeout=dict(type="int", default=30),
             sysfs_root=dict(type="path", default="/sys"),
             etc_root=dict(type="path", default="/etc"),
@@ -386,7 +397,7 @@ def main():
     p = module.params
     desired = normalize_desired({k: p[k] for k in (
         "hostnqn", "hostid", "connections", "ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo",
-        "nr_io_queues", "queue_size", "iopolicy", "connect_timeout")})
+        "nr_io_queues", "queue_size", "iopolicy", "connect_timeout", "only")})
     secrets = [s for c in desired["connections"] for s in (c["dhchap_secret"], c["dhchap_ctrl_secret"]) if s]
 
     if not _UUID_RE.fullmatch(desired["hostid"] or ""):
@@ -412,6 +423,10 @@ def main():
                 problem = validators.dhchap_secret_problem(c[field])
                 if problem:  # never the value
                     problems.append("%s.%s: %s" % (where, field, validators.dhchap_secret_message(problem)))
+    for nqn in desired["only"] or []:
+        problem = validators.nqn_problem(nqn)
+        if problem:
+            problems.append("only %r: %s" % (nqn, problem))
     if problems:
         module.fail_json(msg=redact("invalid options: " + "; ".join(problems), secrets))
     seen = set()

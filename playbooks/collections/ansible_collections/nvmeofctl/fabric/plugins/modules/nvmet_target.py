@@ -202,6 +202,9 @@ options:
         (O(lib_dir)/nvmeofctl-boot.pyz, built from the collection's module_utils) and the
         C(nvmeofctl-nvmet.service) unit that re-applies the configuration at boot with it. The
         restore program earlier versions copied (O(lib_dir)/nvmet.py) is removed.
+      - When false, disables the unit and removes nvmet.json, the unit and the boot program (the
+        program only when no C(nvmeofctl-connect.service) uses it); configfs is left as the
+        other options say.
     type: bool
     default: true
   allow_disruptive:
@@ -383,7 +386,7 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR,
     ConfigFS, NvmetError, apply, backing_file_problems, changed_secrets, diff, foreign_objects,
     load_managed, managed_after, managed_change, managed_text, missing_modules, ns_label, persist_changes,
-    probe_files, public_change, read_tree, render, simulate, normalize,
+    persist_removal, probe_files, public_change, read_tree, render, simulate, normalize,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import bootapp, persist
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import write_file
@@ -605,13 +608,19 @@ def run(module):
     extra_before.append("state %s: %s" % (mpath, mstate))
     extra_after.append("state %s: current" % mpath)
 
-    # 5. boot persistence: nvmet.json (0600, keys), restore program, systemd unit
+    # 5. boot persistence: nvmet.json (0600, keys), restore program, systemd unit; removed
+    #    with persist false
     if p["persist"]:
         pchanges, states = persist_changes(desired, p["host_files"], bootapp.build(),
                                            p["state_dir"], p["lib_dir"], p["unit_dir"])
         extra_before += ["persist %s: %s" % st for st in states]
         extra_after += ["persist %s: current" % path for path, _st in states]
-        if not check and pchanges:
+    else:
+        pchanges = persist_removal(p["state_dir"], p["lib_dir"], p["unit_dir"])
+        extra_before += ["persist %s: present" % c["key"][0] for c in pchanges if c["object"].startswith("file ")]
+        extra_after += ["persist %s: absent" % c["key"][0] for c in pchanges if c["object"].startswith("file ")]
+    if pchanges:
+        if not check:
             _done, failures = persist.apply(pchanges, persist.systemctl_for(module, p["unit_dir"]))
             if failures:
                 module.fail_json(msg="nvmet_target: %s" % "; ".join(failures), changed=True,

@@ -1,0 +1,1 @@
+"""The cluster as it is now, against the spec (`nvmeofctl status`)."""
