@@ -71,6 +71,12 @@ try:
 except ImportError:  # pragma: no cover
     pass
 try:
+    from nvmeofctl.cli import bench as bench_cli
+
+    bench_cli.register(app)
+except ImportError:  # pragma: no cover
+    pass
+try:
     from nvmeofctl.cli import history as history_cli
 
     history_cli.register(app)

@@ -131,9 +131,11 @@ def connect(target: SshTarget, timeout: float = 15.0) -> paramiko.SSHClient:
 
 
 def run_command(
-    client: paramiko.SSHClient, command: str, *, stdin: str | None = None, timeout: float = 60.0
+    client: paramiko.SSHClient, command: str, *, stdin: str | None = None, timeout: float = 60.0,
+    on_stdout: Callable[[str], None] | None = None,
 ) -> tuple[int, str, str]:
-    """Run one command over an open connection; returns (rc, stdout, stderr). rc 124 on timeout."""
+    """Run one command over an open connection; returns (rc, stdout, stderr). rc 124 on timeout.
+    ``on_stdout``: called with each chunk of stdout as it arrives (live progress)."""
     transport = client.get_transport()
     assert transport is not None
     chan = transport.open_session(timeout=timeout)
@@ -148,7 +150,10 @@ def run_command(
     # ready while the tail of stdout is still on its way (a health probe lost its end marker so).
     while True:
         if chan.recv_ready():
-            out += chan.recv(65536)
+            chunk = chan.recv(65536)
+            out += chunk
+            if on_stdout is not None:
+                on_stdout(chunk.decode(errors="replace"))
             continue
         if chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
@@ -174,6 +179,7 @@ def run_on(
     stdin: str | None = None,
     timeout: float = 60.0,
     connect_timeout: float = 15.0,
+    on_stdout: Callable[[str], None] | None = None,
 ) -> CommandResult | Unreachable:
     start = time.monotonic()
     try:
@@ -181,7 +187,7 @@ def run_on(
     except SshError as exc:
         return Unreachable(target.name, str(exc), exc.kind, time.monotonic() - start)
     try:
-        rc, out, err = run_command(client, command, stdin=stdin, timeout=timeout)
+        rc, out, err = run_command(client, command, stdin=stdin, timeout=timeout, on_stdout=on_stdout)
     except (paramiko.SSHException, OSError) as exc:
         return Unreachable(target.name, f"ssh session to {target.address}:{target.port} broke: {exc}", "unreachable",
                            time.monotonic() - start)
@@ -198,8 +204,10 @@ def run_many(
     timeout: float = 60.0,
     connect_timeout: float = 15.0,
     max_workers: int = 32,
+    on_stdout: Callable[[str, str], None] | None = None,
 ) -> dict[str, CommandResult | Unreachable]:
-    """Run a command (or a per-host command) on every target in parallel; one result per host."""
+    """Run a command (or a per-host command) on every target in parallel; one result per host.
+    ``on_stdout(host, chunk)``: each host's stdout as it arrives (from the workers' threads)."""
     targets = list(targets)
     if not targets:
         return {}
@@ -207,7 +215,8 @@ def run_many(
     def one(t: SshTarget) -> CommandResult | Unreachable:
         cmd = command(t) if callable(command) else command
         data = stdin(t) if callable(stdin) else stdin
-        return run_on(t, cmd, stdin=data, timeout=timeout, connect_timeout=connect_timeout)
+        live = (lambda chunk: on_stdout(t.name, chunk)) if on_stdout is not None else None
+        return run_on(t, cmd, stdin=data, timeout=timeout, connect_timeout=connect_timeout, on_stdout=live)
 
     with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
         results = list(pool.map(one, targets))

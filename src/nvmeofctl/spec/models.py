@@ -373,6 +373,8 @@ class NamespaceSpec(_Model):
     backing: BackingSpec
     uuid: Id | None = Field(None, description="derived from cluster/NQN/NSID when absent")
     nguid: Id | None = Field(None, description="derived from cluster/NQN/NSID when absent")
+    bench_ok: bool = Field(False, description="scratch: `nvmeofctl bench` may load and write it (its data is lost); "
+                                              "other namespaces are refused unless --destructive")
 
 
 class SubsystemSpec(_Model):

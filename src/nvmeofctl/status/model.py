@@ -18,7 +18,7 @@ from nvmeofctl.resources import load_module_utils
 
 
 @dataclass
-class Path:
+class NodePath:
     """One namespace as one GPU node sees it."""
 
     node: str
@@ -44,7 +44,7 @@ class Namespace:
     nguid: str | None
     exported: str  # yes | missing | disabled | unknown (target not read)
     drift: list[str] = field(default_factory=list)  # target side
-    paths: list[Path] = field(default_factory=list)
+    paths: list[NodePath] = field(default_factory=list)
 
 
 @dataclass
@@ -125,13 +125,13 @@ def _target_side(sub, ns, observed: dict | None, changes: list) -> tuple[str, li
     return exported, drift
 
 
-def _node_side(spec, node, sub, ns, observed: dict | None, changes: list) -> Path:
+def _node_side(spec, node, sub, ns, observed: dict | None, changes: list) -> NodePath:
     """One namespace on one GPU node the spec exports it to."""
     nh = load_module_utils("nvme_host")
     want = nh.normalize_desired(desired_mod.nvme_host_args(spec, node))
     conns = [c for c in want["connections"] if c["subsysnqn"] == sub.nqn]
     first = conns[0] if conns else {}
-    path = Path(node.name, "unknown", transport=str(first.get("transport") or ""),
+    path = NodePath(node.name, "unknown", transport=str(first.get("transport") or ""),
                 traddr=str(first.get("traddr") or ""), trsvcid=str(first.get("trsvcid") or ""))
     if observed is None:
         return path

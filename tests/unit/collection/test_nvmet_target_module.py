@@ -255,3 +255,30 @@ def test_without_its_unit_text_the_module_changes_nothing(env, monkeypatch, caps
     assert res["failed"] is True and "host_files.nvmet_unit not given" in res["msg"]
     assert os.listdir(env["root"]) == [] and env["cmds"] == []
     assert not env["data"].exists() and not env["state"].exists() and not env["lib"].exists()
+
+
+def test_persist_false_removes_the_boot_files_and_nothing_else(env, monkeypatch, capsys):
+    """teardown's target step: exporting nothing with persist false removes what apply wrote for
+    reboots (unit disabled, nvmet.json with the keys, the boot program) and the objects it
+    recorded; the backing file (data) stays; a second run changes nothing."""
+    run(monkeypatch, capsys, params(env))
+    assert (env["unit"] / "multi-user.target.wants" / "nvmeofctl-nvmet.service").is_symlink()
+    env["cmds"].clear()
+    gone = dict(params(env), hosts=[], subsystems=[], ports=[], persist=False, allow_disruptive=True)
+    res, _ = run(monkeypatch, capsys, gone)
+    assert not res.get("failed"), res
+    files = sorted((c["action"], c["object"].replace(str(env["root"].parent), "")) for c in res["changes"]
+                   if c["object"].startswith(("file ", "systemd ")))
+    assert files == [("disable", "systemd nvmeofctl-nvmet.service"),
+                     ("remove", "file /etc/nvmet.json"),
+                     ("remove", "file /lib/nvmeofctl-boot.pyz"),
+                     ("remove", "file /root/etc/systemd/system/nvmeofctl-nvmet.service"),
+                     ("update", "file /etc/nvmet-managed.json")]
+    assert [c[1:3] for c in env["cmds"] if c[0] == "systemctl"] == [
+        ["--root=%s" % (env["unit"].parents[2]), "disable"]]
+    assert not (env["state"] / "nvmet.json").exists() and os.listdir(env["lib"]) == []
+    assert not (env["unit"] / "nvmeofctl-nvmet.service").exists()
+    assert os.listdir(env["root"] / "subsystems") == [] and os.listdir(env["root"] / "ports") == []
+    assert (env["data"] / "pool1.img").exists()  # data kept
+    again, _ = run(monkeypatch, capsys, gone)
+    assert again["changed"] is False and again["changes"] == []

@@ -214,3 +214,20 @@ def test_without_its_texts_the_module_changes_nothing(node_factory, monkeypatch,
     assert "host_files.rdma_script, host_files.rdma_unit not given" in res["msg"]
     assert "nvmeofctl.fabric.rdma_link" in res["msg"]
     assert n.cmds == [] and not n.lib.exists()
+
+
+def test_persist_false_removes_the_boot_files_and_keeps_the_live_link(node_factory, monkeypatch, capsys):
+    n = node_factory()
+    run(monkeypatch, capsys, n.params())
+    n.cmds.clear()
+    res = run(monkeypatch, capsys, n.params(persist=False))
+    assert [(c["action"], c["object"]) for c in res["changes"]] == [
+        ("disable", "systemd nvmeofctl-rdma.service"),
+        ("remove", "file %s" % (n.lib / "rdma-restore.sh")),
+        ("remove", "file %s" % (n.lib / "rdma-device")),
+        ("remove", "file %s" % (n.unit / "nvmeofctl-rdma.service")),
+    ]
+    assert not (n.lib / "rdma-restore.sh").exists() and not (n.lib / "rdma-device").exists()
+    assert not (n.unit / "nvmeofctl-rdma.service").exists()
+    assert [c for c in n.cmds if c[0] == "rdma" and c[1] != "-j"] == []  # the rxe device stays
+    assert run(monkeypatch, capsys, n.params(persist=False))["changed"] is False

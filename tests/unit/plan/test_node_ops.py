@@ -4,30 +4,19 @@ diff makes of them."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from nvmeofctl.errors import UsageError
-from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
 from nvmeofctl.plan import node_ops
 from nvmeofctl.spec import load_spec
 
-REAL = Path(__file__).resolve().parents[2] / "fixtures" / "plan" / "lab-real"
 TRAIN = "nqn.2024-01.io.nvmeofctl.lab:train"
 CKPT = "nqn.2024-01.io.nvmeofctl.lab:ckpt"
 
 
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec(REAL / "cluster.yaml")
-
-
-def observed(spec, name):
-    h = spec.host(name)
-    sections = split_sections((REAL / f"{name}.txt").read_text())
-    return HostState(h.name, h.role, h.fabric.interface, True, preflight=parse_kv(sections["preflight"]),
-                     sections=sections).observed()
+@pytest.fixture
+def spec(real_spec):
+    return real_spec
 
 
 def test_what_each_command_acts_on(spec):
@@ -48,14 +37,14 @@ def test_what_the_spec_does_not_export_there_is_refused(spec, node, namespace, m
     assert str(err.value) == message
 
 
-def test_connect_on_a_converged_node_changes_nothing(spec):
+def test_connect_on_a_converged_node_changes_nothing(spec, real_observed):
     args = node_ops.node_args(spec, "gpu1", [TRAIN, CKPT], "connect")
     assert args["only"] == [CKPT, TRAIN] and args["allow_disruptive"] is False
-    assert node_ops.node_changes("gpu1", args, observed(spec, "gpu1")) == []
+    assert node_ops.node_changes("gpu1", args, real_observed["gpu1"]) == []
 
 
-def test_disconnect_drops_exactly_the_asked_path(spec):
-    obs = observed(spec, "gpu1")
+def test_disconnect_drops_exactly_the_asked_path(spec, real_observed):
+    obs = real_observed["gpu1"]
     args = node_ops.node_args(spec, "gpu1", [CKPT], "disconnect")
     assert [c["subsysnqn"] for c in args["connections"]] == [TRAIN] and args["allow_disruptive"] is True
     changes = node_ops.node_changes("gpu1", args, obs)
@@ -63,8 +52,8 @@ def test_disconnect_drops_exactly_the_asked_path(spec):
     assert node_ops.devices_of(obs, [CKPT]) == ["nvme1n1"]
 
 
-def test_connect_after_a_manual_disconnect_connects_only_what_was_asked(spec):
-    obs = observed(spec, "gpu1")
+def test_connect_after_a_manual_disconnect_connects_only_what_was_asked(spec, real_observed):
+    obs = real_observed["gpu1"]
     del obs["nvme_host"]["controllers"]["nvme0"]  # train's path, gone (`nvme disconnect -d nvme0`)
     del obs["nvme_host"]["controllers"]["nvme1"]  # ckpt's too
     changes = node_ops.node_changes("gpu1", node_ops.node_args(spec, "gpu1", [TRAIN], "connect"), obs)

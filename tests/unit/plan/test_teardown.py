@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
 from nvmeofctl.plan import persistence, teardown
 from nvmeofctl.plan.planner import plan_host
 from nvmeofctl.resources import load_module_utils
@@ -19,20 +18,13 @@ REAL = Path(__file__).resolve().parents[2] / "fixtures" / "plan" / "lab-real"
 persist = load_module_utils("persist")
 
 
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec(REAL / "cluster.yaml")
+@pytest.fixture
+def spec(real_spec):
+    return real_spec
 
 
-def observed(spec, name):
-    h = spec.host(name)
-    sections = split_sections((REAL / f"{name}.txt").read_text())
-    return HostState(h.name, h.role, h.fabric.interface, True, preflight=parse_kv(sections["preflight"]),
-                     sections=sections).observed()
-
-
-def test_the_provisioned_lab_is_torn_down_node_paths_and_exports(spec):
-    plans = {h.name: plan_host(spec, h, observed(spec, h.name), args=teardown.teardown_args(spec, h))
+def test_the_provisioned_lab_is_torn_down_node_paths_and_exports(spec, real_observed):
+    plans = {h.name: plan_host(spec, h, real_observed[h.name], args=teardown.teardown_args(spec, h))
              for h in spec.hosts}
     got = {n: [(c.action, c.object) for c in p.changes] for n, p in plans.items()}
     assert got["gpu1"] == [("disconnect", "controller:nvme0"), ("disconnect", "controller:nvme1")]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
 from nvmeofctl.plan.planner import make_plan
 from nvmeofctl.spec import load_spec
 from nvmeofctl.status.model import build_status
@@ -19,19 +18,14 @@ TRAIN = "nqn.2024-01.io.nvmeofctl.lab:train"
 CKPT = "nqn.2024-01.io.nvmeofctl.lab:ckpt"
 
 
-@pytest.fixture(scope="module")
-def spec():
-    return load_spec(REAL / "cluster.yaml")
+@pytest.fixture
+def spec(real_spec):
+    return real_spec
 
 
-@pytest.fixture()
-def observed(spec):
-    out = {}
-    for h in spec.hosts:
-        sections = split_sections((REAL / f"{h.name}.txt").read_text())
-        out[h.name] = HostState(h.name, h.role, h.fabric.interface, True, preflight=parse_kv(sections["preflight"]),
-                                sections=sections).observed()
-    return out
+@pytest.fixture
+def observed(real_observed):
+    return real_observed
 
 
 def status(spec, observed, errors=None):

@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+import pytest
+
 from nvmeofctl.plan.planner import Plan, make_plan
 from nvmeofctl.report import topology
-from nvmeofctl.spec import load_spec
 from nvmeofctl.status.model import build_status
 
-REAL = Path(__file__).resolve().parents[2] / "fixtures" / "plan" / "lab-real"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _lab(drop_gpu2_path=False):
-    spec = load_spec(REAL / "cluster.yaml")
-    observed = {}
-    for h in spec.hosts:
-        sections = split_sections((REAL / f"{h.name}.txt").read_text())
-        observed[h.name] = HostState(h.name, h.role, h.fabric.interface, True, preflight=parse_kv(sections["preflight"]),
-                                     sections=sections).observed()
-    if drop_gpu2_path:
-        del observed["gpu2"]["nvme_host"]["controllers"]["nvme0"]
-    return spec, build_status(spec, observed, make_plan(spec, observed), {})
+@pytest.fixture
+def lab(real_spec, real_observed):
+    """``lab(drop_gpu2_path=False)``: (spec, status) of the real lab read."""
+    def make(drop_gpu2_path=False):
+        if drop_gpu2_path:
+            del real_observed["gpu2"]["nvme_host"]["controllers"]["nvme0"]
+        return real_spec, build_status(real_spec, real_observed, make_plan(real_spec, real_observed), {})
+    return make
 
 
-def test_svg_is_valid_and_names_every_host_and_namespace():
-    spec, st = _lab(drop_gpu2_path=True)
+def test_svg_is_valid_and_names_every_host_and_namespace(lab):
+    spec, st = lab(drop_gpu2_path=True)
     root = ET.fromstring(topology.svg(spec, st))
     assert root.tag == SVG + "svg"
     texts = [t.text for t in root.iter(SVG + "text")]
@@ -39,8 +35,8 @@ def test_svg_is_valid_and_names_every_host_and_namespace():
     assert colours.count("#2e7d32") == 2 and colours.count("#c62828") == 1  # 2 paths live, gpu2's missing
 
 
-def test_text_and_dot_say_the_same():
-    spec, st = _lab()
+def test_text_and_dot_say_the_same(lab):
+    spec, st = lab()
     txt = topology.text(spec, st)
     assert "  subsystem nqn.2024-01.io.nvmeofctl.lab:ckpt\n    namespace ckpt (128 MiB)\n      -> gpu1 /dev/nvme1n1 connected\n" in txt
     dot = topology.dot(spec, st)
@@ -49,8 +45,8 @@ def test_text_and_dot_say_the_same():
     assert dot.count(" -> ") == 2 + 2 + 3  # target->subsystem, subsystem->namespace, namespace->node
 
 
-def test_from_the_spec_alone_nothing_is_read():
-    spec = load_spec(REAL / "cluster.yaml")
+def test_from_the_spec_alone_nothing_is_read(real_spec):
+    spec = real_spec
     st = build_status(spec, {}, Plan([]), {})
     txt = topology.text(spec, st, live=False)
     assert "-> gpu2\n" in txt and "unknown" not in txt
@@ -58,8 +54,8 @@ def test_from_the_spec_alone_nothing_is_read():
     assert {l.get("stroke") for l in root.iter(SVG + "line")} == {"#90a4ae", "#37474f"}
 
 
-def test_hostile_names_are_escaped():
-    spec, st = _lab()
+def test_hostile_names_are_escaped(lab):
+    spec, st = lab()
     st.namespaces[0].name = 'x<script>"&'
     root = ET.fromstring(topology.svg(spec, st))  # still well-formed
     assert 'x<script>"&' in [t.text for t in root.iter(SVG + "text")]

@@ -1,0 +1,1 @@
+"""`nvmeofctl bench`: fio profiles for AI storage work, run on GPU nodes over the fabric."""
