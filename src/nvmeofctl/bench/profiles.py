@@ -20,7 +20,9 @@ PROGRESS_MARK = "### nvmeofctl-job "
 SECTION_MARK = "### nvmeofctl-section "
 WORKDIR = "/tmp/nvmeofctl-bench"
 _DEVICE_RE = re.compile(r"/dev/nvme[0-9]+n[0-9]+")
-_ETA_RE = re.compile(r"\]\[(?P<pct>[0-9.]+)%\]\[(?P<rates>[^\]]*)\].*\[eta (?P<eta>[^\]]+)\]")
+# fio's eta line (fio 3.33 without a terminal runs them together, with no newline before ours):
+# "Jobs: 4 (f=4): [R(4)][60.0%][eta 00m:02s]", "... [r(1)][-.-%][r=1073KiB/s][r=268 IOPS][eta 00m:00s]"
+_ETA_RE = re.compile(r"\[(?P<pct>[0-9.]+|-\.-)%\](?P<rates>(?:\[[^\]]*\])*?)\[eta (?P<eta>[^\]]+)\]")
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,12 @@ def script(runs: list[tuple[str, Job, str, int | None]], runtime: int) -> str:
         jid = job_id(profile, job, filename)
         ids.append(jid)
         argv = fio_argv(job, filename, runtime, size) + ["--output-format=json", f"--output={jid}.json"]
-        lines += [f"echo {shlex.quote(PROGRESS_MARK + jid)}", " ".join(shlex.quote(a) for a in argv) + " || true"]
+        # fio ends its eta output without a newline: every mark starts on a line of its own
+        lines += [f"printf '\\n%s\\n' {shlex.quote(PROGRESS_MARK + jid)}",
+                  " ".join(shlex.quote(a) for a in argv) + " || true"]
     for jid in ids:
-        lines += [f"echo {shlex.quote(SECTION_MARK + jid)}", f"cat {shlex.quote(jid + '.json')} 2>/dev/null || true"]
+        lines += [f"printf '\\n%s\\n' {shlex.quote(SECTION_MARK + jid)}",
+                  f"cat {shlex.quote(jid + '.json')} 2>/dev/null || true"]
         lines.append(f"rm -f {shlex.quote(jid + '.json')}")
     return "\n".join(lines) + "\n"
 
@@ -157,13 +162,15 @@ class ProgressReader:
         *lines, self.buffer = re.split(r"[\r\n]", self.buffer)
         out = []
         for line in lines:
-            if line.startswith(PROGRESS_MARK):
-                self.job = line[len(PROGRESS_MARK):].strip()
+            if PROGRESS_MARK in line:
+                self.job = line.split(PROGRESS_MARK, 1)[1].strip()
                 out.append(Progress(self.job, 0.0, "", ""))
                 continue
-            m = _ETA_RE.search(line)
-            if m and self.job:
-                out.append(Progress(self.job, float(m["pct"]), m["rates"], m["eta"].strip()))
+            for m in _ETA_RE.finditer(line):
+                if self.job:
+                    pct = 0.0 if m["pct"] == "-.-" else float(m["pct"])
+                    rates = " ".join(r.strip("[]") for r in re.findall(r"\[[^\]]*\]", m["rates"]))
+                    out.append(Progress(self.job, pct, rates, m["eta"].strip()))
         return out
 
 
