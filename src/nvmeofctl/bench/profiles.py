@@ -137,7 +137,8 @@ def parse_fio(text: str, host: str, profile: str, job: Job, target: str) -> Resu
     for key, label in (("50.000000", "p50"), ("99.000000", "p99"), ("99.900000", "p99.9")):
         if key in pct:
             lat[label] = pct[key] / 1000.0
-    runtime_s = (j.get("job_runtime") or side.get("runtime") or 0) / 1000.0
+    # the group's wall time (``job_runtime`` adds up the jobs: 4 x for --numjobs=4)
+    runtime_s = (side.get("runtime") or j.get("job_runtime") or 0) / 1000.0
     return Result(host, profile, job.name, target, side.get("bw_bytes", 0) / 1048576.0, side.get("iops", 0.0),
                   lat, runtime_s, int(side.get("io_bytes", 0)))
 

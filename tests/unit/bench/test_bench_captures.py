@@ -25,11 +25,12 @@ def test_every_profile_parses_from_fio_3_33_json():
         got[job.name] = r
     qd32 = got["randread-4k-qd32"]  # values as fio wrote them in the capture
     assert qd32.iops == 660.84788 and qd32.bw_mib_s == 2706832 / 1048576
-    assert qd32.runtime_s == 2.006 and qd32.bytes == 5427200
+    assert qd32.runtime_s == 2.005 and qd32.bytes == 5427200
     assert set(qd32.lat_us) == {"p50", "p99", "p99.9"} and qd32.lat_us["p50"] <= qd32.lat_us["p99.9"]
     ckpt = got["seqwrite-1m-fsync"]
-    assert ckpt.bytes == 32 << 20 and ckpt.runtime_s == 3.578 and ckpt.bw_mib_s == 9380607 / 1048576
+    assert ckpt.bytes == 32 << 20 and ckpt.runtime_s == 3.577 and ckpt.bw_mib_s == 9380607 / 1048576
     assert got["seqread-1m"].bw_mib_s > 0 and got["randread-4k-qd1"].iops > 0
+    assert got["seqread-1m"].runtime_s == 6.802  # the group's wall time, not its 4 jobs' sum (26.411 s)
 
 
 def test_a_missing_or_failed_job_is_an_error_not_a_zero():
