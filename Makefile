@@ -8,9 +8,21 @@ BIN := $(VENV)/bin
 DEB_PKGS := qemu-system-x86 qemu-utils debootstrap vde2 e2fsprogs openssh-client python3-venv
 LAB ?= lab
 
-.PHONY: setup deb venv lab test unit lab-test clean
+TOOLS := $(HOME)/.cache/nvmeofctl/tools
+PROMTOOL := $(TOOLS)/promtool
 
-setup: deb venv
+.PHONY: setup deb venv promtool lab test unit lab-test clean
+
+setup: deb venv promtool
+
+# promtool (checks monitoring/'s alert rules) from Debian's prometheus package, unpacked into a
+# cache outside the repository: installing the package would start a Prometheus server
+promtool: $(PROMTOOL)
+$(PROMTOOL):
+	@command -v promtool >/dev/null && exit 0; set -e; tmp=$$(mktemp -d); \
+	( cd $$tmp && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null; }; } \
+	  && dpkg-deb -x prometheus_*.deb root ) && mkdir -p $(TOOLS) && cp $$tmp/root/usr/bin/promtool $@; rm -rf $$tmp; \
+	echo "promtool: $$($@ --version 2>&1 | head -n1)"
 
 deb:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

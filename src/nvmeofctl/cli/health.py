@@ -52,6 +52,9 @@ def health_command(
     window: float = typer.Option(3.0, "--window", min=0, max=300, help="Seconds between the two counter samples."),
     problems_only: bool = typer.Option(False, "--problems", help="Table: hide ok and na rows."),
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
+    textfile: Optional[Path] = typer.Option(
+        None, "--textfile", help="With --output prometheus: write the exposition to this file atomically "
+                                 "(node_exporter's textfile collector; what `monitor install` runs)."),
 ) -> None:
     # SSH (paramiko), the checks and the spec's models load when the command runs, not for `--help`
     from nvmeofctl.health import expect as expect_mod
@@ -61,6 +64,10 @@ def health_command(
     from nvmeofctl.report import health as health_report
     from nvmeofctl.report import prometheus
 
+    if textfile is not None and output != OutputFormat.prometheus:
+        from nvmeofctl.errors import UsageError
+
+        raise UsageError("--textfile writes the Prometheus exposition: use it with --output prometheus")
     spec = expect_mod.load_spec(str(file), insecure_secret_perms=insecure_secret_perms)
     exp = expect_mod.expectations_from_spec(spec)
     names = parse_limit(limit, exp.order)
@@ -73,7 +80,36 @@ def health_command(
     if output == OutputFormat.json:
         emit_json(health_report.payload(rep.findings, rep.perf, exp.order, window))
     elif output == OutputFormat.prometheus:
-        typer.echo(prometheus.render(rep.findings, rep.perf, exp.order), nl=False)
+        import time
+
+        text = prometheus.render(rep.findings, rep.perf, exp.order, now=time.time())
+        if textfile is None:
+            typer.echo(text, nl=False)
+        else:
+            _write_textfile(textfile, text)
     else:
         health_report.render_table(stdout_console(), rep.findings, rep.perf, exp.order, show_ok=not problems_only)
     finish(exit_code_for(rep.findings))
+
+
+def _write_textfile(path: Path, text: str) -> None:
+    """Write atomically (node_exporter may read at any moment): a temporary file beside it, then
+    rename. Mode 0644: the textfile holds no secret."""
+    import os
+    import tempfile
+
+    from nvmeofctl.errors import UsageError
+
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"--textfile {path}: cannot write in {folder}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

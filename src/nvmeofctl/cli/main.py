@@ -51,6 +51,9 @@ def main(
 
 app.add_typer(spec_cli.app, name="spec")
 app.add_typer(lab_cli.app, name="lab")
+from nvmeofctl.cli import monitor as monitor_cli  # noqa: E402
+
+app.add_typer(monitor_cli.app, name="monitor")
 
 try:  # command groups that land in later steps register themselves here
     from nvmeofctl.cli import provision as provision_cli

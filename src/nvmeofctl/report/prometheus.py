@@ -15,7 +15,9 @@ def _labels(**kv: str | None) -> str:
     return "{" + ",".join(f'{k}="{_esc(str(v))}"' for k, v in kv.items() if v is not None) + "}"
 
 
-def render(findings: list[Finding], perf: list | None = None, host_order: list[str] | None = None) -> str:
+def render(findings: list[Finding], perf: list | None = None, host_order: list[str] | None = None,
+           now: float | None = None) -> str:
+    """The exposition; ``now`` (seconds since the epoch): when the check ran, for staleness alerts."""
     lines = [
         "# HELP nvmeofctl_health_check Result of one health check: 0 ok, 1 warn, 2 fail, -1 not applicable, "
         "3 unreachable, 4 refused (SSH host key or login).",
@@ -53,4 +55,10 @@ def render(findings: list[Finding], perf: list | None = None, host_order: list[s
         "# TYPE nvmeofctl_health_exit_code gauge",
         f"nvmeofctl_health_exit_code {int(exit_code_for(findings))}",
     ]
+    if now is not None:
+        lines += [
+            "# HELP nvmeofctl_health_last_run_timestamp_seconds When this health check ran (Unix time).",
+            "# TYPE nvmeofctl_health_last_run_timestamp_seconds gauge",
+            f"nvmeofctl_health_last_run_timestamp_seconds {now:.0f}",
+        ]
     return "\n".join(lines) + "\n"
