@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -122,6 +122,49 @@ def validate(
         emit_json(summary_json(shown, spec))
     else:
         typer.echo(summary_line(shown, spec))
+
+
+@app.command("init")
+def init(
+    from_inventory: Path = typer.Option(..., "--from-inventory", help="An Ansible inventory (INI or YAML)."),
+    targets: str = typer.Option("targets", "--targets", help="The inventory group of the storage targets."),
+    gpu_nodes: str = typer.Option("gpu_nodes", "--gpu-nodes", help="The inventory group of the GPU nodes."),
+    name: str = typer.Option("cluster", "--name", help="The cluster's name (seeds host NQNs and UUIDs)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write here (default: stdout)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+) -> None:
+    """Write a starting spec from an existing Ansible inventory: one host per member of the two
+    groups, with the SSH settings Ansible would use (ansible_host, ansible_port, ansible_user,
+    ansible_ssh_private_key_file; group and host vars, read by ansible-core's own loader).
+
+    Everything an inventory cannot say (fabric interfaces and IPs, subsystems) is a TODO, and so is
+    an inventory value that fails the spec's checks or is a Jinja2 template: `spec validate` then
+    names each line still to fill in.
+
+    \b
+    Exit codes:
+      0    written
+      2    no such inventory or group, a host in both groups, --out exists (use --force)
+
+    Example: nvmeofctl spec init --from-inventory hosts.ini --targets storage --gpu-nodes gpus --out cluster.yaml
+    """
+    from nvmeofctl.errors import UsageError
+    from nvmeofctl.resources import load_module_utils
+    from nvmeofctl.spec.from_inventory import read_inventory, render_spec
+
+    problem = load_module_utils("validators").name_problem(name)
+    if problem:
+        raise UsageError(f"--name {name!r}: {problem}")
+    if out is not None and out.exists() and not force:
+        raise UsageError(f"--out {out} exists: --force overwrites it")
+    hosts, others = read_inventory(from_inventory, targets, gpu_nodes)
+    text = render_spec(name, hosts, from_inventory, others)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        todo = sum(1 for line in text.splitlines() if "TODO" in line)
+        stderr_console().print(f"wrote {out}: {len(hosts)} host(s), {todo} line(s) with a TODO", markup=False)
 
 
 @app.command("schema")
