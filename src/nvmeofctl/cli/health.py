@@ -10,7 +10,7 @@ import typer
 from nvmeofctl.cli.context import finish, stderr_console, stdout_console
 from nvmeofctl.cli.limit import LimitOpt, parse_limit
 from nvmeofctl.cli.output import output_option
-from nvmeofctl.cli.spec import InsecureSecretPermsOpt
+from nvmeofctl.cli.spec import InsecureSecretPermsOpt, InventoryOpt, apply_inventory
 from nvmeofctl.report.output import OutputFormat, emit_json
 
 HELP = """Check the fabric and NVMe-oF state of every host in the spec (read-only).
@@ -52,6 +52,7 @@ def health_command(
     window: float = typer.Option(3.0, "--window", min=0, max=300, help="Seconds between the two counter samples."),
     problems_only: bool = typer.Option(False, "--problems", help="Table: hide ok and na rows."),
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
+    inventory: Optional[Path] = InventoryOpt,
     textfile: Optional[Path] = typer.Option(
         None, "--textfile", help="With --output prometheus: write the exposition to this file atomically "
                                  "(node_exporter's textfile collector; what `monitor install` runs)."),
@@ -69,6 +70,7 @@ def health_command(
 
         raise UsageError("--textfile writes the Prometheus exposition: use it with --output prometheus")
     spec = expect_mod.load_spec(str(file), insecure_secret_perms=insecure_secret_perms)
+    apply_inventory(spec, inventory)
     exp = expect_mod.expectations_from_spec(spec)
     names = parse_limit(limit, exp.order)
     if limit is not None:  # checks only see the limited hosts; fleet checks compare those

@@ -12,7 +12,7 @@ from nvmeofctl.cli.context import finish, progress_printer, stderr_console, stdo
 from nvmeofctl.cli.lazy import bind, lazy_names
 from nvmeofctl.cli.limit import LimitOpt, parse_limit
 from nvmeofctl.cli.output import output_option
-from nvmeofctl.cli.spec import InsecureSecretPermsOpt
+from nvmeofctl.cli.spec import InsecureSecretPermsOpt, InventoryOpt, apply_inventory
 from nvmeofctl.errors import DisruptiveRefused, NvmeofctlError, PreflightError
 from nvmeofctl.exitcodes import ExitCode
 from nvmeofctl.report.output import OutputFormat, emit_json
@@ -119,6 +119,7 @@ def plan_cmd(
     output: OutputFormat = OutputOpt,
     insecure_secret_perms: bool = InsecureSecretPermsOpt,
     strict: bool = StrictOpt,
+    inventory: Optional[Path] = InventoryOpt,
 ) -> None:
     """Show, per host, the ordered changes `apply` would make; disruptive ones are marked.
 
@@ -136,6 +137,7 @@ def plan_cmd(
     """
     bind(globals(), _LAZY, *_PLAN_NAMES)
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
+    apply_inventory(spec, inventory)
     names = parse_limit(limit, [h.name for h in spec.hosts])
     say = progress_printer()
     observed, selection = _read_hosts(spec, names, say, strict)
@@ -165,6 +167,7 @@ def apply_cmd(
         help="Hosts Ansible configures at once (its forks). Each fork is a process on this machine "
              "(~40-60 MiB): raise it for large fleets as far as memory allows (README: Scaling).",
     ),
+    inventory: Optional[Path] = InventoryOpt,
 ) -> None:
     """Configure every host as the spec says: RoCE v2 link, nvmet targets, GPU-node connections.
 
@@ -191,7 +194,7 @@ def apply_cmd(
     error = None
     try:
         rec["code"] = _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict,
-                             forks)
+                             forks, inventory)
     except NvmeofctlError as exc:
         rec["code"], error = exc.exit_code, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise
@@ -217,7 +220,7 @@ def apply_cmd(
 
 
 def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_perms, strict,
-           forks: int) -> ExitCode:
+           forks: int, inventory: Path | None = None) -> ExitCode:
     """The body of `apply`; fills ``rec`` (plan, selection, rows, phase timings) as it goes, for
     the run record, and returns the run's exit code."""
     t0 = time.monotonic()
@@ -229,6 +232,7 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
         t0 = now
 
     spec = load_spec(file, insecure_secret_perms=insecure_secret_perms)
+    apply_inventory(spec, inventory)
     names = parse_limit(limit, [h.name for h in spec.hosts])
     say = progress_printer()
     for gone in sweep_stale_run_dirs():  # a killed run's inventory (keys): not left for later

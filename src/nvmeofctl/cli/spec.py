@@ -24,6 +24,18 @@ INSECURE_SECRET_PERMS_HELP = (
 )
 # shared by every command that loads a spec (spec validate, plan, apply, health)
 InsecureSecretPermsOpt = typer.Option(False, "--insecure-secret-perms", help=INSECURE_SECRET_PERMS_HELP)
+InventoryOpt = typer.Option(
+    None, "--inventory", help="An Ansible inventory (INI or YAML): each spec host it has (same name) takes its "
+                              "SSH settings from it (ansible_host, ansible_port, ansible_user, "
+                              "ansible_ssh_private_key_file); the spec's known_hosts stays.")
+
+
+def apply_inventory(spec, inventory: Path | None) -> None:
+    """``--inventory``: the SSH settings of the spec's hosts from an Ansible inventory."""
+    if inventory is not None:
+        from nvmeofctl.spec.from_inventory import with_inventory
+
+        with_inventory(spec, inventory)
 
 app = typer.Typer(
     help="Validate a cluster spec or print its JSON Schema.\n\nExample: nvmeofctl spec validate cluster.yaml",

@@ -145,3 +145,34 @@ def render_spec(name: str, hosts: list[InventoryHost], source: Path, others: lis
         '      - {nsid: 1, name: "TODO: name", backing: {device: "TODO: /dev/disk/by-id/..."}}',
     ]
     return "\n".join(lines) + "\n"
+
+
+def with_inventory(spec, source: Path) -> list[str]:
+    """Take each spec host's SSH settings from the Ansible inventory ``source`` (a host of the
+    same name, in any group), in place; the spec's ``known_hosts`` stays. Returns the names of
+    the hosts whose settings came from the inventory. UsageError when a value cannot be used."""
+    from nvmeofctl.spec.models import SshSpec
+
+    os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "False")
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    if not source.exists():
+        raise UsageError(f"--inventory {source}: no such file")
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[str(source)])
+    variables = VariableManager(loader=loader, inventory=inventory)
+    taken = []
+    for host in spec.hosts:
+        ih = inventory.get_host(host.name)
+        if ih is None:
+            continue
+        got = _from_vars(host.name, host.role, variables.get_vars(host=ih))
+        if got.todo:
+            raise UsageError(f"--inventory {source}: host {host.name}: " + "; ".join(got.todo))
+        values = {"address": got.address, "port": got.port or host.ssh.port, "user": got.user or host.ssh.user,
+                  "key": got.key if got.key else host.ssh.key, "known_hosts": host.ssh.known_hosts}
+        host.ssh = SshSpec.model_validate(values, context={"base_dir": source.resolve().parent})
+        taken.append(host.name)
+    return taken

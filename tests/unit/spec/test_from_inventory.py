@@ -128,3 +128,30 @@ def test_render_quotes_every_value():
 
     text = render_spec("c", [InventoryHost("t1", "target", "10.0.0.1")], Path("inv"), [])
     assert '  - name: "t1"' in text and 'ssh: {address: "10.0.0.1"}' in text
+
+
+def test_inventory_gives_the_ssh_settings_of_plan_apply_and_health(tmp_path, real_spec):
+    """`--inventory`: the spec's hosts found in the inventory connect as the inventory says (what
+    health, plan and apply hand to SSH and to Ansible); the others keep the spec's settings."""
+    import copy
+
+    from nvmeofctl.health import runner
+    from nvmeofctl.run.inventory import ssh_host_vars
+    from nvmeofctl.spec.from_inventory import with_inventory
+
+    spec = copy.deepcopy(real_spec)
+    known = spec.host("gpu1").ssh.known_hosts
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[gpus]\ngpu1 ansible_host=10.9.9.21 ansible_port=2201 ansible_user=ops "
+                   "ansible_ssh_private_key_file=keys/ops_ed25519\n")
+    assert with_inventory(spec, inv) == ["gpu1"]
+    target = runner.ssh_targets(spec, ["gpu1", "gpu2"])
+    assert (target["gpu1"].address, target["gpu1"].port, target["gpu1"].user) == ("10.9.9.21", 2201, "ops")
+    assert target["gpu1"].key_file == tmp_path / "keys" / "ops_ed25519"  # relative to the inventory
+    assert target["gpu1"].known_hosts == known  # still the spec's pinned keys
+    assert target["gpu2"].address == real_spec.host("gpu2").ssh.address
+    hv = ssh_host_vars(spec.host("gpu1"))
+    assert (hv["ansible_host"], hv["ansible_port"], hv["ansible_user"]) == ("10.9.9.21", 2201, "ops")
+    inv.write_text("[gpus]\ngpu1 ansible_host=\"{{ lookup('pipe','id') }}\"\n")
+    with pytest.raises(UsageError, match="host gpu1: ansible_host: a Jinja2 template"):
+        with_inventory(copy.deepcopy(real_spec), inv)
