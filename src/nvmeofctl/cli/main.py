@@ -80,6 +80,12 @@ try:
 except ImportError:  # pragma: no cover
     pass
 try:
+    from nvmeofctl.cli import export as export_cli
+
+    export_cli.register(app)
+except ImportError:  # pragma: no cover
+    pass
+try:
     from nvmeofctl.cli import history as history_cli
 
     history_cli.register(app)

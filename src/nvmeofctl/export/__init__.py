@@ -1,0 +1,1 @@
+"""`nvmeofctl export`: the spec as a self-contained Ansible project."""
