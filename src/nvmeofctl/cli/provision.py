@@ -274,8 +274,13 @@ def _apply(rec, file, check, limit, allow_disruptive, output, insecure_secret_pe
             say(f"ordered run ({order.why}): playbooks/{order.playbook}")
         else:
             say(f"running playbooks/{order.playbook} on {len(to_run)} host(s)" + (" in check mode" if check else ""))
-        result = run_playbook(order.playbook, inventory, check=check, limit=",".join(to_run), progress=say,
-                              forks=forks)
+        from nvmeofctl.cli.context import is_interactive
+        from nvmeofctl.cli.liveprogress import host_progress
+
+        # a live board per host on a terminal; plain lines in logs and with --output json
+        with host_progress(stderr_console(), to_run, is_interactive() and output != OutputFormat.json) as progress:
+            result = run_playbook(order.playbook, inventory, check=check, limit=",".join(to_run),
+                                  progress=progress, forks=forks)
         phase(f"playbooks/{order.playbook}")
     else:
         result = RunResult(rc=0, stats={}, tasks=[])
