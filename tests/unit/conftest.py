@@ -58,3 +58,20 @@ def real_states():
 def real_observed(real_spec, real_states):
     """Observed state per host of the real lab (a fresh copy: tests may edit it)."""
     return {name: st.observed() for name, st in real_states(real_spec).items()}
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(args) -> (exit code, stdout, stderr)``: the console entry point (its error
+    handling and exit codes included), in process."""
+    from nvmeofctl.cli.main import run
+
+    def call(args):
+        try:
+            rc = run(list(args))
+        except SystemExit as exc:
+            rc = exc.code
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return call

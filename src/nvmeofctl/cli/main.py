@@ -12,7 +12,14 @@ with gcpause.paused():  # start-up: what these imports make is kept until exit (
     import typer
 
     from nvmeofctl import __version__
+    from nvmeofctl.cli import bench as bench_cli
+    from nvmeofctl.cli import export as export_cli
+    from nvmeofctl.cli import health as health_cli
+    from nvmeofctl.cli import history as history_cli
     from nvmeofctl.cli import lab as lab_cli
+    from nvmeofctl.cli import monitor as monitor_cli
+    from nvmeofctl.cli import ops as ops_cli
+    from nvmeofctl.cli import provision as provision_cli
     from nvmeofctl.cli import spec as spec_cli
     from nvmeofctl.cli.helptext import reflow_commands
     from nvmeofctl.cli.context import GLOBALS, stderr_console
@@ -51,46 +58,10 @@ def main(
 
 app.add_typer(spec_cli.app, name="spec")
 app.add_typer(lab_cli.app, name="lab")
-from nvmeofctl.cli import monitor as monitor_cli  # noqa: E402
-
 app.add_typer(monitor_cli.app, name="monitor")
-
-try:  # command groups that land in later steps register themselves here
-    from nvmeofctl.cli import provision as provision_cli
-
-    provision_cli.register(app)
-except ImportError:  # pragma: no cover - during bring-up only
-    pass
-try:
-    from nvmeofctl.cli import health as health_cli
-
-    health_cli.register(app)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nvmeofctl.cli import ops as ops_cli
-
-    ops_cli.register(app)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nvmeofctl.cli import bench as bench_cli
-
-    bench_cli.register(app)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nvmeofctl.cli import export as export_cli
-
-    export_cli.register(app)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nvmeofctl.cli import history as history_cli
-
-    history_cli.register(app)
-except ImportError:  # pragma: no cover
-    pass
+# the command modules register their commands, in the order `--help` lists them
+for _module in (provision_cli, health_cli, ops_cli, bench_cli, export_cli, history_cli):
+    _module.register(app)
 
 
 reflow_commands(app)

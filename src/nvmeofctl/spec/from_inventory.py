@@ -67,8 +67,8 @@ def _from_vars(name: str, role: str, hv: dict) -> InventoryHost:
     return host
 
 
-def read_inventory(source: Path, targets: str, gpu_nodes: str) -> tuple[list[InventoryHost], list[str]]:
-    """(hosts of the two groups, names of the inventory's other hosts)."""
+def _load(source: Path, flag: str):
+    """(InventoryManager, VariableManager) of ``source``, by ansible-core's own loader."""
     os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "False")
     os.environ.setdefault("ANSIBLE_INVENTORY_UNPARSED_WARNING", "False")
     from ansible.inventory.manager import InventoryManager
@@ -76,10 +76,15 @@ def read_inventory(source: Path, targets: str, gpu_nodes: str) -> tuple[list[Inv
     from ansible.vars.manager import VariableManager
 
     if not source.exists():
-        raise UsageError(f"--from-inventory {source}: no such file")
+        raise UsageError(f"{flag} {source}: no such file")
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=[str(source)])
-    variables = VariableManager(loader=loader, inventory=inventory)
+    return inventory, VariableManager(loader=loader, inventory=inventory)
+
+
+def read_inventory(source: Path, targets: str, gpu_nodes: str) -> tuple[list[InventoryHost], list[str]]:
+    """(hosts of the two groups, names of the inventory's other hosts)."""
+    inventory, variables = _load(source, "--from-inventory")
     groups = inventory.get_groups_dict()
     for group, flag in ((targets, "--targets"), (gpu_nodes, "--gpu-nodes")):
         if group not in groups:
@@ -153,16 +158,7 @@ def with_inventory(spec, source: Path) -> list[str]:
     the hosts whose settings came from the inventory. UsageError when a value cannot be used."""
     from nvmeofctl.spec.models import SshSpec
 
-    os.environ.setdefault("ANSIBLE_LOCALHOST_WARNING", "False")
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.vars.manager import VariableManager
-
-    if not source.exists():
-        raise UsageError(f"--inventory {source}: no such file")
-    loader = DataLoader()
-    inventory = InventoryManager(loader=loader, sources=[str(source)])
-    variables = VariableManager(loader=loader, inventory=inventory)
+    inventory, variables = _load(source, "--inventory")
     taken = []
     for host in spec.hosts:
         ih = inventory.get_host(host.name)

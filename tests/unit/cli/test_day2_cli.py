@@ -12,8 +12,6 @@ import pytest
 from nvmeofctl.facts import hoststate
 from nvmeofctl.facts.hoststate import HostState
 
-from test_exit_codes import nvmeofctl  # noqa: E402 - the CLI runner of the exit-code tests
-
 REAL = Path(__file__).resolve().parents[2] / "fixtures" / "plan" / "lab-real"
 
 
@@ -42,39 +40,39 @@ def lab(monkeypatch, real_states):
 
 
 SPEC = str(REAL / "cluster.yaml")
-def test_status_exit_codes(lab, capsys):
-    rc, out, err = nvmeofctl(capsys, ["status", "-f", SPEC, "-o", "json"])
+def test_status_exit_codes(lab, run_cli):
+    rc, out, err = run_cli(["status", "-f", SPEC, "-o", "json"])
     assert rc == 0, err
     assert json.loads(out)["drift"] == 0
     lab["down"].add("gpu2")
-    rc, out, err = nvmeofctl(capsys, ["status", "-f", SPEC, "-o", "json"])
+    rc, out, err = run_cli(["status", "-f", SPEC, "-o", "json"])
     assert rc == 6 and json.loads(out)["hosts"][2]["read"] is False
 
 
-def test_connect_refuses_what_the_node_is_not_given(lab, capsys):
-    rc, out, err = nvmeofctl(capsys, ["connect", "-f", SPEC, "--node", "gpu2", "--namespace", "ckpt"])
+def test_connect_refuses_what_the_node_is_not_given(lab, run_cli):
+    rc, out, err = run_cli(["connect", "-f", SPEC, "--node", "gpu2", "--namespace", "ckpt"])
     assert rc == 2 and "is not exported to gpu2" in err
-    rc, out, err = nvmeofctl(capsys, ["connect", "-f", SPEC, "--node", "gpu2", "-o", "json"])
+    rc, out, err = run_cli(["connect", "-f", SPEC, "--node", "gpu2", "-o", "json"])
     assert rc == 0 and json.loads(out)["changes"] == [] and lab["playbooks"] == []  # converged: no run
 
 
-def test_teardown_needs_yes_off_a_terminal_and_check_changes_nothing(lab, capsys):
-    rc, out, err = nvmeofctl(capsys, ["teardown", "-f", SPEC])
+def test_teardown_needs_yes_off_a_terminal_and_check_changes_nothing(lab, run_cli):
+    rc, out, err = run_cli(["teardown", "-f", SPEC])
     assert rc == 2 and "--yes" in err and lab["playbooks"] == []
-    rc, out, err = nvmeofctl(capsys, ["teardown", "-f", SPEC, "--check", "-o", "json"])
+    rc, out, err = run_cli(["teardown", "-f", SPEC, "--check", "-o", "json"])
     assert rc == 0, err
     doc = json.loads(out)
     assert [(h["host"], len(h["changes"])) for h in doc["hosts"]] == [("tgt1", 5), ("gpu1", 2), ("gpu2", 1)]
     assert doc["kept_backing_files"] == ["tgt1:/var/lib/nvmeofctl/train.img", "tgt1:/var/lib/nvmeofctl/ckpt.img"]
 
 
-def test_teardown_refuses_when_a_host_cannot_be_read(lab, capsys):
+def test_teardown_refuses_when_a_host_cannot_be_read(lab, run_cli):
     lab["down"].add("gpu1")
-    rc, out, err = nvmeofctl(capsys, ["teardown", "-f", SPEC, "--yes"])
+    rc, out, err = run_cli(["teardown", "-f", SPEC, "--yes"])
     assert rc == 6 and "nothing changed" in err and lab["playbooks"] == []
 
 
-def test_topology_from_the_spec_reads_nothing(lab, capsys, monkeypatch):
+def test_topology_from_the_spec_reads_nothing(lab, run_cli, monkeypatch):
     monkeypatch.setattr(hoststate, "gather", lambda *a, **k: (_ for _ in ()).throw(AssertionError("read")))
-    rc, out, err = nvmeofctl(capsys, ["topology", "-f", SPEC, "--from-spec"])
+    rc, out, err = run_cli(["topology", "-f", SPEC, "--from-spec"])
     assert rc == 0 and out.startswith("cluster lab: rdma fabric")

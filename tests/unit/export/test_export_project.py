@@ -18,22 +18,12 @@ SPEC = REPO / "tests" / "fixtures" / "plan" / "lab-real" / "cluster.yaml"
 KEYS = REPO / "tests" / "fixtures" / "specs" / "good" / "secrets"
 
 
-def _export(capsys, *args):
-    from nvmeofctl.cli.main import run
-
-    try:
-        rc = run(["export", "-f", str(SPEC), *args])
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, *capsys.readouterr()
-
-
 @pytest.fixture
-def project(tmp_path, capsys):
+def project(tmp_path, run_cli):
     pw = tmp_path / "vault-pass"
     pw.write_text("correct horse\n")
     to = tmp_path / "project"
-    rc, out, err = _export(capsys, "--to", str(to), "--vault-password-file", str(pw), "-o", "json")
+    rc, out, err = run_cli(["export", "-f", str(SPEC), "--to", str(to), "--vault-password-file", str(pw), "-o", "json"])
     assert rc == 0, err
     return to, pw, json.loads(out)
 
@@ -85,11 +75,11 @@ def test_ansible_runs_the_project_and_resolves_the_keys(project):
     assert hosts.count("!unsafe") > 20 and hosts.count('"{{ nvmeofctl_') == 6
 
 
-def test_without_a_vault_password_the_keys_are_left_out(tmp_path, capsys):
-    rc, out, err = _export(capsys, "--to", str(tmp_path / "p"))
+def test_without_a_vault_password_the_keys_are_left_out(tmp_path, run_cli):
+    rc, out, err = run_cli(["export", "-f", str(SPEC), "--to", str(tmp_path / "p")])
     assert rc == 0 and "6 key(s) left out" in out
     example = (tmp_path / "p/group_vars/all/secrets.yml.example").read_text()
     assert 'nvmeofctl_dhchap_secret_gpu1_train: ""   # dhchap_secret of GPU node gpu1 for' in example
     assert "DHHC-1:01" not in example and not (tmp_path / "p/group_vars/all/vault.yml").exists()
-    rc, out, err = _export(capsys, "--to", str(tmp_path / "p"))
+    rc, out, err = run_cli(["export", "-f", str(SPEC), "--to", str(tmp_path / "p")])
     assert rc == 2 and "--force" in err

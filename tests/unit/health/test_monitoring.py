@@ -80,25 +80,15 @@ def test_dashboard_is_grafana_json_with_a_query_per_panel():
 
 
 # --------------------------------------------------------------------------- monitor install
-class _Ran:
-    def __init__(self, exit_code, output):
-        self.exit_code, self.output = exit_code, output
-
-
 @pytest.fixture
-def cli(capsys):
-    """The console entry point (its error handling included): (exit code, stdout + stderr)."""
-    from nvmeofctl.cli.main import run
+def cli(run_cli):
+    """(exit code, stdout + stderr) of a command line."""
+    class Ran:
+        def __init__(self, args):
+            self.exit_code, out, err = run_cli(args)
+            self.output = out + err
 
-    def call(args):
-        try:
-            rc = run(args)
-        except SystemExit as exc:
-            rc = exc.code
-        out, err = capsys.readouterr()
-        return _Ran(rc, out + err)
-
-    return call
+    return Ran
 
 
 SPEC = REPO / "tests" / "fixtures" / "plan" / "lab-real" / "cluster.yaml"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from nvmeofctl.cli.main import run
 from nvmeofctl.errors import UsageError
 from nvmeofctl.spec.from_inventory import read_inventory, render_spec
 
@@ -52,15 +51,6 @@ all:
 """
 
 
-def _cli(capsys, args):
-    try:
-        rc = run(args)
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def test_ini_groups_group_vars_and_templates(tmp_path):
     inv = tmp_path / "hosts.ini"
     inv.write_text(INI)
@@ -88,11 +78,11 @@ def test_yaml_children_and_values_that_fail_the_specs_checks(tmp_path):
     assert [t.split(":")[0] for t in by["gpu2"].todo] == ["ansible_user", "ansible_ssh_private_key_file"]
 
 
-def test_the_written_spec_is_yaml_whose_todos_validate_names(tmp_path, capsys):
+def test_the_written_spec_is_yaml_whose_todos_validate_names(tmp_path, run_cli):
     inv = tmp_path / "hosts.ini"
     inv.write_text(INI)
     out = tmp_path / "cluster.yaml"
-    rc, _o, err = _cli(capsys, ["spec", "init", "--from-inventory", str(inv), "--targets", "storage",
+    rc, _o, err = run_cli(["spec", "init", "--from-inventory", str(inv), "--targets", "storage",
                                 "--gpu-nodes", "gpus", "--name", "train-a", "--out", str(out)])
     assert rc == 0 and "4 host(s)" in err, err
     doc = YAML(typ="safe").load(out.read_text())
@@ -100,13 +90,13 @@ def test_the_written_spec_is_yaml_whose_todos_validate_names(tmp_path, capsys):
     assert doc["hosts"][1]["ssh"] == {"address": "10.0.1.21", "port": 2222, "user": "ops",
                                       "key": "/etc/keys/fleet_ed25519"}
     assert "lookup" not in out.read_text()  # the template is never copied
-    rc, _o, err = _cli(capsys, ["spec", "validate", str(out)])
+    rc, _o, err = run_cli(["spec", "validate", str(out)])
     assert rc == 3
     flagged = {int(m[1]) for m in re.finditer(r"cluster\.yaml:(\d+) ", err)}
     todo_lines = {i for i, line in enumerate(out.read_text().splitlines(), 1) if "TODO:" in line and not
                   line.lstrip().startswith("#") and "# TODO" not in line.split('"')[0]}
     assert len(todo_lines) == 7 and todo_lines <= flagged, (todo_lines, err)  # 4 fabrics, 1 address, nqn, namespace
-    rc, _o, err = _cli(capsys, ["spec", "init", "--from-inventory", str(inv), "--targets", "storage",
+    rc, _o, err = run_cli(["spec", "init", "--from-inventory", str(inv), "--targets", "storage",
                                 "--gpu-nodes", "gpus", "--out", str(out)])
     assert rc == 2 and "--force" in err
 
