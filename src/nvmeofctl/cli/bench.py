@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -183,6 +181,9 @@ def bench_cmd(
 
 def _run(spec, runs: dict[str, list], runtime: int, ssh, P, say, what: str) -> list:
     """Run each host's jobs (hosts at once), with a progress line per host; parse the results."""
+    import threading
+    import time
+
     hosts = {h.name: h for h in spec.hosts}
     targets = [ssh.SshTarget.from_host_spec(hosts[n]) for n in runs]
     readers = {n: P.ProgressReader() for n in runs}
