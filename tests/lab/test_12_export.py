@@ -13,7 +13,7 @@ import pytest
 
 from nvmeofctl.spec import load_spec
 
-from .conftest import nvmeofctl, nvmeofctl_json
+from .conftest import PROVISIONED, nvmeofctl, nvmeofctl_json
 
 pytestmark = pytest.mark.lab
 
@@ -28,20 +28,28 @@ def test_exported_project_runs_with_plain_ansible_playbook(healthy_lab, tmp_path
     project = tmp_path / "project"
     proc = nvmeofctl("export", "-f", str(lab.spec), "--to", str(project), "--vault-password-file", str(pw))
     assert proc.returncode == 0, proc.stderr
-    # drift for the project to repair: a path dropped by hand, a boot unit edited by hand
-    gpu2.run(f"nvme disconnect -n {train}")
-    gpu1.run("echo '# edited' >> /etc/systemd/system/nvmeofctl-connect.service")
-    code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
-    assert code == 0 and plan["changes"] >= 2, err
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "site.yml",
-                          "--vault-password-file", str(pw)], cwd=project, capture_output=True, text=True,
-                         timeout=1200, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-                                            "HOME": str(Path.home()), "ANSIBLE_NOCOLOR": "1"})
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "failed=0" in run.stdout and "unreachable=0" in run.stdout
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and train not in gpu2.run("cat /sys/class/nvme/nvme*/subsysnqn"):
-        time.sleep(3)
-    code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
-    assert code == 0 and plan["changes"] == 0, plan
-    assert all(h["converged"] for h in plan["hosts"]), plan
+    done = False
+    try:
+        # drift for the project to repair: a path dropped by hand, a boot unit edited by hand
+        gpu2.run(f"nvme disconnect -n {train}")
+        gpu1.run("echo '# edited' >> /etc/systemd/system/nvmeofctl-connect.service")
+        code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
+        assert code == 0 and plan["changes"] >= 2, err
+        run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "site.yml",
+                              "--vault-password-file", str(pw)], cwd=project, capture_output=True, text=True,
+                             timeout=1200, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                                                "HOME": str(Path.home()), "ANSIBLE_NOCOLOR": "1"})
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert "failed=0" in run.stdout and "unreachable=0" in run.stdout
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and train not in gpu2.run("cat /sys/class/nvme/nvme*/subsysnqn"):
+            time.sleep(3)
+        code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
+        assert code == 0 and plan["changes"] == 0, plan
+        assert all(h["converged"] for h in plan["hosts"]), plan
+        done = True
+    finally:
+        if not done:  # the drift this test made, undone whatever failed
+            from nvmeofctl.lab.manager import LabManager
+
+            LabManager(lab.name).restore(PROVISIONED)

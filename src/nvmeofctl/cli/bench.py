@@ -79,11 +79,10 @@ def bench_cmd(
     from nvmeofctl.bench import chart, device_facts
     from nvmeofctl.bench import profiles as P
     from nvmeofctl.cli.limit import parse_limit
-    from nvmeofctl.errors import DisruptiveRefused, PreflightError, UsageError
+    from nvmeofctl.errors import DisruptiveRefused, UsageError
     from nvmeofctl.facts.hoststate import gather
     from nvmeofctl.plan.planner import Plan
-    from nvmeofctl.plan.preflight import evaluate
-    from nvmeofctl.plan.selection import select_hosts
+    from nvmeofctl.plan.selection import require_all
     from nvmeofctl.remote import ssh
     from nvmeofctl.spec import load_spec
     from nvmeofctl.spec.models import parse_size
@@ -101,15 +100,10 @@ def bench_cmd(
     say = progress_printer()
     say(f"reading {len(names)} GPU node(s): {', '.join(names)}")
     states = gather(spec, names, extra={n: [(device_facts.SECTION, device_facts.DEVICES_COMMAND)] for n in names})
-    problems = evaluate(spec, states)
     facts = {n: device_facts.parse(states[n].sections.get(device_facts.SECTION, "")) for n in names
              if states[n].reachable}
-    problems_text = [f"preflight: {p}" for p in problems]
-    problems_text += [f"preflight: {n}: fio is not installed (apt install fio)" for n, (fio, _d) in facts.items()
-                      if not fio]
-    if problems_text:
-        raise PreflightError("\n".join(problems_text),
-                             exit_code=select_hosts(spec, names, problems).exit_code if problems else ExitCode.PREFLIGHT)
+    require_all(spec, names, states, [f"{n}: fio is not installed (apt install fio)"
+                                      for n, (fio, _d) in facts.items() if not fio])
     observed = {n: states[n].observed() for n in names}
     st = build_status(spec, observed, Plan([]), {})
     jobs = P.jobs_for(profile.value)

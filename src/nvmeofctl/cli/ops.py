@@ -95,12 +95,11 @@ CheckOpt = typer.Option(False, "--check", help="Show what would change on the no
 
 def _node_op(action: str, file: Path, node: str, namespace: str | None, check: bool, force: bool,
              output: OutputFormat, insecure_secret_perms: bool) -> None:
-    from nvmeofctl.errors import DisruptiveRefused, PreflightError
+    from nvmeofctl.errors import DisruptiveRefused
     from nvmeofctl.facts import blockusers
     from nvmeofctl.facts.hoststate import gather
     from nvmeofctl.plan import node_ops
-    from nvmeofctl.plan.preflight import evaluate
-    from nvmeofctl.plan.selection import select_hosts
+    from nvmeofctl.plan.selection import require_all
     from nvmeofctl.run.inventory import build_inventory
     from nvmeofctl.run.runner import run_playbook
     from nvmeofctl.spec import load_spec
@@ -111,10 +110,7 @@ def _node_op(action: str, file: Path, node: str, namespace: str | None, check: b
     say(f"reading {node}")
     extra = {node: [(blockusers.SECTION, blockusers.USERS_COMMAND)]} if action == "disconnect" else None
     states = gather(spec, [node], extra=extra)
-    problems = evaluate(spec, states)
-    if problems:
-        raise PreflightError("\n".join(f"preflight: {p}" for p in problems),
-                             exit_code=select_hosts(spec, [node], problems).exit_code)
+    require_all(spec, [node], states)
     observed = states[node].observed()
     args = node_ops.node_args(spec, node, nqns, action)
     changes = node_ops.node_changes(node, args, observed)
@@ -336,8 +332,7 @@ def teardown_cmd(
     from nvmeofctl.facts.hoststate import gather
     from nvmeofctl.plan import node_ops, teardown
     from nvmeofctl.plan.planner import plan_host
-    from nvmeofctl.plan.preflight import evaluate
-    from nvmeofctl.plan.selection import select_hosts
+    from nvmeofctl.plan.selection import require_all
     from nvmeofctl.run.inventory import build_inventory
     from nvmeofctl.run.runner import run_playbook
     from nvmeofctl.spec import load_spec
@@ -348,10 +343,8 @@ def teardown_cmd(
     say(f"reading {len(names)} host(s): {', '.join(names)}")
     gpus = [n for n in names if spec.host(n).role == "gpu_node"]
     states = gather(spec, names, extra={n: [(blockusers.SECTION, blockusers.USERS_COMMAND)] for n in gpus})
-    problems = evaluate(spec, states)
-    if problems:  # all or nothing: a target torn down under an unreached GPU node leaves it retrying
-        raise PreflightError("\n".join(f"preflight: {p}" for p in problems) + "\nnothing changed",
-                             exit_code=select_hosts(spec, names, problems).exit_code)
+    # all or nothing: a target torn down under an unreached GPU node leaves it retrying
+    require_all(spec, names, states, suffix="\nnothing changed")
     observed = {n: states[n].observed() for n in names}
     ours = [s.nqn for s in spec.subsystems]
     in_use = []

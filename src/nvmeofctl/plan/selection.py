@@ -70,3 +70,17 @@ def worst(*codes: int) -> ExitCode:
     """The run's exit code: the highest of the outcomes (6 unreachable > 5 task failures > 4
     preflight), 0 when every host succeeded."""
     return ExitCode(max((int(c) for c in codes), default=0))
+
+
+def require_all(spec, names: list[str], states, extra: list[str] = (), suffix: str = "") -> None:
+    """All or nothing (connect, disconnect, teardown, bench): raise PreflightError naming every
+    problem of preflight.evaluate plus the ``extra`` lines, with the exit code ``select_hosts``
+    gives them (6 when a host is unreachable; 4 otherwise, and for ``extra`` alone)."""
+    from nvmeofctl.errors import PreflightError
+    from nvmeofctl.plan.preflight import evaluate
+
+    problems = evaluate(spec, states)
+    lines = [f"preflight: {p}" for p in problems] + [f"preflight: {e}" for e in extra]
+    if lines:
+        code = select_hosts(spec, names, problems).exit_code if problems else ExitCode.PREFLIGHT
+        raise PreflightError("\n".join(lines) + suffix, exit_code=code)
