@@ -1,7 +1,9 @@
-"""One resolver for the files nvmeofctl ships beside its code: playbooks, templates, inventory.
+"""One resolver for the files nvmeofctl ships beside its code: playbooks, templates, inventory,
+and the JSON Schemas of its output.
 
-In a source checkout they are the repository's top-level folders; in an installed wheel they
-live under ``nvmeofctl/_data/``.
+In a source checkout playbooks, templates and inventory are the repository's top-level folders; in
+an installed wheel they live under ``nvmeofctl/_data/``. The output schemas live inside the
+package (``report/schemas/``), in a checkout and a wheel alike.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ def playbooks_dir() -> Path:
 
 def templates_dir() -> Path:
     return data_dir("templates")
+
+
+def output_schemas_dir() -> Path:
+    """The JSON Schemas of the ``--output json`` documents (``report/schemas/*.schema.json``)."""
+    return _PKG / "report" / "schemas"
 
 
 def collections_dir() -> Path:

@@ -6,8 +6,9 @@ import sys
 from enum import Enum
 from typing import Any
 
-# the one version of every JSON document nvmeofctl prints (plan, apply, health, spec validate,
-# history, lab status)
+# the one version of every JSON document nvmeofctl prints; each kind has its JSON Schema in
+# report/schemas/ (`nvmeofctl schemas`). Added fields keep the version; a field removed or renamed,
+# or a changed meaning, bumps it (and the $id of the schemas concerned)
 SCHEMA_VERSION = 1
 
 
