@@ -36,26 +36,41 @@ NameOpt = typer.Option(
 )
 
 
-def _render(statuses: list[VmStatus], output: OutputFormat, lab_name: str, spec: str | None = None) -> None:
+def _render(statuses: list[VmStatus], output: OutputFormat, lab_name: str, spec: str | None = None,
+            shape: dict | None = None) -> None:
+    shape = shape or {"rails": 1, "fabric": [], "shared_disk": None}
     if output == OutputFormat.json:
         emit_json({
             "lab": lab_name,
             "spec": spec,
             "ready": all(s.ssh_ready for s in statuses),
+            "rails": shape["rails"],
+            "fabric": shape["fabric"],
+            "shared_disk": shape["shared_disk"],
             "vms": [s.to_dict() for s in statuses],
         })
         return
     from rich.table import Table
 
     table = Table(title=f"lab {lab_name}", title_justify="left")
-    for col in ("VM", "role", "state", "ssh", "fabric IP", "saved states"):
+    for col in ("VM", "role", "state", "ssh", "fabric IP" if shape["rails"] == 1 else "fabric IPs", "saved states"):
         table.add_column(col)
     for s in statuses:
         state = "ssh-ready" if s.ssh_ready else ("running" if s.running else "stopped")
         if s.running and not s.ssh_ready and s.detail:
             state += f" ({s.detail})"
-        table.add_row(s.name, s.role, state, s.ssh, s.fabric_ip, ", ".join(s.snapshots) or "-")
+        ips = ", ".join(s.fabric_ips) or s.fabric_ip
+        table.add_row(s.name, s.role, state, s.ssh, ips, ", ".join(s.snapshots) or "-")
     stdout_console().print(table)
+    if shape["rails"] > 1:
+        rails = ", ".join(f"{r['interface']} {r['network']}" for r in shape["fabric"])
+        stdout_console().print(f"fabric rails: {rails}", markup=False)
+    disk = shape["shared_disk"]
+    if disk:
+        stdout_console().print(
+            f"shared disk: {disk['path']} ({disk['size_mib']} MiB) = {disk['guest_device']} "
+            f"(serial {disk['serial']}) on {', '.join(disk['vms'])}", markup=False,
+        )
     if spec:
         stdout_console().print(f"cluster spec: {spec}", markup=False)
 
@@ -67,6 +82,14 @@ def up(
     gpu_nodes: Optional[int] = typer.Option(None, "--gpu-nodes", help="GPU nodes (default 2).", min=0, max=9),
     accel: str = typer.Option("auto", "--accel", help="auto | kvm | tcg. auto probes KVM and falls back to TCG."),
     fresh: bool = typer.Option(False, "--fresh", help="Return every VM to its pristine booted state."),
+    rails: Optional[int] = typer.Option(
+        None, "--rails", min=1, max=2,
+        help="Fabric rails (default 1): 2 adds eth2 on a second switch, 192.168.101.0/24.",
+    ),
+    shared_disk: Optional[bool] = typer.Option(
+        None, "--shared-disk/--no-shared-disk",
+        help="One raw disk attached to every target VM (/dev/vdb, serial SHARED0), for dual-controller targets.",
+    ),
     memory: int = typer.Option(768, "--memory", help="MiB of RAM per VM.", min=384),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Debian mirror (default: the one apt uses here)."),
     output: OutputFormat = output_option(),
@@ -75,15 +98,19 @@ def up(
 
     Idempotent: on a running lab it changes nothing. A lab stopped with `lab down` resumes where
     it was left in seconds (saved VM state); the first boot under software emulation takes ~2 min.
+    Without options an existing lab comes up as it was created; asking it for another shape
+    (targets, GPU nodes, rails, shared disk) is an error: destroy it first.
 
     Example: nvmeofctl lab up --targets 1 --gpu-nodes 2
+
+    Example: nvmeofctl lab up --name dual --targets 2 --gpu-nodes 1 --rails 2 --shared-disk
     """
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel must be auto, kvm or tcg, not {accel!r}")
     bind(globals(), _LAZY, "LabManager")
     mgr = LabManager(name, progress_printer())
-    statuses = mgr.up(targets, gpu_nodes, accel, fresh, memory, mirror)
-    _render(statuses, output, name, str(mgr.lab.spec_file))
+    statuses = mgr.up(targets, gpu_nodes, accel, fresh, memory, mirror, rails, shared_disk)
+    _render(statuses, output, name, str(mgr.lab.spec_file), mgr.describe())
     if not all(s.ssh_ready for s in statuses):
         raise LabError("some VMs are not SSH-ready (see the table)")
 
@@ -123,14 +150,15 @@ def status(
     name: str = NameOpt,
     output: OutputFormat = output_option(),
 ) -> None:
-    """Show each VM: running, SSH-ready, endpoints, saved states. Exit 0 only when all are ready.
+    """Show each VM: running, SSH-ready, endpoints, saved states; the lab's rails and shared disk.
+    Exit 0 only when all are ready.
 
     Example: nvmeofctl lab status --output json
     """
     bind(globals(), _LAZY, "LabManager")
     mgr = LabManager(name)
     statuses = mgr.status()
-    _render(statuses, output, name, str(mgr.lab.spec_file) if mgr.lab.spec_file.exists() else None)
+    _render(statuses, output, name, str(mgr.lab.spec_file) if mgr.lab.spec_file.exists() else None, mgr.describe())
     finish(ExitCode.OK if all(s.ssh_ready for s in statuses) else ExitCode.UNREACHABLE)
 
 

@@ -1,7 +1,8 @@
-"""Processes the lab starts (QEMU VMs, the vde switch): pid files, liveness, the QEMU monitor."""
+"""Processes the lab starts (QEMU VMs, the vde switches): pid files, liveness, the QEMU monitor (HMP) and QMP."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -92,3 +93,79 @@ def monitor_command(sock: Path, command: str, timeout: float = 120.0) -> str:
     text = out.decode(errors="replace").replace("\r", "")
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith(command.strip()[:20])]
     return "\n".join(lines)
+
+
+class QmpError(Exception):
+    """A QMP command or job failed; the message is QEMU's."""
+
+
+class Qmp:
+    """A minimal QMP client over a Unix socket (``-qmp unix:PATH,server=on,wait=off``).
+
+    QEMU serves one client at a time on such a socket: open, run a few commands, close.
+    Asynchronous events in the stream are skipped.
+    """
+
+    def __init__(self, sock: Path, timeout: float = 30.0) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        self._buf = b""
+        try:
+            self._sock.connect(str(sock))
+            greeting = self._read()
+            if "QMP" not in greeting:
+                raise QmpError(f"no QMP greeting on {sock}")
+            self.execute("qmp_capabilities")
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def __enter__(self) -> "Qmp":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _read(self) -> dict:
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise QmpError("QMP connection closed by QEMU")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def execute(self, command: str, **arguments) -> object:
+        msg: dict = {"execute": command}
+        if arguments:
+            msg["arguments"] = arguments
+        self._sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self._read()
+            if "event" in reply:
+                continue
+            if "error" in reply:
+                raise QmpError(reply["error"].get("desc", str(reply["error"])))
+            return reply.get("return")
+
+    def run_job(self, command: str, job_id: str, timeout: float = 300.0, **arguments) -> None:
+        """Start a job (``snapshot-save``/``-load``/``-delete``), wait until it concludes,
+        dismiss it, and raise QmpError with QEMU's message if it failed."""
+        self.execute(command, **{"job-id": job_id, **arguments})
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = {j["id"]: j for j in self.execute("query-jobs")}  # type: ignore[union-attr]
+            job = jobs.get(job_id)
+            if job is None:
+                raise QmpError(f"job {job_id} vanished")
+            if job["status"] == "concluded":
+                self.execute("job-dismiss", id=job_id)
+                if job.get("error"):
+                    raise QmpError(job["error"])
+                return
+            if time.monotonic() > deadline:
+                raise QmpError(f"job {job_id} did not finish within {timeout:.0f}s (status {job['status']})")
+            time.sleep(0.1)

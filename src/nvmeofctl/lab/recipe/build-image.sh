@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build the nvmeofctl lab image: Debian bookworm + the bookworm-backports 6.12 kernel
 # (which has DH-HMAC-CHAP), the NVMe-oF / RDMA user space, and a small first-boot unit that
-# takes each VM's identity (hostname, fabric IP, SSH keys) from QEMU fw_cfg.
+# takes each VM's identity (hostname, fabric IPs of eth1 and, in a 2-rail lab, eth2, SSH keys)
+# from QEMU fw_cfg.
 #
 # Usage: build-image.sh OUTDIR MIRROR
 # Writes OUTDIR/{rootfs.qcow2,vmlinuz,initrd.img}. Steps are printed as "STEP <name>" so the
@@ -48,7 +49,8 @@ printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root
 cat >"$root/etc/fstab" <<FST
 /dev/vda / ext4 defaults,noatime,errors=remount-ro 0 1
 FST
-# Management NIC (eth0, QEMU user network) by DHCP; the fabric NIC (eth1) is set by lab-identity.
+# Management NIC (eth0, QEMU user network) by DHCP; the fabric NICs (eth1, eth2) are set by
+# lab-identity.
 mkdir -p "$root/etc/systemd/network"
 cat >"$root/etc/systemd/network/10-mgmt.network" <<NET
 [Match]
@@ -86,15 +88,20 @@ grep -q " $name\$" /etc/hosts || echo "127.0.1.1 $name" >>/etc/hosts
 )
 get ssh_host_ed25519_key.pub >/etc/ssh/ssh_host_ed25519_key.pub
 mkdir -p /run/systemd/network
-cat >/run/systemd/network/20-fabric.network <<NET
+# Rail 1 (eth1) always; rail 2 (eth2) only in a lab started with --rails 2 (fabric2_cidr given).
+fabric() {
+  cat >"/run/systemd/network/$1-fabric.network" <<NET
 [Match]
-Name=eth1
+Name=$2
 [Link]
 MTUBytes=$(get fabric_mtu)
 [Network]
-Address=$(get fabric_cidr)
+Address=$3
 LinkLocalAddressing=no
 NET
+}
+fabric 20 eth1 "$(get fabric_cidr)"
+if [ -e "$D/fabric2_cidr" ]; then fabric 21 eth2 "$(get fabric2_cidr)"; fi
 IDS
 cat >"$root/etc/systemd/system/lab-identity.service" <<UNIT
 [Unit]
