@@ -20,6 +20,7 @@ with gcpause.paused():  # start-up: what these imports make is kept until exit (
     from nvmeofctl.cli import monitor as monitor_cli
     from nvmeofctl.cli import ops as ops_cli
     from nvmeofctl.cli import provision as provision_cli
+    from nvmeofctl.cli import rollout as rollout_cli
     from nvmeofctl.cli import schemas as schemas_cli
     from nvmeofctl.cli import spec as spec_cli
     from nvmeofctl.cli.helptext import reflow_commands
@@ -61,6 +62,7 @@ app.add_typer(spec_cli.app, name="spec")
 app.add_typer(lab_cli.app, name="lab")
 app.add_typer(monitor_cli.app, name="monitor")
 # the command modules register their commands, in the order `--help` lists them
+for _module in (provision_cli, health_cli, ops_cli, rollout_cli, bench_cli, export_cli, history_cli, schemas_cli):
 for _module in (provision_cli, health_cli, ops_cli, bench_cli, export_cli, history_cli, schemas_cli):
     _module.register(app)
 

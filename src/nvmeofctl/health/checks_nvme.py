@@ -27,32 +27,42 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
     out: list[Finding] = []
     fabrics = nvme_p.io_fabric_controllers(facts.nvme_host)
     used: set[str] = set()
+    live_paths = _live_paths(fabrics, h.exports, fab)
     for e in h.exports:
         ip = e.target_ips[0] if e.target_ips else "?"
+        paths = [x for x in h.exports if x.nqn == e.nqn]
         mine = [c for c in fabrics if c["subsysnqn"] == e.nqn]
+        if len(paths) > 1:  # one path per target: only this target's controllers are this path
+            mine = [c for c in mine if not e.target_ips or c["traddr"] in e.target_ips]
         right = [c for c in mine if c["transport"] == fab.transport
                  and (not e.target_ips or c["traddr"] in e.target_ips) and c["trsvcid"] in (None, str(fab.port))]
         used.update(c["name"] for c in mine)
         exp_s = f"live over {fab.transport} to {ip}:{fab.port}"
+        device = e.nqn if len(paths) == 1 else f"{e.nqn} via {e.target}"
+        # another live path carries the I/O: this one down is degraded, not a failure
+        others = [c for x in paths if x is not e for c in live_paths.get((e.nqn, x.target), [])]
+        bad = WARN if others else FAIL
+        carried = f"; I/O continues on {', '.join(sorted({c['name'] + ' ' + c['traddr'] for c in others}))}" \
+            if others else ""
         if not mine:
-            out.append(finding(facts, "nvme_controller", FAIL, "not connected", exp_s,
-                               _connect_hint(exp, e.nqn, ip), e.nqn))
+            out.append(finding(facts, "nvme_controller", bad, "not connected" + carried, exp_s,
+                               _connect_hint(exp, e.nqn, ip), device))
             continue
         live = [c for c in right if c["state"] == "live"]
         if live:
             c = live[0]
-            out.append(finding(facts, "nvme_controller", OK, f"{c['name']} live {_addr(c)}", exp_s, device=e.nqn))
+            out.append(finding(facts, "nvme_controller", OK, f"{c['name']} live {_addr(c)}", exp_s, device=device))
         elif right:
             c = right[0]
-            out.append(finding(facts, "nvme_controller", FAIL, f"{c['name']} {c['state']}", exp_s,
-                               _not_live_hint(c["state"], ip), e.nqn))
+            out.append(finding(facts, "nvme_controller", bad, f"{c['name']} {c['state']}{carried}", exp_s,
+                               _not_live_hint(c["state"], ip), device))
         else:
             c = mine[0]
-            out.append(finding(facts, "nvme_controller", FAIL, f"{c['name']} {_addr(c)}",
+            out.append(finding(facts, "nvme_controller", bad, f"{c['name']} {_addr(c)}{carried}",
                                exp_s, "disconnect it and reconnect over the spec's transport/address: "
-                               + _connect_hint(exp, e.nqn, ip), e.nqn))
+                               + _connect_hint(exp, e.nqn, ip), device))
         for c in (live or right or mine)[:1]:
-            out.extend(_reconnect_policy(facts, exp, c, e.nqn))
+            out.extend(_reconnect_policy(facts, exp, c, device))
     extra = [c for c in fabrics if c["name"] not in used]
     if extra:
         out.append(finding(facts, "nvme_unexpected", WARN,
@@ -60,8 +70,62 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
                            "only the spec's subsystems", "nvme disconnect -d <ctrl> for controllers not in the spec"))
     else:
         out.append(finding(facts, "nvme_unexpected", OK, "none", "only the spec's subsystems"))
-    out.extend(_iopolicy(facts, exp, [e.nqn for e in h.exports]))
+    nqns = list(dict.fromkeys(e.nqn for e in h.exports))
+    out.extend(_paths(facts, h.exports, nqns, fabrics, live_paths))
+    out.extend(_iopolicy(facts, exp, nqns))
     out.extend(_identity(facts, exp))
+    return out
+
+
+# a path carries I/O in these ANA states (None: the target does not report ANA)
+_IO_ANA_STATES = (None, "optimized", "non-optimized")
+
+
+def _live_paths(fabrics: list[dict], exports, fab) -> dict[tuple[str, str], list[dict]]:
+    """(subsystem NQN, target) -> its live controllers over the spec's transport and port."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for e in exports:
+        out[(e.nqn, e.target)] = [
+            c for c in fabrics if c["subsysnqn"] == e.nqn and c["state"] == "live" and c["transport"] == fab.transport
+            and (not e.target_ips or c["traddr"] in e.target_ips) and c["trsvcid"] in (None, str(fab.port))]
+    return out
+
+
+def _paths(facts, exports, nqns: list[str], fabrics: list[dict], live_paths) -> list[Finding]:
+    """Per namespace of a subsystem with several paths (one per target serving it): the paths that
+    carry I/O (live controller, ANA optimized or non-optimized) against the spec's. All: ok; some: warn
+    (degraded, naming the missing ones); none: fail."""
+    out = []
+    for nqn in nqns:
+        want = [e for e in exports if e.nqn == nqn]
+        if len(want) < 2:
+            continue  # one path: nvme_controller says it all
+        nsids = sorted({ns.get("nsid") for c in fabrics if c["subsysnqn"] == nqn for ns in c.get("namespaces") or []
+                        if ns.get("nsid") is not None})
+        for nsid in nsids or [None]:
+            parts, up, down = [], 0, []
+            for e in want:
+                ctrls = live_paths.get((nqn, e.target), [])
+                states = [next((ns.get("ana_state") for ns in c.get("namespaces") or [] if ns.get("nsid") == nsid),
+                               "no namespace") for c in ctrls]
+                carrying = [(c, st) for c, st in zip(ctrls, states) if st in _IO_ANA_STATES]
+                if carrying:
+                    up += 1
+                    c, st = carrying[0]
+                    parts.append(f"{c['name']} {e.target} {st or 'live'}")
+                else:
+                    why = f"{ctrls[0]['name']} {states[0]}" if ctrls else "no live controller"
+                    down.append(f"{e.target} ({why})")
+            status = OK if up == len(want) else (WARN if up else FAIL)
+            obs = f"{up}/{len(want)} paths carry I/O: " + ", ".join(parts) if parts else f"0/{len(want)} paths"
+            if down:
+                obs += "; down: " + ", ".join(down)
+            hint = "" if status == OK else (
+                "degraded: one target or link failure away from losing the namespace; bring the path back "
+                "(target up, link up, nvmeofctl apply)" if status == WARN else
+                "no path: I/O to this namespace stalls or fails; check the targets and the fabric")
+            device = nqn if nsid is None else f"{nqn} nsid {nsid}"
+            out.append(finding(facts, "nvme_paths", status, obs, f"{len(want)} live path(s)", hint, device))
     return out
 
 

@@ -101,10 +101,12 @@ def _rdma(h: HostDesired) -> dict[str, Any]:
             "soft_roce": opts["soft_roce"], "mtu": opts["mtu"], "roce_tos": opts["roce_tos"]}
 
 
-def _exports(h: HostDesired, served_by: dict[str, tuple[str, tuple[str, ...]]]) -> tuple[Export, ...]:
+def _exports(h: HostDesired, served_by: dict[tuple[str, str], tuple[str, tuple[str, ...]]]) -> tuple[Export, ...]:
+    """One per path: a subsystem served by several targets (dual-controller) is one export per target."""
     out = []
     for c in (h.nvme_host or {}).get("connections") or []:
-        target, ips = served_by[c["subsysnqn"]]  # every export is a subsystem of some target
+        # every connection is to a port of the target that serves the subsystem
+        target, ips = served_by[(c["subsysnqn"], str(c["traddr"]))]
         out.append(Export(c["subsysnqn"], target, ips))
     return tuple(out)
 
@@ -122,7 +124,7 @@ def _nvme_host(h: HostDesired) -> dict[str, Any]:
 
 
 def expectations_from_desired(desired: Desired) -> Expectations:
-    served_by: dict[str, tuple[str, tuple[str, ...]]] = {}  # subsystem NQN -> (target, its listening IPs)
+    served_by: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}  # (NQN, IP) -> (target, its listening IPs)
     served: dict[str, dict[str, tuple[str, ...]]] = {}
     for name, h in desired.hosts.items():
         if h.nvmet is None:
@@ -130,7 +132,8 @@ def expectations_from_desired(desired: Desired) -> Expectations:
         served[name] = {s["nqn"]: tuple(s["allowed_hosts"]) for s in h.nvmet["subsystems"]}
         for s in h.nvmet["subsystems"]:
             ips = tuple(str(p["traddr"]) for p in h.nvmet["ports"] if s["nqn"] in p["subsystems"])
-            served_by[s["nqn"]] = (name, ips)
+            for ip in ips:
+                served_by[(s["nqn"], ip)] = (name, ips)
     hosts = {
         name: HostExpect(name=name, role=h.role, interface=h.interface, ips=tuple(h.ips), **_rdma(h),
                          **_nvme_host(h), exports=_exports(h, served_by), subsystems=served.get(name, {}))

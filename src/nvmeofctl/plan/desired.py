@@ -37,6 +37,38 @@ def rdma_args(spec, host) -> dict[str, Any]:
     return args
 
 
+CNTLID_BLOCK = 1024  # controller ids per target in a dual-controller subsystem (kernel max 65519)
+
+
+def ana_group(spec, target_name: str) -> int:
+    """The ANA group of the namespaces whose preferred (optimized) target is ``target_name``:
+    one group per target, the same id on every target, so a port's state for group g says
+    "is this port's target g's preferred one". Group 1 (the kernel's default, optimized
+    everywhere) keeps the namespaces of single-target subsystems."""
+    return 2 + [t.name for t in spec.targets].index(target_name)
+
+
+def ana_state(spec, port_target: str, grpid: int) -> str:
+    """A group's state on the ports of ``port_target`` as the spec wants it (no rollout under way)."""
+    if grpid == 1:
+        return "optimized"
+    return "optimized" if ana_group(spec, port_target) == grpid else "non-optimized"
+
+
+def cntlid_range(spec, target_name: str) -> tuple[int, int]:
+    """Disjoint controller-id range of a target in dual-controller subsystems: a host rejects a
+    second path whose controller id equals the first's."""
+    i = [t.name for t in spec.targets].index(target_name)
+    return i * CNTLID_BLOCK + 1, min(i * CNTLID_BLOCK + CNTLID_BLOCK - 1, 0xFFEF)
+
+
+def ana_groups_on(spec, target_name: str) -> list[int]:
+    """The ANA groups the namespaces exported by ``target_name`` use (empty: ANA not managed)."""
+    groups = {ana_group(spec, sub.preferred(ns)) for sub in spec.subsystems_on(target_name) if sub.multipath
+              for ns in sub.namespaces}
+    return sorted(groups | {1}) if groups else []
+
+
 def nvmet_args(spec, target, in_run=None) -> dict[str, Any]:
     """nvmet_target options for one target host.
 
@@ -78,13 +110,19 @@ def nvmet_args(spec, target, in_run=None) -> dict[str, Any]:
                 item["size"] = int(b.size)
             if b.signature:
                 item["signature"] = b.signature
+            if sub.multipath:
+                item["ana_grpid"] = ana_group(spec, sub.preferred(ns))
             namespaces.append(item)
-        subs.append({
+        entry = {
             "nqn": sub.nqn,
             "serial": sub.serial,
             "allowed_hosts": [spec.host(g).host_nqn for g in sub.allowed_gpu_nodes],
             "namespaces": namespaces,
-        })
+        }
+        if sub.multipath:
+            entry["cntlid_min"], entry["cntlid_max"] = cntlid_range(spec, target.name)
+        subs.append(entry)
+    groups = ana_groups_on(spec, target.name)
     ports = [
         {
             "id": i + 1,
@@ -93,6 +131,8 @@ def nvmet_args(spec, target, in_run=None) -> dict[str, Any]:
             "traddr": str(ip),
             "trsvcid": int(spec.fabric.port),
             "subsystems": [s.nqn for s in subsystems],
+            **({"ana_groups": [{"grpid": g, "state": ana_state(spec, target.name, g)} for g in groups]}
+               if groups else {}),
         }
         for i, ip in enumerate(target.fabric.ips)
     ]

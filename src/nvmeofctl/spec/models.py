@@ -373,6 +373,10 @@ class NamespaceSpec(_Model):
     backing: BackingSpec
     uuid: Id | None = Field(None, description="derived from cluster/NQN/NSID when absent")
     nguid: Id | None = Field(None, description="derived from cluster/NQN/NSID when absent")
+    preferred_target: str | None = Field(
+        None, description="subsystems served by several targets: the target whose paths are ANA-optimized for this "
+                          "namespace (the others are non-optimized); default: the first of `targets`",
+        examples=["stor1"])
     bench_ok: bool = Field(False, description="scratch: `nvmeofctl bench` may load and write it (its data is lost); "
                                               "other namespaces are refused unless --destructive")
 
@@ -380,7 +384,14 @@ class NamespaceSpec(_Model):
 class SubsystemSpec(_Model):
     nqn: Nqn = Field(description="the subsystem's NVMe Qualified Name",
                      examples=["nqn.2024-01.io.example.storage:train"])
-    target: str = Field(description="name of the target host that exports it", examples=["stor1"])
+    target: str | None = Field(None, description="name of the target host that exports it (or `targets`)",
+                               examples=["stor1"])
+    targets: list[str] | None = Field(
+        None, min_length=1,
+        description="dual-controller: the target hosts that all export it (same NQN, namespace IDs and serial; "
+                    "each namespace's backing device must be one block device every one of them reaches); GPU "
+                    "nodes get one path per target, with ANA telling them which to use",
+        examples=[["stor1", "stor2"]])
     serial: Annotated[str, BeforeValidator(_check_serial), AfterValidator(_check_serial_text)] | None = Field(
         None, description="derived from the NQN when absent"
     )
@@ -388,6 +399,34 @@ class SubsystemSpec(_Model):
                                          examples=[["gpu1", "gpu2"]])
     dhchap: dict[str, DhchapSpec] = Field(default_factory=dict, description="per GPU node name")
     namespaces: list[NamespaceSpec] = Field(min_length=1)
+
+    _targets_given: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _one_target_field(self) -> SubsystemSpec:
+        self._targets_given = self.targets is not None
+        if self.targets is None and self.target is None:
+            raise_issues("SubsystemSpec", [(("target",), "set target (one target host) or targets (several)")])
+        if self.targets is not None and self.target is not None and [self.target] != self.targets[:1]:
+            raise_issues("SubsystemSpec", [(("target",), "set target or targets, not both")])
+        if self.targets is None:
+            self.targets = [self.target]  # type: ignore[list-item]
+        self.target = self.targets[0]
+        return self
+
+    @property
+    def served_by(self) -> list[str]:
+        """Every target host that exports it (``targets``; ``target`` alone is a list of one)."""
+        return list(self.targets or [self.target])  # type: ignore[list-item]
+
+    @property
+    def multipath(self) -> bool:
+        """Served by more than one target: namespaces get ANA groups, controllers disjoint id ranges."""
+        return len(self.served_by) > 1
+
+    def preferred(self, ns: NamespaceSpec) -> str:
+        """The target whose paths are ANA-optimized for ``ns``."""
+        return ns.preferred_target or self.served_by[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +517,7 @@ class ClusterSpec(_Model):
         return [h for h in self.hosts if h.role == "gpu_node"]
 
     def subsystems_on(self, target_name: str) -> list[SubsystemSpec]:
-        return [s for s in self.subsystems if s.target == target_name]
+        return [s for s in self.subsystems if target_name in s.served_by]
 
     def dhchap_keys(self, gpu_name: str, target_name: str) -> tuple[SecretStr | None, SecretStr | None]:
         """(host key, ctrl key) of a GPU node on a target: nvmet keeps one per host NQN per target
@@ -492,16 +531,17 @@ class ClusterSpec(_Model):
         return secret, ctrl
 
     def exports_for(self, gpu_name: str) -> list[Export]:
-        """Every subsystem this GPU node may connect to, in spec order."""
+        """Every subsystem this GPU node may connect to, in spec order: one per path (per target
+        serving it)."""
         node = self.host(gpu_name)
         out = []
         for sub in self.subsystems:
             if gpu_name not in sub.allowed_gpu_nodes:
                 continue
-            target = self.host(sub.target)
-            secret, ctrl = self.dhchap_keys(gpu_name, sub.target)
-            out.append(
-                Export(
+            for target_name in sub.served_by:
+                target = self.host(target_name)
+                secret, ctrl = self.dhchap_keys(gpu_name, target_name)
+                out.append(Export(
                     nqn=sub.nqn,
                     target=target.name,
                     traddr=str(target.fabric.ips[0]),
@@ -513,8 +553,7 @@ class ClusterSpec(_Model):
                     gpu_node=node.name,
                     host_nqn=node.host_nqn or "",
                     host_id=node.host_id,  # type: ignore[arg-type]
-                )
-            )
+                ))
         return out
 
 
@@ -635,7 +674,13 @@ def _check_subsystems(
             continue
         at: Loc = ("subsystems", j)
         dup("nqn", sub.nqn, (*at, "nqn"), f"NQN {sub.nqn}")
-        ref(sub.target, (*at, "target"), "target")
+        served = sub.served_by
+        tfield = "targets" if sub._targets_given else "target"
+        for t, tname in enumerate(served):
+            tloc: Loc = (*at, "targets", t) if tfield == "targets" else (*at, "target")
+            if tname in served[:t]:
+                issues.append((tloc, f"target '{tname}' is listed twice"))
+            ref(tname, tloc, "target")
         listed: set[str] = set()
         for k, node in enumerate(sub.allowed_gpu_nodes):
             if node in listed:
@@ -655,11 +700,13 @@ def _check_subsystems(
                 if value is None:
                     continue
                 where = (*loc, file if getattr(auth, file) is not None else inline)
-                first = keys.setdefault((sub.target, node, kind), (value.get_secret_value(), where))
-                if first[0] != value.get_secret_value():
-                    issues.append((where, f"conflicting DH-HMAC-CHAP {kind} for '{node}' on target "
-                                          f"'{sub.target}': {_path(first[1][:2])} gives a different one "
-                                          "(nvmet keeps one key per host per target)"))
+                for tname in served:
+                    first = keys.setdefault((tname, node, kind), (value.get_secret_value(), where))
+                    if first[0] != value.get_secret_value():
+                        issues.append((where, f"conflicting DH-HMAC-CHAP {kind} for '{node}' on target "
+                                              f"'{tname}': {_path(first[1][:2])} gives a different one "
+                                              "(nvmet keeps one key per host per target)"))
+                        break
         for k, ns in enumerate(sub.namespaces):
             nat: Loc = (*at, "namespaces", k)
             dup(f"nsid{j}", ns.nsid, (*nat, "nsid"), f"nsid {ns.nsid} in this subsystem")
@@ -671,5 +718,14 @@ def _check_subsystems(
             problem = V.backing_path_problem(b.path, prefixes)
             if problem:
                 issues.append(((*nat, "backing", kind), problem))
-            dup("backing", (sub.target, os.path.normpath(b.path)), (*nat, "backing", kind),
-                f"backing {kind} {b.path} on target '{sub.target}'")
+            for tname in served:
+                dup("backing", (tname, os.path.normpath(b.path)), (*nat, "backing", kind),
+                    f"backing {kind} {b.path} on target '{tname}'")
+            if sub.multipath and kind == "file":
+                issues.append(((*nat, "backing", "file"),
+                               f"a subsystem served by {len(served)} targets needs one block device they all reach "
+                               "(backing.device, e.g. a dual-ported NVMe drive or shared LUN): a file lives on "
+                               "one target"))
+            if ns.preferred_target is not None and ns.preferred_target not in served:
+                issues.append(((*nat, "preferred_target"),
+                               f"'{ns.preferred_target}' does not serve this subsystem (targets: {', '.join(served)})"))

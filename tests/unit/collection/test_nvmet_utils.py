@@ -90,9 +90,11 @@ def test_parse_dump_of_the_real_k612_capture():
     assert list(s["namespaces"]) == ["1", "2"]
     assert s["namespaces"]["1"] == {"device_path": "/dev/loop0", "device_uuid": "fbd61f08-fde1-48e3-b431-57fda06e7aa9",
                                     "device_nguid": "00000000-0000-0000-0000-000000000000", "enable": True,
-                                    "buffered_io": False}
+                                    "buffered_io": False, "ana_grpid": 1}
+    assert (s["cntlid_min"], s["cntlid_max"]) == (1, 65519)  # the kernel's defaults, as captured
     assert s["namespaces"]["2"]["device_path"] == "/dev/nullb0"
-    assert t["ports"]["1"] == {"trtype": "rdma", "adrfam": "ipv4", "traddr": "192.168.100.1", "trsvcid": "4420", "subsystems": []}
+    assert t["ports"]["1"] == {"trtype": "rdma", "adrfam": "ipv4", "traddr": "192.168.100.1", "trsvcid": "4420", "subsystems": [],
+                               "ana_groups": {"1": "optimized"}}
     assert t["ports"]["2"]["trtype"] == "tcp"
     # the capture printed keys in clear: parse_dump keeps only digests
     assert KEY not in json.dumps(t) and CTRL_KEY not in json.dumps(t)

@@ -18,10 +18,12 @@ observed (``read_tree`` / ``parse_dump``)::
 
     {"hosts": {hostnqn: {"dhchap_key_set", "dhchap_key_hash", "dhchap_ctrl_key_set",
                          "dhchap_ctrl_key_hash", "dhchap_hash", "dhchap_dhgroup"}},
-     "subsystems": {nqn: {"allow_any_host", "serial", "model", "allowed_hosts": [..],
+     "subsystems": {nqn: {"allow_any_host", "serial", "model", "cntlid_min", "cntlid_max",
+                          "allowed_hosts": [..],
                           "namespaces": {nsid: {"device_path", "device_uuid", "device_nguid",
-                                                "enable", "buffered_io"}}}},
-     "ports": {id: {"trtype", "adrfam", "traddr", "trsvcid", "subsystems": [..]}}}
+                                                "enable", "buffered_io", "ana_grpid"}}}},
+     "ports": {id: {"trtype", "adrfam", "traddr", "trsvcid", "subsystems": [..],
+                    "ana_groups": {grpid: ana_state}}}}
 
   plus, when the caller probed them, ``"files": {path: size | None | "symlink" | "not-regular"}``
   for file-backed namespaces with ``create_file`` (``probe_files``, never following a symlink).
@@ -34,7 +36,8 @@ managed (nvmet-managed.json, ``load_managed``)::
 Every configfs path goes through ``ConfigFS``, which refuses names that are not one path
 component and any path that resolves outside the configfs root (spec strings are hostile).
 
-desired (``normalize``): the same keys, built from the module options; hosts carry the clear
+desired (``normalize``): the same keys, built from the module options (``cntlid_*``,
+``ana_grpid`` and ``ana_groups`` only when given: unset, the kernel's values are left alone); hosts carry the clear
 keys (``dhchap_key``, ``dhchap_ctrl_key``) because ``apply`` must write them. Use
 ``sanitize`` before showing a desired state to anyone.
 
@@ -55,7 +58,7 @@ from . import persist
 from .change import public as public_change
 from .persist import BOOT_NAME, UNIT_DIR
 from .nvmet_apply import ConfigFS, apply
-from .nvmet_diff import diff
+from .nvmet_diff import ana_only_changes, diff
 from .nvmet_model import (
     CONFIGFS_ROOT, CONFIG_NAME, LIB_DIR, MANAGED_NAME, NvmetError, RESTORE_NAME, STATE_DIR,
     UNIT_NAME,
@@ -89,7 +92,7 @@ __all__ = [
     "_check_device_path", "_check_nqn", "_check_size", "_fmt_size", "_hint", "_host_record",
     "_link_port", "_ls", "_makedirs_private", "_norm_nguid", "_norm_uuid", "_ns_record", "_onoff",
     "_oserr", "_port_record", "_read", "_set_ns_attr", "_set_subsys_attr", "_sort_key",
-    "_sorted_tree", "_str", "_subsys_record", "_unreadable", "_write_host", "apply",
+    "_sorted_tree", "_str", "_subsys_record", "_unreadable", "_write_host", "ana_only_changes", "apply",
     "backing_file_problems", "changed_secrets", "config_text", "create_backing_file", "diff",
     "dump_command", "empty_tree", "files_command", "foreign_objects", "grow_backing_file",
     "load_json", "load_managed", "main", "managed_after", "managed_change", "managed_from",

@@ -287,7 +287,13 @@ def _apply_one(fs, desired, c, deadline):
         want = desired["subsystems"][nqn]
         if action == "create":
             fs.mkdir("subsystems", nqn)
-            attrs = ["allow_any_host", "serial", "model"]
+            attrs = ["allow_any_host", "serial", "model", "cntlid_min", "cntlid_max"]
+        if want.get("cntlid_min") is not None and want.get("cntlid_max") is not None \
+                and "cntlid_min" in attrs and "cntlid_max" in attrs:
+            # the kernel refuses a min above the current max (and a max below the current min)
+            cur_max = fs.read("subsystems", nqn, "attr_cntlid_max")
+            if cur_max and cur_max.isdigit() and want["cntlid_min"] > int(cur_max):
+                attrs = [a for a in attrs if a != "cntlid_min"] + ["cntlid_min"]
         for a in attrs:
             if a == "allow_any_host":
                 fs.write("0", "subsystems", nqn, "attr_allow_any_host")
@@ -316,14 +322,17 @@ def _apply_one(fs, desired, c, deadline):
         want = desired["subsystems"][nqn]["namespaces"][nsid]
         if action == "create":
             fs.mkdir(*ns_parts)
-            attrs = ["device_path", "device_uuid", "device_nguid", "enable"]
-        dev_attrs = [a for a in attrs if a != "enable"]
+            attrs = ["device_path", "device_uuid", "device_nguid", "ana_grpid", "enable"]
+        if "ana_grpid" in attrs and want.get("ana_grpid") is not None:
+            fs.write(want["ana_grpid"], *ns_parts, "ana_grpid")  # allowed while enabled
+        dev_attrs = [a for a in attrs if a not in ("enable", "ana_grpid")]
         if dev_attrs and fs.read(*ns_parts, "enable") == "1":
             fs.write("0", *ns_parts, "enable")
         for a in dev_attrs:
             if want.get(a) is not None:
                 fs.write(want[a], *ns_parts, a)
-        fs.write("1", *ns_parts, "enable")
+        if "enable" in attrs:
+            fs.write("1", *ns_parts, "enable")
     elif kind == "allowed_host":
         nqn, hn = key
         if action == "create":
@@ -350,6 +359,14 @@ def _apply_one(fs, desired, c, deadline):
                 fs.write(want[a], "ports", pid, "addr_" + a)
         for sn in links:
             _link_port(fs, pid, sn, deadline)
+    elif kind == "ana_group":
+        pid, grpid = key
+        if action == "delete":
+            fs.rmdir("ports", pid, "ana_groups", grpid)
+            return
+        if action == "create":
+            fs.mkdir("ports", pid, "ana_groups", grpid)
+        fs.write(desired["ports"][pid]["ana_groups"][grpid], "ports", pid, "ana_groups", grpid, "ana_state")
     elif kind == "port_link":
         pid, nqn = key
         if action == "create":

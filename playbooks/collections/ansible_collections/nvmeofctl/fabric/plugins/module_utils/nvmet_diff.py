@@ -11,7 +11,7 @@ import copy
 
 from .change import change as _new_change
 from .nvmet_model import (
-    DHCHAP_DHGROUP, DHCHAP_HASH, KINDS, SECRET, SECRET_CHANGED, _ns_record, _port_record,
+    ANA_LIVE_STATES, CNTLID_MAX, CNTLID_MIN, DHCHAP_DHGROUP, DHCHAP_HASH, KINDS, SECRET, SECRET_CHANGED, _ns_record, _port_record,
     _subsys_record, ns_label, sanitize, secret_hash,
 )
 from .nvmet_observe import _sort_key, _sorted_tree
@@ -116,6 +116,8 @@ def diff(desired, observed, managed=None):
             if s.get("serial"):
                 bits.append("serial=%s" % s["serial"])
             bits.append("model=%s" % s["model"])
+            if s.get("cntlid_min") is not None or s.get("cntlid_max") is not None:
+                bits.append("cntlid %s-%s" % (s.get("cntlid_min") or "", s.get("cntlid_max") or ""))
             fwd["subsystem"].append(_change("subsystem", [nqn], "create", "subsystem %s" % nqn,
                                             "mkdir; " + ", ".join(bits), "not in configfs"))
             continue
@@ -124,7 +126,7 @@ def diff(desired, observed, managed=None):
             attrs.append("allow_any_host")
             notes.append("allow_any_host: %s -> 0" % {True: "1", None: "?"}[o.get("allow_any_host")])
             disruptive = o.get("allow_any_host") is True
-        for a in ("serial", "model"):
+        for a in ("serial", "model", "cntlid_min", "cntlid_max"):
             if s.get(a) is not None and s[a] != o.get(a):
                 attrs.append(a)
                 notes.append("%s: %s -> %s" % (a, o.get(a), s[a]))
@@ -180,6 +182,8 @@ def diff(desired, observed, managed=None):
                     bits.append("uuid=%s" % ns["device_uuid"])
                 if ns.get("device_nguid"):
                     bits.append("nguid=%s" % ns["device_nguid"])
+                if ns.get("ana_grpid") is not None:
+                    bits.append("ana_grpid=%s" % ns["ana_grpid"])
                 fwd["namespace"].append(_change("namespace", [nqn, nsid], "create", obj,
                                                 "mkdir; %s; enable" % ", ".join(bits), "not in configfs"))
                 continue
@@ -191,13 +195,19 @@ def diff(desired, observed, managed=None):
             dev_change = bool(attrs)
             if dev_change or on.get("enable") is not True:
                 attrs.append("enable")
+            if ns.get("ana_grpid") is not None and ns["ana_grpid"] != on.get("ana_grpid"):
+                # written while enabled: hosts read the new group from the ANA log (not disruptive)
+                attrs.append("ana_grpid")
+                notes.append("ana_grpid: %s -> %s" % (on.get("ana_grpid"), ns["ana_grpid"]))
             if not attrs:
                 continue
             enabled = on.get("enable") is True
             if dev_change:
                 detail = "; ".join(notes) + ("; disable, write, re-enable" if enabled else "; write, enable")
+            elif "enable" in attrs:
+                detail = "; ".join(notes + ["enable: 0 -> 1"])
             else:
-                detail = "enable: 0 -> 1"
+                detail = "; ".join(notes)
             fwd["namespace"].append(_change(
                 "namespace", [nqn, nsid], "update", obj, detail,
                 "hosts lose the namespace while it is disabled and then see another device"
@@ -245,6 +255,8 @@ def diff(desired, observed, managed=None):
                     "hosts connected through this port are disconnected and must reconnect to "
                     "the new address" if linked else "differs from spec",
                     disruptive=linked, attrs=attrs))
+        if p.get("ana_groups") is not None:
+            _ana_changes(fwd, dels, pid, p["ana_groups"], (o or {}).get("ana_groups") or {}, o is None)
         for sn in p["subsystems"]:
             if sn not in links:
                 fwd["port_link"].append(_change(
@@ -276,6 +288,47 @@ def diff(desired, observed, managed=None):
     for k in KINDS:
         out.extend(fwd[k])
     return out
+
+
+def _ana_changes(fwd, dels, pid, want, have, new_port):
+    """ANA group changes of one port: groups made (mkdir, group 1 always exists), states written,
+    groups the spec no longer names removed. A group leaving optimized/non-optimized stops I/O
+    through this port for its namespaces: disruptive unless another path serves them (the
+    cluster planner, which knows the other paths, says so; rollout drains through it)."""
+    if new_port:
+        have = {"1": "optimized"}  # mkdir of a port makes its default group 1, optimized
+    for grpid, state in want.items():
+        cur = have.get(grpid)
+        obj = "port %s / ana group %s" % (pid, grpid)
+        if cur == state:
+            continue
+        down = state not in ANA_LIVE_STATES
+        action = "create" if (cur is None and grpid != "1") else "update"
+        detail = ("mkdir; " if action == "create" else "") + "ana_state: %s -> %s" % (cur or "-", state)
+        fwd["ana_group"].append(_change(
+            "ana_group", [pid, grpid], action, obj, detail,
+            "hosts stop I/O through this port for the group's namespaces" if down else
+            "not in configfs" if action == "create" else "differs from spec",
+            disruptive=down and cur in ANA_LIVE_STATES, state=state))
+    for grpid in have:
+        if grpid not in want and grpid != "1":
+            dels["ana_group"].append(_change(
+                "ana_group", [pid, grpid], "delete", "port %s / ana group %s" % (pid, grpid),
+                "rmdir (was %s)" % have[grpid], "not in spec"))
+
+
+def ana_only_changes(states, observed):
+    """Changes that set ANA group states on existing ports and nothing else (``nvmet_ana``: a
+    rollout moving I/O between the targets of a dual-controller subsystem). ``states``:
+    {port id: {grpid: state}} (normalized); only the groups named are touched, none removed.
+    A port that does not exist is an error (ValueError): ANA states belong to configured ports."""
+    fwd = {"ana_group": []}
+    ports = observed.get("ports", {})
+    for pid, groups in states.items():
+        if pid not in ports:
+            raise ValueError("port %s is not configured on this target (nvmet_target makes it)" % pid)
+        _ana_changes(fwd, {"ana_group": []}, pid, groups, ports[pid].get("ana_groups") or {}, False)
+    return fwd["ana_group"]
 
 
 def managed_after(desired, observed, changes, managed=None):
@@ -348,6 +401,8 @@ def simulate(observed, desired, changes):
                 rec = _subsys_record()
                 want = desired["subsystems"][key[0]]
                 rec.update(allow_any_host=False, serial=want.get("serial"), model=want.get("model"))
+                for a, default in (("cntlid_min", CNTLID_MIN), ("cntlid_max", CNTLID_MAX)):
+                    rec[a] = want[a] if want.get(a) is not None else default
                 st["subsystems"][key[0]] = rec
             else:
                 rec = st["subsystems"][key[0]]
@@ -361,9 +416,11 @@ def simulate(observed, desired, changes):
                 continue
             want = desired["subsystems"][key[0]]["namespaces"][key[1]]
             rec = nss.setdefault(key[1], _ns_record())
-            for a in ("device_path", "device_uuid", "device_nguid"):
+            for a in ("device_path", "device_uuid", "device_nguid", "ana_grpid"):
                 if want.get(a) is not None:
                     rec[a] = want[a]
+            if action == "create" and rec.get("ana_grpid") is None:
+                rec["ana_grpid"] = 1
             rec["enable"] = True
         elif kind == "allowed_host":
             _link(st["subsystems"][key[0]]["allowed_hosts"], key[1], action == "create")
@@ -375,6 +432,15 @@ def simulate(observed, desired, changes):
             want = desired["ports"][key[0]]
             for a in ("trtype", "adrfam", "traddr", "trsvcid"):
                 rec[a] = want[a]
+            if action == "create":
+                rec["ana_groups"] = {"1": "optimized"}  # the kernel's default group
+        elif kind == "ana_group":
+            groups = st["ports"][key[0]].setdefault("ana_groups", {})
+            if action == "delete":
+                groups.pop(key[1], None)
+            else:
+                groups[key[1]] = c["state"]
+            st["ports"][key[0]]["ana_groups"] = {g: groups[g] for g in sorted(groups, key=_sort_key)}
         elif kind == "port_link":
             _link(st["ports"][key[0]]["subsystems"], key[1], action == "create")
     return _sorted_tree(st)
@@ -412,17 +478,24 @@ def render(state, changed_secrets=()):
         lines.append("  allow_any_host: %s" % _onoff(s.get("allow_any_host")))
         lines.append("  serial: %s" % s.get("serial"))
         lines.append("  model: %s" % s.get("model"))
+        if (s.get("cntlid_min"), s.get("cntlid_max")) not in ((None, None), (CNTLID_MIN, CNTLID_MAX)):
+            lines.append("  cntlid: %s-%s" % (s.get("cntlid_min"), s.get("cntlid_max")))
         for hn in s.get("allowed_hosts", []):
             lines.append("  allowed_host %s" % hn)
         for nsid, ns in s.get("namespaces", {}).items():
-            lines.append("  namespace %s: %s uuid=%s nguid=%s enable=%s" % (
+            lines.append("  namespace %s: %s uuid=%s nguid=%s enable=%s%s" % (
                 nsid, ns.get("device_path"), ns.get("device_uuid"), ns.get("device_nguid"),
-                _onoff(ns.get("enable"))))
+                _onoff(ns.get("enable")),
+                " ana_grpid=%s" % ns["ana_grpid"] if ns.get("ana_grpid") not in (None, 1) else ""))
     for pid, p in state.get("ports", {}).items():
         lines.append("port %s: %s %s %s:%s" % (
             pid, p.get("trtype"), p.get("adrfam"), p.get("traddr"), p.get("trsvcid")))
         for sn in p.get("subsystems", []):
             lines.append("  subsystem %s" % sn)
+        groups = p.get("ana_groups") or {}
+        if set(groups) - {"1"} or groups.get("1", "optimized") != "optimized":
+            for g, st in groups.items():
+                lines.append("  ana group %s: %s" % (g, st))
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -31,7 +31,7 @@ SECRET_CHANGED = "<changed>"
 DEFAULT_MODEL = "nvmeofctl"
 
 # Order of creation; deletions run first, in the reverse order.
-KINDS = ("host", "subsystem", "file", "namespace", "allowed_host", "port", "port_link")
+KINDS = ("host", "subsystem", "file", "namespace", "allowed_host", "port", "ana_group", "port_link")
 # errno values that mean "the fabric address is not there yet": retried while linking ports.
 RETRY_ERRNOS = (errno.EADDRNOTAVAIL, errno.ENODEV)
 
@@ -44,6 +44,12 @@ _NQN_RE = re.compile(r"nqn\.[\x21-\x2e\x30-\x7e]{1,219}")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX32_RE = re.compile(r"[0-9a-f]{32}")
 _PORTNUM_RE = re.compile(r"[0-9]{1,5}")
+# ANA (asymmetric namespace access): the states a port's ANA group takes, the groups the kernel
+# accepts (NVMET_MAX_ANAGRPS), and the controller id range (NVME_CNTLID_MIN..MAX).
+ANA_STATES = ("optimized", "non-optimized", "inaccessible", "persistent-loss", "change")
+ANA_LIVE_STATES = ("optimized", "non-optimized")
+MAX_ANA_GROUP = 128
+CNTLID_MIN, CNTLID_MAX = 1, 0xFFEF
 # The largest backing file nvmeofctl creates (validators.MAX_BACKING_SIZE: 1 PiB).
 MAX_BACKING_SIZE = 1 << 50
 
@@ -133,30 +139,39 @@ def _host_record(key, ctrl_key, hash_name, dhgroup):
 
 
 def _subsys_record():
-    return {"allow_any_host": None, "serial": None, "model": None, "allowed_hosts": [],
-            "namespaces": {}}
+    return {"allow_any_host": None, "serial": None, "model": None, "cntlid_min": None,
+            "cntlid_max": None, "allowed_hosts": [], "namespaces": {}}
 
 
 def _ns_record():
     return {"device_path": None, "device_uuid": None, "device_nguid": None, "enable": None,
-            "buffered_io": None}
+            "buffered_io": None, "ana_grpid": None}
 
 
 def _port_record():
-    return {"trtype": None, "adrfam": None, "traddr": None, "trsvcid": None, "subsystems": []}
+    # ana_groups: {grpid: state} as read from ports/<id>/ana_groups/<grpid>/ana_state
+    return {"trtype": None, "adrfam": None, "traddr": None, "trsvcid": None, "subsystems": [],
+            "ana_groups": {}}
 
 
 _HOST_ATTRS = ("dhchap_key", "dhchap_ctrl_key", "dhchap_hash", "dhchap_dhgroup")
 _SUBSYS_ATTRS = {"attr_allow_any_host": "allow_any_host", "attr_serial": "serial",
-                 "attr_model": "model"}
-_NS_ATTRS = ("device_path", "device_uuid", "device_nguid", "enable", "buffered_io")
+                 "attr_model": "model", "attr_cntlid_min": "cntlid_min", "attr_cntlid_max": "cntlid_max"}
+_NS_ATTRS = ("device_path", "device_uuid", "device_nguid", "enable", "buffered_io", "ana_grpid")
 _PORT_ATTRS = {"addr_trtype": "trtype", "addr_adrfam": "adrfam", "addr_traddr": "traddr",
                "addr_trsvcid": "trsvcid"}
+
+
+def _int(value):
+    value = _str(value)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _set_subsys_attr(rec, name, raw):
     if name == "allow_any_host":
         rec[name] = _bool(raw)
+    elif name in ("cntlid_min", "cntlid_max"):
+        rec[name] = _int(raw)
     else:
         rec[name] = _str(raw)
 
@@ -164,6 +179,8 @@ def _set_subsys_attr(rec, name, raw):
 def _set_ns_attr(rec, name, raw):
     if name in ("enable", "buffered_io"):
         rec[name] = _bool(raw)
+    elif name == "ana_grpid":
+        rec[name] = _int(raw)
     elif name in ("device_uuid", "device_nguid"):
         rec[name] = _str(raw.lower()) if raw is not None else None
     else:
@@ -235,6 +252,10 @@ def normalize(spec):
         model = DEFAULT_MODEL if model is None else str(model).strip()
         if not model or len(model) > 40 or not all(0x20 <= ord(c) <= 0x7e for c in model):
             raise ValueError("%s.model: 1 to 40 printable ASCII characters: %r" % (where, model))
+        cntlid = [_opt_int(s.get(a), "%s.%s" % (where, a), CNTLID_MIN, CNTLID_MAX)
+                  for a in ("cntlid_min", "cntlid_max")]
+        if None not in cntlid and cntlid[0] > cntlid[1]:
+            raise ValueError("%s.cntlid_min: %d is above cntlid_max %d" % (where, cntlid[0], cntlid[1]))
         allowed = sorted(set(s.get("allowed_hosts") or []))
         for hn in allowed:
             if not isinstance(hn, str) or hn not in desired["hosts"]:
@@ -276,12 +297,18 @@ def normalize(spec):
                                      "under /dev" % (nw, path))
             rec = {"device_path": path, "device_uuid": uuid, "device_nguid": nguid,
                    "size": size, "create_file": create_file}
+            grpid = _opt_int(n.get("ana_grpid"), nw + ".ana_grpid", 1, MAX_ANA_GROUP)
+            if grpid is not None:  # unset keys stay out: nvmet.json of earlier versions still matches
+                rec["ana_grpid"] = grpid
             for opt in ("name", "signature"):  # for messages and the device checks only
                 if n.get(opt) not in (None, ""):
                     rec[opt] = str(n[opt])
             nss[str(nsid)] = rec
         desired["subsystems"][nqn] = {"serial": serial, "model": model, "allowed_hosts": allowed,
                                       "namespaces": {k: nss[k] for k in sorted(nss, key=int)}}
+        for a, v in zip(("cntlid_min", "cntlid_max"), cntlid):
+            if v is not None:
+                desired["subsystems"][nqn][a] = v
 
     addrs = {}
     for i, p in enumerate(spec.get("ports") or []):
@@ -320,8 +347,47 @@ def normalize(spec):
                 raise ValueError("%s.subsystems: %s is not in subsystems" % (where, sn))
         desired["ports"][str(pid)] = {"trtype": trtype, "adrfam": adrfam, "traddr": traddr,
                                       "trsvcid": trsvcid, "subsystems": subs}
+        groups = _ana_groups(p.get("ana_groups"), where + ".ana_groups")
+        if groups is not None:
+            desired["ports"][str(pid)]["ana_groups"] = groups
     desired["ports"] = {k: desired["ports"][k] for k in sorted(desired["ports"], key=int)}
     return desired
+
+
+def _opt_int(value, where, low, high):
+    """None (unset: the kernel's value is left alone) or an integer in [low, high]."""
+    if value is None or value == "":
+        return None
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("%s: an integer %d..%d is required, got %r" % (where, low, high, value))
+    if isinstance(value, bool) or not low <= v <= high:
+        raise ValueError("%s: an integer %d..%d is required, got %r" % (where, low, high, value))
+    return v
+
+
+def _ana_groups(value, where):
+    """A port's ANA groups as {grpid (str): state}, or None (not managed: left as they are).
+
+    Given as a list of {grpid, state}; group 1 exists on every port (the kernel's default group)."""
+    if value is None:
+        return None
+    out = {}
+    for i, g in enumerate(value):
+        gw = "%s[%d]" % (where, i)
+        if not isinstance(g, dict):
+            raise ValueError("%s: {grpid, state} expected, got %r" % (gw, g))
+        grpid = _opt_int(g.get("grpid"), gw + ".grpid", 1, MAX_ANA_GROUP)
+        if grpid is None:
+            raise ValueError("%s.grpid: an integer 1..%d is required" % (gw, MAX_ANA_GROUP))
+        state = g.get("state")
+        if state not in ANA_STATES:
+            raise ValueError("%s.state: one of %s, got %r" % (gw, ", ".join(ANA_STATES), state))
+        if str(grpid) in out:
+            raise ValueError("%s.grpid: duplicate ANA group %d" % (gw, grpid))
+        out[str(grpid)] = state
+    return {k: out[k] for k in sorted(out, key=int)}
 
 
 def sanitize(desired):

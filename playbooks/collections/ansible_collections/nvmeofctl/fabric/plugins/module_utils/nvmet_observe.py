@@ -75,6 +75,12 @@ def read_tree(root=CONFIGFS_ROOT):
         for fname, name in _PORT_ATTRS.items():
             rec[name] = _str(_read(os.path.join(d, fname)))
         rec["subsystems"] = _ls(os.path.join(d, "subsystems"))
+        groups_dir = os.path.join(d, "ana_groups")
+        for grpid in _ls(groups_dir):
+            state = _str(_read(os.path.join(groups_dir, grpid, "ana_state")))
+            if state is not None:
+                rec["ana_groups"][grpid] = state
+        rec["ana_groups"] = {g: rec["ana_groups"][g] for g in sorted(rec["ana_groups"], key=_sort_key)}
         tree["ports"][pid] = rec
     return tree
 
@@ -92,8 +98,9 @@ def dump_command(root=CONFIGFS_ROOT):
         "cd %s 2>/dev/null || exit 0; "
         "find . -mindepth 2 \\( -type l -printf '%%p -> %%l\\n' \\) -o \\( -type d -printf '%%p/\\n' \\) "
         "-o \\( -type f \\( -name 'addr_*' "
-        "-o -name attr_allow_any_host -o -name attr_serial -o -name attr_model "
-        "-o -name 'device_*' -o -name enable -o -name buffered_io -o -name 'dhchap_*' \\) -print \\) "
+        "-o -name attr_allow_any_host -o -name attr_serial -o -name attr_model -o -name 'attr_cntlid_*' "
+        "-o -name 'device_*' -o -name enable -o -name buffered_io -o -name 'dhchap_*' "
+        "-o -name ana_grpid -o -name ana_state \\) -print \\) "
         "| LC_ALL=C sort | while IFS= read -r f; do "
         "case $f in *' -> '*|*/) printf '%%s\\n' \"$f\"; continue;; esac; "
         "[ -r \"$f\" ] || continue; v=; IFS= read -r v < \"$f\" 2>/dev/null; "
@@ -157,6 +164,9 @@ def parse_dump(text):
             elif len(parts) == 4 and parts[2] == "subsystems" and link:
                 if parts[3] not in rec["subsystems"]:
                     rec["subsystems"].append(parts[3])
+            elif len(parts) == 5 and parts[2] == "ana_groups" and parts[4] == "ana_state" \
+                    and value is not None and _str(value) is not None:
+                rec["ana_groups"][parts[3]] = _str(value)
     for nqn, raw in host_raw.items():
         tree["hosts"][nqn] = _host_record(raw.get("dhchap_key"), raw.get("dhchap_ctrl_key"),
                                           raw.get("dhchap_hash"), raw.get("dhchap_dhgroup"))
@@ -164,6 +174,7 @@ def parse_dump(text):
         rec["allowed_hosts"].sort()
     for rec in tree["ports"].values():
         rec["subsystems"].sort()
+        rec["ana_groups"] = {g: rec["ana_groups"][g] for g in sorted(rec["ana_groups"], key=_sort_key)}
     return _sorted_tree(tree)
 
 

@@ -90,6 +90,16 @@ options:
         type: list
         elements: str
         default: []
+      cntlid_min:
+        description:
+          - Lowest controller id this target gives out for the subsystem.
+          - When two targets export the same subsystem (dual-controller), their ranges must not
+            overlap, or hosts reject the second path (duplicate cntlid). Unset, the kernel's is kept.
+        type: int
+      cntlid_max:
+        description:
+          - Highest controller id this target gives out for the subsystem (at most 65519).
+        type: int
       namespaces:
         description:
           - Namespaces of the subsystem.
@@ -131,6 +141,12 @@ options:
                 missing; grow a smaller one; never shrink or overwrite.
             type: bool
             default: false
+          ana_grpid:
+            description:
+              - ANA group of the namespace (1 to 128); its state on each port is set by
+                O(ports[].ana_groups). Can change while the namespace is enabled. Unset, the
+                kernel's (group 1) is kept.
+            type: int
           signature:
             description:
               - Device backing only. The filesystem, RAID/LVM signature or partition table type
@@ -182,6 +198,34 @@ options:
         type: list
         elements: str
         default: []
+      ana_groups:
+        description:
+          - ANA (asymmetric namespace access) groups of this port and their states. Group 1
+            exists on every port (the kernel's default, C(optimized)); others are created.
+            Groups on the port that are not listed, except group 1, are removed.
+          - Unset, the port's groups are left as they are.
+          - Moving a group from C(optimized) or C(non-optimized) to another state stops I/O
+            through this port for its namespaces (reported disruptive); hosts with another path
+            move their I/O there.
+        type: list
+        elements: dict
+        suboptions:
+          grpid:
+            description:
+              - Group id (1 to 128).
+            type: int
+            required: true
+          state:
+            description:
+              - The group's ANA state on this port.
+            type: str
+            required: true
+            choices:
+              - optimized
+              - non-optimized
+              - inaccessible
+              - persistent-loss
+              - change
   backing_prefixes:
     description:
       - Where a namespace's backing store may live. A prefix ending in C(/) admits paths below
@@ -412,6 +456,8 @@ ARGUMENT_SPEC = dict(
         serial=dict(type="str"),
         model=dict(type="str", default="nvmeofctl"),
         allowed_hosts=dict(type="list", elements="str", default=[]),
+        cntlid_min=dict(type="int"),
+        cntlid_max=dict(type="int"),
         namespaces=dict(type="list", elements="dict", default=[], options=dict(
             nsid=dict(type="int", required=True),
             name=dict(type="str"),
@@ -420,6 +466,7 @@ ARGUMENT_SPEC = dict(
             nguid=dict(type="str"),
             size=dict(type="int"),
             create_file=dict(type="bool", default=False),
+            ana_grpid=dict(type="int"),
             signature=dict(type="str"),
         )),
     )),
@@ -430,6 +477,11 @@ ARGUMENT_SPEC = dict(
         traddr=dict(type="str", required=True),
         trsvcid=dict(type="int", default=4420),
         subsystems=dict(type="list", elements="str", default=[]),
+        ana_groups=dict(type="list", elements="dict", options=dict(
+            grpid=dict(type="int", required=True),
+            state=dict(type="str", required=True,
+                       choices=["optimized", "non-optimized", "inaccessible", "persistent-loss", "change"]),
+        )),
     )),
     backing_prefixes=dict(type="list", elements="str", default=list(DEFAULT_BACKING_PREFIXES)),
     persist=dict(type="bool", default=True),

@@ -1,0 +1,1 @@
+"""Rolling redeploys of dual-controller targets (issue #10)."""
