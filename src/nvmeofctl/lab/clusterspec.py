@@ -14,6 +14,8 @@ import jinja2
 from nvmeofctl.lab.layout import FABRIC_IF, LAB_MTU, LabLayout
 from nvmeofctl.resources import templates_dir
 
+SHARED_DISK_BY_ID = "/dev/disk/by-id/virtio-SHARED0"
+
 
 def generate_dhchap_secret() -> str:
     """A fresh DH-HMAC-CHAP secret in the ``DHHC-1:01:<base64(key + crc32)>:`` form nvme-cli makes."""
@@ -39,7 +41,9 @@ def render_lab_spec(layout: LabLayout, lab_dir: Path, transport: str = "rdma") -
     gpus = [v.name for v in layout.vms if v.role == "gpu_node"]
     ctx = {
         "name": layout.name, "transport": transport, "mtu": LAB_MTU, "interface": FABRIC_IF,
-        "vms": layout.vms, "target": targets[0] if targets else None, "gpus": gpus,
+        "vms": layout.vms, "target": targets[0] if targets else None, "gpus": gpus, "targets": targets,
+        # the shared disk as the targets' udev names it (serial SHARED0): stable, and under a default backing prefix
+        "shared_disk": SHARED_DISK_BY_ID if getattr(layout, "shared_disk", False) else None,
     }
     if targets and gpus:
         ctx["host_secret_file"] = _secret_file(lab_dir / "secrets" / f"{gpus[0]}-dhchap.key").relative_to(lab_dir)
