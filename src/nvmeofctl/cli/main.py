@@ -63,7 +63,6 @@ app.add_typer(lab_cli.app, name="lab")
 app.add_typer(monitor_cli.app, name="monitor")
 # the command modules register their commands, in the order `--help` lists them
 for _module in (provision_cli, health_cli, ops_cli, rollout_cli, bench_cli, export_cli, history_cli, schemas_cli):
-for _module in (provision_cli, health_cli, ops_cli, bench_cli, export_cli, history_cli, schemas_cli):
     _module.register(app)
 
 
