@@ -1,0 +1,63 @@
+"""Every path the spec gives a GPU node to a namespace, and what the node shows for it (pure).
+
+Read from the GPU nodes' observed state (``facts.hoststate`` -> nvme_host's own parser): a path
+carries I/O when its controller is ``live`` and the namespace's path device reports an ANA state
+of ``optimized`` or ``non-optimized`` (no ANA state: a target without ANA, also live). Used by
+the plan (``plan.alternate``: another path carries the I/O) and by ``rollout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+IO_STATES = (None, "optimized", "non-optimized")
+
+
+@dataclass(frozen=True)
+class Path:
+    """One GPU node's path to one namespace through one target."""
+
+    node: str
+    nqn: str
+    nsid: int
+    namespace: str  # the spec's namespace name
+    target: str
+    controller: str | None  # nvmeN; None when not connected
+    state: str | None  # controller state (live, connecting, ...)
+    ana_state: str | None  # of this namespace on this path
+
+    @property
+    def carries_io(self) -> bool:
+        return self.controller is not None and self.state == "live" and self.ana_state in IO_STATES
+
+    def label(self) -> str:
+        return f"{self.node} {self.namespace} via {self.target} ({self.controller or 'not connected'}" \
+               f"{', ' + (self.ana_state or self.state or '?') if self.controller else ''})"
+
+
+def _target_ips(spec, name: str) -> set[str]:
+    return {str(ip) for ip in spec.host(name).fabric.ips}
+
+
+def paths(spec, observed: dict[str, dict[str, Any]]) -> list[Path]:
+    """Every (GPU node, namespace, target) path the spec gives, with what the node shows for it.
+    ``observed``: host name -> ``HostState.observed()`` (GPU nodes; others ignored)."""
+    out = []
+    for sub in spec.subsystems:
+        for node in sub.allowed_gpu_nodes:
+            ctrls = ((observed.get(node) or {}).get("nvme_host") or {}).get("controllers") or {}
+            for target in sub.served_by:
+                ips = _target_ips(spec, target)
+                mine = [c for c in ctrls.values() if c.get("fabrics") and c.get("subsysnqn") == sub.nqn
+                        and c.get("traddr") in ips and str(c.get("trsvcid")) == str(spec.fabric.port)]
+                mine.sort(key=lambda c: (c.get("state") != "live", c.get("name") or ""))
+                for ns in sub.namespaces:
+                    c = mine[0] if mine else None
+                    ana = None
+                    if c is not None:
+                        ana = next((p.get("ana_state") for p in c.get("namespaces") or []
+                                    if p.get("nsid") == ns.nsid), "no namespace")
+                    out.append(Path(node, sub.nqn, ns.nsid, ns.name, target,
+                                    c.get("name") if c else None, c.get("state") if c else None, ana))
+    return out
