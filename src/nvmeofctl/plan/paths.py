@@ -32,8 +32,12 @@ class Path:
         return self.controller is not None and self.state == "live" and self.ana_state in IO_STATES
 
     def label(self) -> str:
-        return f"{self.node} {self.namespace} via {self.target} ({self.controller or 'not connected'}" \
-               f"{', ' + (self.ana_state or self.state or '?') if self.controller else ''})"
+        """``gpu1 shared via tgt2 (nvme1, optimized)``: the controller's state when not live,
+        else the path's ANA state."""
+        if self.controller is None:
+            return f"{self.node} {self.namespace} via {self.target} (not connected)"
+        shown = self.state if self.state != "live" else (self.ana_state or "live")
+        return f"{self.node} {self.namespace} via {self.target} ({self.controller}, {shown})"
 
 
 def _target_ips(spec, name: str) -> set[str]:

@@ -123,7 +123,7 @@ def test_an_unknown_kind_is_one_line_and_exit_2(run_cli):
     rc, out, err = run_cli(["schemas", "plans"])
     assert rc == 2 and out == ""
     assert err.strip().splitlines() == [
-        ("error: no output schema 'plans' (kinds: plan, apply, health, status, node-op, teardown, bench, export, "
+        ("error: no output schema 'plans' (kinds: plan, apply, health, status, node-op, teardown, rollout, bench, export, "
          "history-list, history-show, spec-validate, lab-status, schemas); `nvmeofctl schemas` lists them")]
 
 

@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "status": ("status",),
     "node-op": ("connect", "disconnect"),
     "teardown": ("teardown",),
+    "rollout": ("rollout",),
     "bench": ("bench",),
     "export": ("export",),
     "history-list": ("history",),

@@ -1,0 +1,211 @@
+"""No single point of failure (issue #10), on a lab of its own: two targets (tgt1, tgt2) that
+both export one disk attached to both VMs (`lab up --shared-disk`), and one GPU node (gpu1) with
+native NVMe multipath: one block device, a controller (path) through each target, ANA-optimized
+through tgt1.
+
+One checksummed fio writer+reader (fio --verify=crc32c with verify_backlog: every block read back
+and checked shortly after it is written) runs on gpu1 through the whole scenario:
+
+1. `rollout` refuses, changing nothing, while tgt2's fabric link is down: the namespace would
+   lose its last live path (gpu1 and the namespace are named);
+2. with the link back, `rollout --reboot` reboots tgt1 then tgt2 in turn: 0 I/O errors, 0 verify
+   errors; the longest I/O stall (fio's longest completion latency) and the throughput before,
+   during and after are printed (never asserted: timings are for benchmarks);
+3. health counts the live paths per namespace and their ANA states (2/2 at the end); `plan`
+   shows 0 changes after the rollout.
+
+The lab's VMs are the main lab's (`test`) image with another layout; the main lab is stopped
+first (two labs at once overload a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nvmeofctl.remote.ssh import run_on
+
+from .conftest import LAB, fio_json, nvmeofctl, nvmeofctl_json
+
+pytestmark = pytest.mark.lab
+
+MP_LAB = os.environ.get("NVMEOFCTL_TEST_MP_LAB", "test-mp")
+NVMET = "/sys/kernel/config/nvmet"
+FIO = ("fio --name=mp --filename={dev} --direct=1 --ioengine=libaio --iodepth=2 --bs=64k --rate=1m "
+       "--offset=0 --size=96M --rw=randwrite --verify=crc32c --verify_backlog=16 --verify_fatal=1 "
+       "--time_based --runtime=2400 --write_bw_log=/root/mp --log_avg_msec=1000 "
+       "--output-format=json --output=/root/fio-mp.json")
+
+
+class Vm:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def rc(self, command: str, timeout: float = 120) -> tuple[int, str, str]:
+        from nvmeofctl.lab.manager import Lab
+
+        lab = Lab(MP_LAB)
+        res = run_on(lab.ssh_target(lab.layout().vm(self.name)), command, timeout=timeout)
+        if not hasattr(res, "rc"):
+            raise AssertionError(f"{self.name} unreachable: {res}")
+        return res.rc, res.stdout, res.stderr
+
+    def run(self, command: str, timeout: float = 120) -> str:
+        rc, out, err = self.rc(command, timeout)
+        assert rc == 0, f"{self.name}: {command!r} -> {rc}: {err}"
+        return out
+
+
+@pytest.fixture(scope="module")
+def mp_lab(state_dir):
+    if os.environ.get("NVMEOFCTL_SKIP_LAB") == "1":
+        pytest.skip("NVMEOFCTL_SKIP_LAB=1")
+    nvmeofctl("lab", "down", "--name", LAB, "--no-save", timeout=300)  # the main lab, if it runs
+    fresh = [] if os.environ.get("NVMEOFCTL_TEST_REUSE") == "1" else ["--fresh"]
+    proc = nvmeofctl("lab", "up", "--name", MP_LAB, "--targets", "2", "--gpu-nodes", "1", "--shared-disk",
+                     *fresh, "--output", "json", timeout=1800)
+    sys.stderr.write(proc.stderr)
+    assert proc.returncode == 0, f"lab up failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+    spec = Path(json.loads(proc.stdout)["spec"])
+    yield spec
+    if os.environ.get("NVMEOFCTL_KEEP_LAB") != "1":
+        nvmeofctl("lab", "down", "--name", MP_LAB, "--no-save", timeout=300)
+
+
+def _paths(gpu: Vm) -> dict[str, tuple[str, str, str]]:
+    """Path device (nvmeXcYnZ) -> (controller state, its target address, ANA state)."""
+    out = gpu.run("for c in /sys/class/nvme/nvme*; do [ -e $c/transport ] || continue; "
+                  "for p in $c/nvme*c*n*; do [ -e $p/ana_state ] || continue; "
+                  "echo \"${p##*/} $(cat $c/state) $(sed 's/,.*//; s/traddr=//' $c/address) $(cat $p/ana_state)\"; "
+                  "done; done; true")
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            rows[parts[0]] = (parts[1], parts[2], parts[3])
+    return rows
+
+
+def _wait(pred, timeout: float, what: str, interval: float = 3):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last is True:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s: {what} (last: {last})")
+
+
+def _bw_windows(log: str, marks: dict[str, float]) -> dict[str, float]:
+    """Mean write throughput (KiB/s) before, during and after the rollout, from fio's per-second
+    bandwidth log (msec since fio's start) and the rollout's start/end (same clock, fio's start = 0)."""
+    samples = []
+    for line in log.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2 and parts[0].isdigit():
+            samples.append((int(parts[0]) / 1000.0, int(parts[1])))
+    out = {}
+    for name, lo, hi in (("before", 0, marks["start"]), ("during", marks["start"], marks["end"]),
+                         ("after", marks["end"], 1e12)):
+        vals = [bw for t, bw in samples if lo <= t < hi]
+        out[name] = round(sum(vals) / len(vals), 1) if vals else 0.0
+    return out
+
+
+def test_dual_controller_rollout_keeps_io_running(mp_lab):
+    spec_path = mp_lab
+    gpu, tgt1, tgt2 = Vm("gpu1"), Vm("tgt1"), Vm("tgt2")
+    proc = nvmeofctl("apply", "-f", str(spec_path))
+    assert proc.returncode == 0, f"apply:\n{proc.stdout}\n{proc.stderr}"
+
+    # ---- both targets export the same subsystem with disjoint controller ids and ANA groups
+    from nvmeofctl.spec import load_spec
+
+    spec = load_spec(spec_path)
+    sub = spec.subsystems[0]
+    nqn, uuid = sub.nqn, str(sub.namespaces[0].uuid)
+    for vm, grp2, cmin in ((tgt1, "optimized", "1"), (tgt2, "non-optimized", "1025")):
+        out = vm.run(f"cd {NVMET}/subsystems/{nqn} && cat attr_cntlid_min namespaces/1/ana_grpid "
+                     f"namespaces/1/device_path ../../ports/1/ana_groups/2/ana_state")
+        assert out.split() == [cmin, "2", "/dev/disk/by-id/virtio-SHARED0", grp2], (vm.name, out)
+    # gpu1: one block device for the namespace, one path through each target
+    dev = gpu.run(f"readlink -f /dev/disk/by-id/nvme-uuid.{uuid}").strip()
+    assert dev.startswith("/dev/nvme") and "c" not in dev.rsplit("/", 1)[1][4:], dev
+    _wait(lambda: sorted((s, a) for s, _ip, a in _paths(gpu).values()) == [("live", "non-optimized"),
+                                                                          ("live", "optimized")] or _paths(gpu),
+          120, "two live paths, optimized and non-optimized")
+    by_ip = {ip: ana for _s, ip, ana in _paths(gpu).values()}
+    assert by_ip == {"192.168.100.11": "optimized", "192.168.100.12": "non-optimized"}, by_ip
+    code, health, _err = nvmeofctl_json("health", "-f", str(spec_path), "--window", "0")
+    paths = [f for f in health["findings"] if f["check"] == "nvme_paths"]
+    assert [(f["status"], f["observed"].split(":")[0]) for f in paths] == [("ok", "2/2 paths carry I/O")], paths
+
+    fio_started = False
+    try:
+        gpu.run(f"rm -f /root/fio-mp.json /root/mp_bw*.log; nohup {FIO.format(dev=dev)} >/dev/null 2>&1 &")
+        fio_started = True
+        t_fio = float(gpu.run("date +%s.%N"))
+        time.sleep(20)  # "before" throughput
+
+        # ---- 1. refused while the partner path is down: nothing changes
+        try:
+            tgt2.run("ip link set eth1 down")
+            _wait(lambda: any(s != "live" and ip == "192.168.100.12" for s, ip, _a in _paths(gpu).values())
+                  or _paths(gpu), 120, "gpu1's path through tgt2 to leave live")
+            ana_before = tgt1.run(f"cat {NVMET}/ports/1/ana_groups/2/ana_state")
+            refused = nvmeofctl("rollout", "-f", str(spec_path), "--targets", "tgt1", "--reboot")
+            assert refused.returncode == 7, refused.stderr
+            assert "gpu1: namespace shared" in refused.stderr and "would lose its last live path" in refused.stderr, \
+                refused.stderr
+            assert tgt1.run(f"cat {NVMET}/ports/1/ana_groups/2/ana_state") == ana_before
+            code, health, _err = nvmeofctl_json("health", "-f", str(spec_path), "--window", "0")
+            # tgt2's own link checks fail (its link is down: exit 11); on gpu1 the namespace is
+            # degraded, not failed: one path of two carries the I/O, the one down is named
+            assert code == 11, health
+            mine = [f for f in health["findings"] if f["host"] == "gpu1" and f["status"] in ("warn", "fail")]
+            assert sorted((f["check"], f["status"]) for f in mine) == [("nvme_controller", "warn"),
+                                                                       ("nvme_paths", "warn")], mine
+            paths = next(f for f in mine if f["check"] == "nvme_paths")
+            assert paths["observed"].startswith("1/2 paths carry I/O") and "down: tgt2" in paths["observed"], paths
+        finally:
+            tgt2.run("ip link set eth1 up")
+        _wait(lambda: sorted(s for s, _ip, _a in _paths(gpu).values()) == ["live", "live"] or _paths(gpu), 240,
+              "both paths live again")
+
+        # ---- 2. rolling reboot of both targets under I/O
+        t_start = float(gpu.run("date +%s.%N"))
+        code, record, err = nvmeofctl_json("rollout", "-f", str(spec_path), "--reboot", timeout=2400)
+        t_end = float(gpu.run("date +%s.%N"))
+        sys.stderr.write(err)
+        assert code == 0, err
+        assert [(s["batch"], s["step"]) for s in record["steps"]] == [
+            (["tgt1"], "drain"), (["tgt1"], "reboot"), (["tgt1"], "restore"),
+            (["tgt2"], "drain"), (["tgt2"], "reboot"), (["tgt2"], "restore")]
+        assert by_ip == {ip: ana for _s, ip, ana in _paths(gpu).values()}  # back to the spec's ANA states
+        time.sleep(20)  # "after" throughput
+    finally:
+        if fio_started:
+            gpu.rc("pkill -INT -x fio; for i in $(seq 120); do pgrep -x fio >/dev/null || break; sleep 1; done")
+    result = fio_json(gpu.run("cat /root/fio-mp.json"))
+    job = result["jobs"][0]
+    w, r = job["write"], job["read"]
+    bw = _bw_windows(gpu.run("cat /root/mp_bw.1.log"), {"start": t_start - t_fio, "end": t_end - t_fio})
+    summary = {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
+               "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
+               "rollout_s": round(t_end - t_start), "write_kib_s": bw,
+               "steps": [(s["batch"][0], s["step"], s["seconds"]) for s in record["steps"]]}
+    print(f"\nrollout --reboot under fio: {summary}")
+    assert summary["error"] == 0 and summary["written_mib"] > 0 and summary["verified_mib"] > 0, summary
+
+    # ---- 3. converged afterwards
+    code, health, _err = nvmeofctl_json("health", "-f", str(spec_path), "--window", "0")
+    paths = [f for f in health["findings"] if f["check"] == "nvme_paths"]
+    assert [f["status"] for f in paths] == ["ok"], paths
+    code, plan, _err = nvmeofctl_json("plan", "-f", str(spec_path))
+    assert plan["changes"] == 0, plan
