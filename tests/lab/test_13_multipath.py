@@ -11,8 +11,11 @@ and checked shortly after it is written) runs on gpu1 through the whole scenario
 2. with the link back, `rollout --reboot` reboots tgt1 then tgt2 in turn: 0 I/O errors, 0 verify
    errors; the longest I/O stall (fio's longest completion latency) and the throughput before,
    during and after are printed (never asserted: timings are for benchmarks);
-3. health counts the live paths per namespace and their ANA states (2/2 at the end); `plan`
-   shows 0 changes after the rollout.
+3. a port move (`fabric.port` 4420 -> 4421 on both targets): `plan` keeps it DISRUPTIVE (every
+   path moves) and names `rollout` and the path that carries the I/O meanwhile; `rollout` moves
+   tgt1's path, then tgt2's (the GPU node's other path untouched each time): 0 I/O errors, and
+   `plan` shows 0 changes afterwards;
+4. health counts the live paths per namespace and their ANA states (2/2 at the end).
 
 The lab's VMs are the main lab's (`test`) image with another layout; the main lab is stopped
 first (two labs at once overload a 2-core machine).
@@ -102,17 +105,16 @@ def _wait(pred, timeout: float, what: str, interval: float = 3):
     raise AssertionError(f"timed out after {timeout:.0f}s: {what} (last: {last})")
 
 
-def _bw_windows(log: str, marks: dict[str, float]) -> dict[str, float]:
-    """Mean write throughput (KiB/s) before, during and after the rollout, from fio's per-second
-    bandwidth log (msec since fio's start) and the rollout's start/end (same clock, fio's start = 0)."""
+def _bw_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Mean write throughput (KiB/s) per window (name, from, to: seconds since fio's start, gpu1's
+    clock), from fio's per-second bandwidth log (msec since fio's start)."""
     samples = []
     for line in log.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 2 and parts[0].isdigit():
             samples.append((int(parts[0]) / 1000.0, int(parts[1])))
     out = {}
-    for name, lo, hi in (("before", 0, marks["start"]), ("during", marks["start"], marks["end"]),
-                         ("after", marks["end"], 1e12)):
+    for name, lo, hi in windows:
         vals = [bw for t, bw in samples if lo <= t < hi]
         out[name] = round(sum(vals) / len(vals), 1) if vals else 0.0
     return out
@@ -169,8 +171,8 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
             # degraded, not failed: one path of two carries the I/O, the one down is named
             assert code == 11, health
             mine = [f for f in health["findings"] if f["host"] == "gpu1" and f["status"] in ("warn", "fail")]
-            assert sorted((f["check"], f["status"]) for f in mine) == [("nvme_controller", "warn"),
-                                                                       ("nvme_paths", "warn")], mine
+            assert [f for f in mine if f["status"] == "fail"] == [], mine
+            assert {("nvme_controller", "warn"), ("nvme_paths", "warn")} <= {(f["check"], f["status"]) for f in mine}
             paths = next(f for f in mine if f["check"] == "nvme_paths")
             assert paths["observed"].startswith("1/2 paths carry I/O") and "down: tgt2" in paths["observed"], paths
         finally:
@@ -188,6 +190,33 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
             (["tgt1"], "drain"), (["tgt1"], "reboot"), (["tgt1"], "restore"),
             (["tgt2"], "drain"), (["tgt2"], "reboot"), (["tgt2"], "restore")]
         assert by_ip == {ip: ana for _s, ip, ana in _paths(gpu).values()}  # back to the spec's ANA states
+        reboot_record = record
+        time.sleep(15)
+
+        # ---- 3. a port move (fabric.port 4420 -> 4421) moves every path: a plain apply would
+        # stop I/O, so plan keeps it DISRUPTIVE and names rollout and the path that carries the
+        # I/O meanwhile; rollout moves one target's path at a time
+        moved = spec_path.parent / "cluster-4421.yaml"
+        moved.write_text(spec_path.read_text().replace("  port: 4420\n", "  port: 4421\n", 1))
+        code, plan, _err = nvmeofctl_json("plan", "-f", str(moved))
+        ports = {c["host"]: c for h in plan["hosts"] for c in h["changes"] if c["object"] == "port 1"}
+        assert sorted(ports) == ["tgt1", "tgt2"] and all(c["disruptive"] for c in ports.values()), ports
+        assert ports["tgt1"]["reason"].endswith(
+            "`nvmeofctl rollout` changes one target at a time, I/O continuing meanwhile on gpu1 shared via tgt2 "
+            "(nvme1, non-optimized)"), ports["tgt1"]
+        t_move = float(gpu.run("date +%s.%N"))
+        code, move_record, err = nvmeofctl_json("rollout", "-f", str(moved), timeout=2400)
+        t_moved = float(gpu.run("date +%s.%N"))
+        sys.stderr.write(err)
+        assert code == 0, err
+        assert [(s["batch"], s["step"]) for s in move_record["steps"]] == [
+            (["tgt1"], "drain"), (["tgt1"], "apply"), (["tgt1"], "restore"),
+            (["tgt2"], "drain"), (["tgt2"], "apply"), (["tgt2"], "restore")]
+        addrs = sorted(gpu.run("cat /sys/class/nvme/nvme*/address").split())
+        assert addrs == ["traddr=192.168.100.11,trsvcid=4421", "traddr=192.168.100.12,trsvcid=4421"], addrs
+        assert by_ip == {ip: ana for _s, ip, ana in _paths(gpu).values()}
+        code, plan, _err = nvmeofctl_json("plan", "-f", str(moved))
+        assert plan["changes"] == 0, plan
         time.sleep(20)  # "after" throughput
     finally:
         if fio_started:
@@ -195,17 +224,25 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
     result = fio_json(gpu.run("cat /root/fio-mp.json"))
     job = result["jobs"][0]
     w, r = job["write"], job["read"]
-    bw = _bw_windows(gpu.run("cat /root/mp_bw.1.log"), {"start": t_start - t_fio, "end": t_end - t_fio})
+    bw = _bw_windows(gpu.run("cat /root/mp_bw.1.log"), [("before", 0, t_start - t_fio),
+                                                          ("reboot rollout", t_start - t_fio, t_end - t_fio),
+                                                          ("between", t_end - t_fio, t_move - t_fio),
+                                                          ("port-move rollout", t_move - t_fio, t_moved - t_fio),
+                                                          ("after", t_moved - t_fio, 1e12)])
     summary = {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
                "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
-               "rollout_s": round(t_end - t_start), "write_kib_s": bw,
-               "steps": [(s["batch"][0], s["step"], s["seconds"]) for s in record["steps"]]}
-    print(f"\nrollout --reboot under fio: {summary}")
+               "reboot_rollout_s": round(t_end - t_start), "port_move_rollout_s": round(t_moved - t_move),
+               "write_kib_s": bw,
+               "steps": [(s["batch"][0], s["step"], s["seconds"]) for s in reboot_record["steps"] + move_record["steps"]]}
+    print(f"\nrollouts under fio: {summary}")
+    from nvmeofctl.report.schemas import validate
+
+    validate("rollout", reboot_record)
+    validate("rollout", move_record)
+    (spec_path.parent / "rollout-records.json").write_text(json.dumps([reboot_record, move_record], indent=1))
     assert summary["error"] == 0 and summary["written_mib"] > 0 and summary["verified_mib"] > 0, summary
 
-    # ---- 3. converged afterwards
-    code, health, _err = nvmeofctl_json("health", "-f", str(spec_path), "--window", "0")
+    # ---- 4. both paths back, as the (moved) spec says
+    code, health, _err = nvmeofctl_json("health", "-f", str(moved), "--window", "0")
     paths = [f for f in health["findings"] if f["check"] == "nvme_paths"]
     assert [f["status"] for f in paths] == ["ok"], paths
-    code, plan, _err = nvmeofctl_json("plan", "-f", str(spec_path))
-    assert plan["changes"] == 0, plan
