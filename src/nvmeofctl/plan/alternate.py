@@ -5,8 +5,11 @@ node, interrupts I/O through that path. With a dual-controller subsystem (``targ
 spec) the GPU node's native NVMe multipath moves the I/O to its other path and the application
 sees nothing. So the plan looks at every GPU node's paths (read in the same round trip) and
 clears the flag of a change when, for every (GPU node, namespace) it touches, a path through
-another target is live and ANA-accessible now; the reason then names that path. Without the GPU
-nodes' read (a ``--limit`` that leaves them out) nothing is cleared.
+another target is live and ANA-accessible now and not interrupted by this plan too; the reason
+then names that path. When the other paths are interrupted by the same plan (a port moved on
+every target) the change stays disruptive and the reason points to `nvmeofctl rollout`, naming
+the path that carries the I/O while each target changes. Without the GPU nodes' read (a
+``--limit`` that leaves them out) nothing is cleared.
 """
 
 from __future__ import annotations
@@ -56,13 +59,14 @@ def relieve(spec, plan, observed: dict[str, dict[str, Any]]) -> None:
     if not any(g in observed for g in gpus):
         return
     known = paths(spec, observed)
-    for c in plan.changes:
-        if not c.disruptive:
-            continue
-        touched = _touched(spec, c, observed)
+    disrupted = [(c, _touched(spec, c, observed)) for c in plan.changes if c.disruptive]
+    # the paths this plan interrupts anywhere: one of them cannot carry another's I/O
+    busy = {(nqn, target) for _c, t in disrupted if t for nqn, target in t}
+    for c, touched in disrupted:
         if not touched:
             continue
-        carriers: list[str] = []
+        carriers: list[str] = []  # live now and not interrupted by this plan
+        later: list[str] = []  # live now, but this plan interrupts them too
         covered = True
         for nqn, target in touched:
             sub = next((s for s in spec.subsystems if s.nqn == nqn), None)
@@ -77,10 +81,18 @@ def relieve(spec, plan, observed: dict[str, dict[str, Any]]) -> None:
                 for ns in sub.namespaces:
                     alt = [p for p in known if p.node == node and p.nqn == nqn and p.nsid == ns.nsid
                            and p.target != target and p.carries_io]
-                    if not alt:
+                    free = [p for p in alt if (p.nqn, p.target) not in busy]
+                    if free:
+                        carriers.append(free[0].label())
+                    elif alt:
+                        later.append(alt[0].label())
+                    else:
                         covered = False
-                        break
-                    carriers.append(alt[0].label())
-        if covered and carriers:
+                if not covered:
+                    break
+        if covered and carriers and not later:
             c.disruptive = False
             c.reason += "; not disruptive: I/O continues on " + ", ".join(dict.fromkeys(carriers))
+        elif covered and later:
+            c.reason += ("; this plan also interrupts the other path(s): `nvmeofctl rollout` changes one target "
+                         "at a time, I/O continuing meanwhile on " + ", ".join(dict.fromkeys(later + carriers)))

@@ -67,7 +67,8 @@ def node_changes(node_name: str, args: dict[str, Any], observed: dict[str, Any])
     raw = nh.diff(want, observed.get("nvme_host") or {})
     fs = observed.get("files")
     if fs is not None:
-        raw = raw + [nh.public_change(c) for c in persistence.nvme_host_changes(want, fs)]
+        raw = raw + [nh.public_change(c) for c in persistence.nvme_host_changes(
+            want, fs, managed=(observed.get("nvme_host") or {}).get("managed"))]
     return _changes(node_name, "nvme_host", raw)
 
 

@@ -44,9 +44,11 @@ def _target_ips(spec, name: str) -> set[str]:
     return {str(ip) for ip in spec.host(name).fabric.ips}
 
 
-def paths(spec, observed: dict[str, dict[str, Any]]) -> list[Path]:
+def paths(spec, observed: dict[str, dict[str, Any]], any_port: bool = False) -> list[Path]:
     """Every (GPU node, namespace, target) path the spec gives, with what the node shows for it.
-    ``observed``: host name -> ``HostState.observed()`` (GPU nodes; others ignored)."""
+    ``observed``: host name -> ``HostState.observed()`` (GPU nodes; others ignored). A path is a
+    controller to the target's address on the spec's service port; with ``any_port``, on any port
+    (a path not moved yet during a rollout that changes the port)."""
     out = []
     for sub in spec.subsystems:
         for node in sub.allowed_gpu_nodes:
@@ -54,8 +56,9 @@ def paths(spec, observed: dict[str, dict[str, Any]]) -> list[Path]:
             for target in sub.served_by:
                 ips = _target_ips(spec, target)
                 mine = [c for c in ctrls.values() if c.get("fabrics") and c.get("subsysnqn") == sub.nqn
-                        and c.get("traddr") in ips and str(c.get("trsvcid")) == str(spec.fabric.port)]
-                mine.sort(key=lambda c: (c.get("state") != "live", c.get("name") or ""))
+                        and c.get("traddr") in ips and (any_port or str(c.get("trsvcid")) == str(spec.fabric.port))]
+                mine.sort(key=lambda c: (c.get("state") != "live", str(c.get("trsvcid")) != str(spec.fabric.port),
+                                         c.get("name") or ""))
                 for ns in sub.namespaces:
                     c = mine[0] if mine else None
                     ana = None

@@ -75,13 +75,14 @@ def nvmet_changes(want: dict, observed: dict, raw: list[dict], managed: dict, fs
     return ([record] if record else []) + changes
 
 
-def nvme_host_changes(want: dict, fs, persist_on: bool = True) -> list[dict]:
+def nvme_host_changes(want: dict, fs, persist_on: bool = True, managed: list | None = None) -> list[dict]:
     """initiator-managed.json, the boot program, connections.json and the unit (their removal
-    when not ``persist_on``)."""
+    when not ``persist_on``). ``managed``: the record as read (a scoped run keeps its entries
+    outside the scope)."""
     nh = load_module_utils("nvme_host")
     state, lib, unit = _dirs()
     rendered = texts(nh.template_vars(HOST_PYTHON, state, lib)) if persist_on else None
-    return nh.file_changes(want, program(), rendered, state, lib, unit, persist_on, fs)
+    return nh.file_changes(want, program(), rendered, state, lib, unit, persist_on, fs, managed=managed)
 
 
 def _desired(spec, host) -> dict:

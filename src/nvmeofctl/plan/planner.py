@@ -119,7 +119,7 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str,
             changes = nh.diff(want, observed.get("nvme_host") or {})
             if fs is not None:
                 changes = changes + [nh.public_change(c) for c in persistence.nvme_host_changes(
-                    want, fs, opts.get("persist", True))]
+                    want, fs, opts.get("persist", True), (observed.get("nvme_host") or {}).get("managed"))]
             hp.changes += _changes(host.name, "nvme_host", changes)
     except (ValueError, load_module_utils("nvmet").NvmetError) as exc:  # persist.UnreadPath is a ValueError
         hp.error = str(exc)

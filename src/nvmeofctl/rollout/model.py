@@ -64,16 +64,19 @@ def partners(spec, targets: list[str]) -> list[str]:
 
 
 def pending_drain(spec, observed, down: set[str]) -> list[str]:
-    """Paths through the ``down`` targets that GPU nodes still use for I/O."""
-    return [p.label() for p in paths(spec, observed) if p.target in down and p.carries_io]
+    """Paths through the ``down`` targets that GPU nodes still use for I/O (on any port: the
+    spec may be moving it)."""
+    return [p.label() for p in paths(spec, observed, any_port=True) if p.target in down and p.carries_io]
 
 
-def pending_restore(spec, observed, targets: set[str]) -> list[str]:
-    """Paths through ``targets`` that are not yet live with the spec's ANA state."""
+def pending_restore(spec, observed, targets: set[str], partners: set[str] = frozenset()) -> list[str]:
+    """Paths through ``targets`` that are not yet live with the spec's ANA state, and paths
+    through ``partners`` whose ANA state is not the spec's yet (on the port they have now: a
+    partner gets the spec's port in its own turn)."""
     out = []
-    for p in paths(spec, observed):
-        if p.target not in targets:
-            continue
+    todo = [p for p in paths(spec, observed) if p.target in targets]
+    todo += [p for p in paths(spec, observed, any_port=True) if p.target in partners and p.target not in targets]
+    for p in todo:
         sub = next(s for s in spec.subsystems if s.nqn == p.nqn)
         if sub.multipath:
             ns = next(n for n in sub.namespaces if n.nsid == p.nsid)

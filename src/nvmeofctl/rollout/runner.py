@@ -75,27 +75,49 @@ def _set_ana(spec, hosts: list[str], down: set[str], say: Say) -> None:
     _ansible(spec, "rollout_ana.yml", hv, say)
 
 
-def _apply(spec, batch: list[str], say: Say) -> int:
-    """The spec applied to the drained batch: changes that would stop I/O on these targets are
-    allowed (no GPU node uses them now). Returns the number of changes planned."""
-    from nvmeofctl.plan.desired import host_vars
-    from nvmeofctl.plan.planner import make_plan
+def _batch_addresses(spec, batch: list[str], observed: dict[str, dict]) -> list[str]:
+    """The addresses of the batch's paths: the spec's, and those its ports listen on now (a
+    changed address: the old paths go too)."""
+    out = {str(ip) for t in batch for ip in spec.host(t).fabric.ips}
+    for t in batch:
+        for port in ((observed.get(t) or {}).get("nvmet") or {}).get("ports", {}).values():
+            if port.get("traddr"):
+                out.add(port["traddr"])
+    return sorted(out)
 
-    observed = _read(spec, batch)
-    plan = make_plan(spec, observed)
+
+def _apply(spec, batch: list[str], gpus: list[str], say: Say) -> int:
+    """The spec applied to the drained batch, and on the GPU nodes to their paths through it
+    only (nvme_host ``only_traddr``): the other paths keep carrying the I/O. Changes that stop
+    I/O through the batch are allowed (no GPU node uses those paths now). Returns the number of
+    changes planned."""
+    from nvmeofctl.plan.desired import host_vars
+    from nvmeofctl.plan.planner import Plan, plan_host
+
+    observed = _read(spec, batch + gpus)
+    hv = host_vars(spec, in_run=set(batch + gpus))
+    scope = _batch_addresses(spec, batch, observed)
+    args: dict[str, dict] = {}
+    for name in batch:
+        args[name] = {**hv[name]["nvmeofctl_nvmet"], "allow_disruptive": True}
+    for name in gpus:
+        args[name] = {**hv[name]["nvmeofctl_nvme_host"], "only_traddr": scope, "allow_disruptive": True}
+    plan = Plan([plan_host(spec, spec.host(n), observed[n], set(batch + gpus),
+                           args={"nvmet" if n in batch else "nvme_host": args[n]}) for n in batch + gpus])
+    errors = [f"{h.host}: {h.error}" for h in plan.hosts if h.error]
+    if errors:
+        raise RolloutStalled("cannot plan the batch: " + "; ".join(errors))
     todo = [h.host for h in plan.hosts if not h.converged]
     if not todo:
         say(f"  {', '.join(batch)}: converged, nothing to apply")
         return 0
-    hv = host_vars(spec, in_run=set(batch))
     run = {}
     for name in todo:
-        h = dict(hv[name])
-        if "nvmeofctl_nvmet" in h:
-            h["nvmeofctl_nvmet"] = {**h["nvmeofctl_nvmet"], "allow_disruptive": True}
-        run[name] = h
-    say(f"  applying {len(plan.changes)} change(s) on {', '.join(todo)}")
-    _ansible(spec, "site.yml", run, say)
+        key = "nvmeofctl_nvmet" if name in batch else "nvmeofctl_nvme_host"
+        run[name] = {**hv[name], key: args[name]}
+    say(f"  applying {len(plan.changes)} change(s) on {', '.join(todo)}"
+        + (f" (GPU nodes: paths to {', '.join(scope)} only)" if any(n in gpus for n in todo) else ""))
+    _ansible(spec, "site_ordered.yml", run, say)
     return len(plan.changes)
 
 
@@ -167,14 +189,14 @@ def run(spec, spec_text: bytes, *, targets: list[str] | None, max_unavailable: i
             _reboot(spec, batch, say, restore_timeout, poll)
             journal.step(batch, "reboot", time.monotonic() - t0)
         else:
-            n = _apply(spec, batch, say)
+            n = _apply(spec, batch, gpus, say)
             journal.step(batch, "apply", time.monotonic() - t0, changes=n)
         t0 = time.monotonic()
         say(f"{', '.join(batch)}: restoring the spec's ANA states")
         _set_ana(spec, involved, set(), say)
         waited = _wait("every path through " + ", ".join(involved) + " to be live with the spec's ANA state",
-                       lambda: model.pending_restore(spec, _read(spec, gpus), set(involved)), restore_timeout, poll,
-                       say)
+                       lambda: model.pending_restore(spec, _read(spec, gpus), set(batch), set(involved) - set(batch)),
+                       restore_timeout, poll, say)
         journal.step(batch, "restore", time.monotonic() - t0, waited_s=round(waited, 1))
         journal.batch_done(batch)
         say(f"{', '.join(batch)}: done in {time.monotonic() - t_batch:.0f} s")

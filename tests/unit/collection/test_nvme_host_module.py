@@ -328,3 +328,46 @@ def test_only_acts_on_the_named_subsystems_and_leaves_the_other_paths(node, monk
 def test_only_refuses_a_bad_nqn(node, monkeypatch, capsys):
     res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA], only=["not an nqn; rm -rf /"]))
     assert res["failed"] is True and "only 'not an nqn; rm -rf /'" in res["msg"]
+
+
+def test_only_traddr_moves_one_targets_path_and_keeps_the_others_until_their_turn(node, monkeypatch, capsys):
+    """`only_traddr` (nvmeofctl rollout): the spec moved the service port of both targets of a
+    dual-controller subsystem. Scoped to target A, the run moves A's path only; B's old path
+    stays connected and stays in the managed record, so B's own turn removes it."""
+    a = dict(RDMA, traddr="192.168.100.11")
+    b = dict(RDMA, traddr="192.168.100.12")
+    run(monkeypatch, capsys, node.params(connections=[a, b]))
+    moved = [dict(a, trsvcid="4421"), dict(b, trsvcid="4421")]
+    calls = len(nvme_calls(node))
+
+    res, _ = run(monkeypatch, capsys, node.params(connections=moved, only_traddr=["192.168.100.11"],
+                                                  allow_disruptive=True))
+    assert sorted((c["object"], c["action"]) for c in res["changes"] if c["object"].startswith(("connection", "controller"))) == [
+        ("connection:rdma://192.168.100.11:4421/" + NQN, "connect"),
+        ("controller:nvme0", "disconnect")]
+    assert [c[0] for c in nvme_calls(node)[calls:]] == ["disconnect", "connect"]
+    addrs = sorted((p / "address").read_text().strip() for p in node.ctrl_dir.iterdir())
+    assert addrs == ["traddr=192.168.100.11,trsvcid=4421", "traddr=192.168.100.12,trsvcid=4420"]
+    # B's old path is still recorded as nvmeofctl's; the boot-time file has the spec's paths
+    assert json.loads((node.state_dir / "initiator-managed.json").read_text())["connections"] == [
+        [NQN, "rdma", "192.168.100.11", "4421"], [NQN, "rdma", "192.168.100.12", "4420"],
+        [NQN, "rdma", "192.168.100.12", "4421"]]
+    boot = json.loads((node.state_dir / "connections.json").read_text())
+    assert [(c["traddr"], c["trsvcid"]) for c in boot["connections"]] == [("192.168.100.11", "4421"),
+                                                                          ("192.168.100.12", "4421")]
+    assert "only_traddr" not in boot
+
+    # B's turn: its old path goes, the record is the spec's again; then a full run changes nothing
+    res, _ = run(monkeypatch, capsys, node.params(connections=moved, only_traddr=["192.168.100.12"],
+                                                  allow_disruptive=True))
+    addrs = sorted((p / "address").read_text().strip() for p in node.ctrl_dir.iterdir())
+    assert addrs == ["traddr=192.168.100.11,trsvcid=4421", "traddr=192.168.100.12,trsvcid=4421"]
+    assert json.loads((node.state_dir / "initiator-managed.json").read_text())["connections"] == [
+        [NQN, "rdma", "192.168.100.11", "4421"], [NQN, "rdma", "192.168.100.12", "4421"]]
+    again, _ = run(monkeypatch, capsys, node.params(connections=moved))
+    assert again["changed"] is False, again["changes"]
+
+
+def test_only_traddr_refuses_what_is_not_an_address(node, monkeypatch, capsys):
+    res, _ = run(monkeypatch, capsys, node.params(connections=[RDMA], only_traddr=["1.2.3.4; reboot"]))
+    assert res["failed"] is True and "only_traddr '1.2.3.4; reboot'" in res["msg"]

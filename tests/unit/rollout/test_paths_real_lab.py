@@ -77,11 +77,23 @@ def test_a_path_change_is_not_disruptive_while_the_other_path_is_live(spec):
                   "subsystem(s), write, relink", True, "hosts connected through this port are disconnected")
     recon = Change("gpu1", "nvme_host", f"connection:rdma://192.168.100.12:4420/{NQN}", "reconnect",
                    "nvme1: kato 5 -> 10", True, "these settings are fixed at connect time")
-    plan = _plan(port, recon)
-    relieve(spec, plan, observed(spec))
-    assert [c.disruptive for c in plan.changes] == [False, False]
+    for change in (port, recon):
+        relieve(spec, _plan(change), observed(spec))
+    assert [c.disruptive for c in (port, recon)] == [False, False]
     assert port.reason.endswith("; not disruptive: I/O continues on gpu1 shared via tgt2 (nvme1, non-optimized)")
     assert recon.reason.endswith("; not disruptive: I/O continues on gpu1 shared via tgt1 (nvme0, optimized)")
+
+
+def test_changes_that_interrupt_both_paths_stay_disruptive_and_point_to_rollout(spec):
+    """A port moved on both targets (fabric.port changed): each path's alternative is interrupted
+    by the same plan, so a plain apply would stop I/O; the reason names rollout and the paths."""
+    ports = [Change(t, "nvmet", "port 1", "update", "trsvcid: 4420 -> 4421; unlink 1 subsystem(s), write, relink",
+                    True, "hosts connected through this port are disconnected") for t in ("tgt1", "tgt2")]
+    relieve(spec, _plan(*ports), observed(spec))
+    assert [c.disruptive for c in ports] == [True, True]
+    assert ports[0].reason.endswith("; this plan also interrupts the other path(s): `nvmeofctl rollout` changes one "
+                                    "target at a time, I/O continuing meanwhile on gpu1 shared via tgt2 (nvme1, "
+                                    "non-optimized)")
 
 
 def test_a_path_change_stays_disruptive_without_a_live_alternative(spec):

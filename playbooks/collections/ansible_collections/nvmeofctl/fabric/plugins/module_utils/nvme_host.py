@@ -28,7 +28,7 @@ import time
 from . import persist
 from .persist import BOOT_NAME
 from .nvme_host_ops import _state_at, connect, ensure_modules, find_controllers, run
-from .nvme_host_plan import _secrets_of, conn_key, key_label, normalize_desired, redact
+from .nvme_host_plan import _secrets_of, conn_key, key_in_scope, key_label, normalize_desired, redact
 from .nvme_host_state import CONNECTIONS_FILE, paths_for, read_state
 from .nvme_host_state import (  # re-exported: the one name space callers use
     BLOCK_ATTRS, CTRL_ATTRS, DISCOVERY_NQN, DUMP_COMMAND, FABRICS_TRANSPORTS, GONE_STATES,
@@ -60,6 +60,7 @@ __all__ = [
     "connect_all", "connect_argv", "connections_config", "controller_state", "ctrl_key",
     "describe_desired", "describe_observed", "diff", "disconnect", "dump_command", "ensure_modules",
     "expected_ctrl_loss_tmo", "fabrics_argv", "fabrics_options", "file_changes", "find_controllers", "in_scope",
+    "key_in_scope",
     "key_label", "main", "managed_record", "normalize_desired", "parse_address", "parse_dump", "paths_for",
     "plan", "public_change", "public_controllers", "read_state", "redact", "rekey", "render", "run",
     "secret_digest", "set_iopolicy", "template_vars", "uptime",
@@ -67,16 +68,22 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- files
-def managed_record(desired):
+def managed_record(desired, managed=None):
+    """initiator-managed.json: the connections nvmeofctl made here. A run scoped with ``only`` /
+    ``only_traddr`` keeps what was recorded outside its scope (``managed``: the record as read),
+    so a later run can still remove those paths; in scope, the desired connections replace it."""
     d = normalize_desired(desired)
-    keys = sorted({conn_key(c) for c in d["connections"]})
+    keys = {conn_key(c) for c in d["connections"]}
+    if d["only"] is not None or d["only_traddr"] is not None:
+        keys |= {tuple(k) for k in (managed or []) if not key_in_scope(tuple(k), d)}
+    keys = sorted(keys)
     return json.dumps({"version": 1, "connections": [list(k) for k in keys]}, sort_keys=True) + "\n"
 
 
 def connections_config(desired):
     """The boot-time config (holds secrets: write it 0600)."""
     cfg = normalize_desired(desired)
-    del cfg["only"]  # the boot-time connect-all makes every connection of the file
+    del cfg["only"], cfg["only_traddr"]  # the boot-time connect-all makes every connection of the file
     return json.dumps(dict(cfg, version=1), sort_keys=True, indent=1) + "\n"
 
 
@@ -94,12 +101,13 @@ LEGACY_HELPER = "nvme_host.py"  # the boot-time helper earlier versions copied (
 NVMET_UNIT = "nvmeofctl-nvmet.service"  # a target's unit also runs the boot program
 
 
-def file_changes(desired, program, texts, state_dir, lib_dir, unit_dir, persist_on=True, fs=persist.LOCAL):
+def file_changes(desired, program, texts, state_dir, lib_dir, unit_dir, persist_on=True, fs=persist.LOCAL,
+                 managed=None):
     """Changes for the managed-connections record and the boot persistence (persist.py):
     the boot program (``program``: bootapp.build()), connections.json (0600, secrets), the unit
     (``texts``: the rendered ``host_files``), enabled; or, with ``persist_on`` false, their
     removal. ``fs``: the view of the host's files; the module and the planner both call this."""
-    changes, _states = persist.plan([(os.path.join(state_dir, MANAGED_FILE), managed_record(desired), 0o644,
+    changes, _states = persist.plan([(os.path.join(state_dir, MANAGED_FILE), managed_record(desired, managed), 0o644,
                                       "connections nvmeofctl manages here (removing one from the spec "
                                       "disconnects it)")], fs=fs)
     if persist_on:

@@ -46,6 +46,9 @@ def normalize_desired(d):
         "connections": [],
         # act only on the connections to these subsystems (None: all); see ``in_scope``
         "only": sorted(set(d["only"])) if d.get("only") is not None else None,
+        # ... and to these target addresses (None: all): a rollout changes the paths through one
+        # target while the others carry the I/O
+        "only_traddr": sorted(set(d["only_traddr"])) if d.get("only_traddr") is not None else None,
     }
     for c in d.get("connections") or []:
         out["connections"].append({
@@ -224,16 +227,27 @@ def plan(desired, observed, etc="/etc/nvme"):
                             "%s -> %s" % (s["iopolicy"], d["iopolicy"]), False,
                             "multipath I/O policy from the spec (takes effect for new I/O)"),
                     {"op": "iopolicy", "nqn": nqn, "subsys": s["name"], "value": d["iopolicy"]})
-    return [c for c in changes if in_scope(c["op"], d["only"])]
+    return [c for c in changes if in_scope(c["op"], d["only"], d["only_traddr"])]
 
 
-def in_scope(op, only):
-    """Whether a change (its private ``op``) concerns the subsystems ``only`` (None: every one).
-    The host identity and conflicts with it are always in scope: a connect needs them."""
-    if only is None or op["op"] in ("identity", "conflict"):
+def in_scope(op, only, only_traddr=None):
+    """Whether a change (its private ``op``) concerns the subsystems ``only`` and the target
+    addresses ``only_traddr`` (None: every one). The host identity and conflicts with it are
+    always in scope: a connect needs them; a subsystem's multipath policy is in scope by its NQN."""
+    if op["op"] in ("identity", "conflict"):
         return True
     nqn = op["nqn"] if op["op"] == "iopolicy" else op["key"][0]
-    return nqn in only
+    if only is not None and nqn not in only:
+        return False
+    if only_traddr is not None and op["op"] != "iopolicy" and op["key"][2] not in only_traddr:
+        return False
+    return True
+
+
+def key_in_scope(k, d):
+    """Whether connection key ``k`` (subsysnqn, transport, traddr, trsvcid) is in the run's scope."""
+    return ((d.get("only") is None or k[0] in d["only"])
+            and (d.get("only_traddr") is None or k[2] in d["only_traddr"]))
 
 
 def _ctrl_sort(name):

@@ -162,6 +162,16 @@ options:
         with the same diff as a full run.
     type: list
     elements: str
+  only_traddr:
+    description:
+      - Act only on the connections and controllers to these target addresses (with O(only), to
+        both); every other controller is left as it is. The managed-connection record keeps what it
+        recorded for the other addresses (a later run can still remove those paths); the boot-time
+        files follow O(connections).
+      - For C(nvmeofctl rollout), which changes the paths through one target while the other paths
+        carry the I/O.
+    type: list
+    elements: str
   disconnect_timeout:
     description:
       - Hard limit per C(nvme disconnect), in seconds. One that does not finish fails with the
@@ -333,10 +343,10 @@ from ansible_collections.nvmeofctl.fabric.plugins.module_utils.fileio import wri
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _file_plan(p, desired):
+def _file_plan(p, desired, managed):
     """Changes for the managed-connections record and the boot persistence (module_utils)."""
     return file_changes(desired, bootapp.build(), p["host_files"], p["state_dir"], p["lib_dir"],
-                        os.path.join(p["etc_root"], "systemd", "system"), p["persist"])
+                        os.path.join(p["etc_root"], "systemd", "system"), p["persist"], managed=managed)
 
 
 def _file_lines(fchanges, after):
@@ -376,6 +386,7 @@ def main():
             persist=dict(type="bool", default=True),
             phase=dict(type="str", choices=["all", "release"], default="all"),
             only=dict(type="list", elements="str"),
+            only_traddr=dict(type="list", elements="str"),
             disconnect_timeout=dict(type="int", default=30),
             sysfs_root=dict(type="path", default="/sys"),
             etc_root=dict(type="path", default="/etc"),
@@ -397,7 +408,7 @@ def main():
     p = module.params
     desired = normalize_desired({k: p[k] for k in (
         "hostnqn", "hostid", "connections", "ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo",
-        "nr_io_queues", "queue_size", "iopolicy", "connect_timeout", "only")})
+        "nr_io_queues", "queue_size", "iopolicy", "connect_timeout", "only", "only_traddr")})
     secrets = [s for c in desired["connections"] for s in (c["dhchap_secret"], c["dhchap_ctrl_secret"]) if s]
 
     if not _UUID_RE.fullmatch(desired["hostid"] or ""):
@@ -427,6 +438,10 @@ def main():
         problem = validators.nqn_problem(nqn)
         if problem:
             problems.append("only %r: %s" % (nqn, problem))
+    for addr in desired["only_traddr"] or []:
+        problem = validators.ip_problem(addr)
+        if problem:
+            problems.append("only_traddr %r: %s" % (addr, problem))
     if problems:
         module.fail_json(msg=redact("invalid options: " + "; ".join(problems), secrets))
     seen = set()
@@ -441,7 +456,7 @@ def main():
     observed = read_state(paths["ctrl"], paths["etc"], paths["state_dir"])
 
     changes = plan(desired, observed, paths["etc"])  # each change carries its op (private)
-    fchanges = _file_plan(p, desired)
+    fchanges = _file_plan(p, desired, observed["managed"])
     if p["phase"] == "release":  # only drop the paths that are going away; the rest comes later
         changes = [ch for ch in changes if ch["op"]["op"] == "disconnect"]
         fchanges = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: nvmet_ana
-version_added: 0.3.0
+version_added: 0.1.0
 short_description: Set the ANA state of groups on existing nvmet ports, live only (rolling redeploys)
 description:
   - Writes C(ports/<id>/ana_groups/<grpid>/ana_state) in C(/sys/kernel/config/nvmet) for the
