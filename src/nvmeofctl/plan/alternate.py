@@ -58,7 +58,7 @@ def relieve(spec, plan, observed: dict[str, dict[str, Any]]) -> None:
     gpus = [h.name for h in spec.gpu_nodes]
     if not any(g in observed for g in gpus):
         return
-    known = paths(spec, observed)
+    known = paths(spec, observed, any_port=True)  # what carries the I/O now, wherever the spec moves it
     disrupted = [(c, _touched(spec, c, observed)) for c in plan.changes if c.disruptive]
     # the paths this plan interrupts anywhere: one of them cannot carry another's I/O
     busy = {(nqn, target) for _c, t in disrupted if t for nqn, target in t}

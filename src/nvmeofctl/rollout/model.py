@@ -13,7 +13,7 @@ def lost_paths(spec, observed, down: set[str]) -> list[str]:
     """What taking the targets ``down`` out of service would leave without a live path: one
     line per (node, namespace), naming its paths. Empty: safe."""
     by_ns: dict[tuple[str, str, int], list[Path]] = {}
-    for p in paths(spec, observed):
+    for p in paths(spec, observed, any_port=True):  # a live path carries I/O on whatever port it has now
         by_ns.setdefault((p.node, p.nqn, p.nsid), []).append(p)
     out = []
     for (node, nqn, _nsid), ps in by_ns.items():

@@ -74,7 +74,7 @@ def _undescribed(node, where: str = "$") -> list[str]:
 def test_there_is_one_schema_file_per_kind():
     assert sorted(kind_of(p) for p in FILES) == sorted(KINDS) == sorted([
         "apply", "bench", "export", "health", "history-list", "history-show", "lab-status", "node-op",
-        "plan", "schemas", "spec-validate", "status", "teardown"])
+        "plan", "rollout", "schemas", "spec-validate", "status", "teardown"])
 
 
 @pytest.mark.parametrize("path", FILES, ids=kind_of)
@@ -325,6 +325,12 @@ def docs_export(run_cli, hosts, dropped, tmp_path, monkeypatch):
     yield json_of(run_cli, ["export", "-f", SPEC, "--to", str(tmp_path / "project")], 0)
 
 
+def docs_rollout(run_cli, hosts, dropped, tmp_path, monkeypatch):
+    """REAL documents: `rollout --reboot` and the port-move `rollout` of tests/lab/test_13_multipath.py
+    (tests/fixtures/rollout/PROVENANCE.md); a rollout needs the lab's targets and GPU node."""
+    yield from json.loads((FIXTURES / "rollout" / "lab-records.json").read_text())
+
+
 def docs_spec_validate(run_cli, hosts, dropped, tmp_path, monkeypatch):
     yield json_of(run_cli, ["spec", "validate", SPEC], 0)
     yield json_of(run_cli, ["spec", "validate", str(ROOT / "inventory" / "example.yaml")], 0)
@@ -356,7 +362,8 @@ def docs_schemas(run_cli, hosts, dropped, tmp_path, monkeypatch):
 
 
 PRODUCE = {"plan": docs_plan, "apply": docs_apply, "health": docs_health, "status": docs_status,
-           "node-op": docs_node_op, "teardown": docs_teardown, "bench": docs_bench, "export": docs_export,
+           "node-op": docs_node_op, "teardown": docs_teardown, "rollout": docs_rollout, "bench": docs_bench,
+           "export": docs_export,
            "history-list": docs_history_list, "history-show": docs_history_show,
            "spec-validate": docs_spec_validate, "lab-status": docs_lab_status, "schemas": docs_schemas}
 
@@ -364,6 +371,7 @@ PRODUCE = {"plan": docs_plan, "apply": docs_apply, "health": docs_health, "statu
 NESTED = {"plan": (0, ("hosts", 0, "converged")), "apply": (0, ("hosts", 0, "status")),
           "health": (0, ("findings", 0, "status")), "status": (0, ("namespaces", 0, "paths", 0, "state")),
           "node-op": (1, ("changes", 0, "object")), "teardown": (0, ("hosts", 0, "changes", 0, "action")),
+          "rollout": (1, ("steps", 0, "step")),
           "bench": (0, ("results", 0, "bw_mib_s")), "export": (0, None), "history-list": (1, ("runs", 0, "exit_code")),
           "history-show": (0, ("hosts", 0, "changed_tasks")), "spec-validate": (0, ("hosts", 0, "role")),
           "lab-status": (0, ("vms", 0, "ssh_ready")), "schemas": (0, ("kinds", 0, "id"))}

@@ -130,3 +130,16 @@ def test_health_counts_paths_per_namespace(spec):
         ("nvme_paths", "warn", "1/2 paths carry I/O: nvme0 tgt1 optimized; down: tgt2 (no live controller)")]
     assert findings("-tgt1-drained")[-1] == (
         "nvme_paths", "warn", "1/2 paths carry I/O: nvme1 tgt2 optimized; down: tgt1 (nvme0 inaccessible)")
+
+
+def test_with_the_port_moved_in_the_spec_the_paths_on_the_old_port_still_carry_the_io(spec, tmp_path):
+    """The spec moves fabric.port 4420 -> 4421; the node's paths are still on 4420. They are the
+    spec's paths (not moved yet) but they carry the I/O now: rollout may start (each target in turn
+    keeps the other's old path), and waits for the moved path of the target it changed."""
+    moved_file = tmp_path / "cluster.yaml"
+    moved_file.write_text((MP / "cluster.yaml").read_text().replace("  port: 4420\n", "  port: 4421\n", 1))
+    moved = load_spec(moved_file)
+    obs = observed(moved)
+    assert [p.controller for p in paths_mod.paths(moved, obs)] == [None, None]  # none on 4421 yet
+    assert model.lost_paths(moved, obs, {"tgt1"}) == []
+    assert model.pending_restore(moved, obs, {"tgt1"}, {"tgt2"}) == ["gpu1 shared via tgt1 (not connected), want optimized"]
