@@ -153,7 +153,7 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
         gpu.run(f"rm -f /root/fio-mp.json /root/mp_bw*.log; nohup {FIO.format(dev=dev)} >/dev/null 2>&1 &")
         fio_started = True
         t_fio = float(gpu.run("date +%s.%N"))
-        time.sleep(20)  # "before" throughput
+        time.sleep(10)  # "before" throughput
 
         # ---- 1. refused while the partner path is down: nothing changes
         try:
@@ -191,7 +191,7 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
             (["tgt2"], "drain"), (["tgt2"], "reboot"), (["tgt2"], "restore")]
         assert by_ip == {ip: ana for _s, ip, ana in _paths(gpu).values()}  # back to the spec's ANA states
         reboot_record = record
-        time.sleep(15)
+        time.sleep(5)
 
         # ---- 3. a port move (fabric.port 4420 -> 4421) moves every path: a plain apply would
         # stop I/O, so plan keeps it DISRUPTIVE and names rollout and the path that carries the
@@ -217,7 +217,7 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
         assert by_ip == {ip: ana for _s, ip, ana in _paths(gpu).values()}
         code, plan, _err = nvmeofctl_json("plan", "-f", str(moved))
         assert plan["changes"] == 0, plan
-        time.sleep(20)  # "after" throughput
+        time.sleep(10)  # "after" throughput
     finally:
         if fio_started:
             gpu.rc("pkill -INT -x fio; for i in $(seq 120); do pgrep -x fio >/dev/null || break; sleep 1; done")
