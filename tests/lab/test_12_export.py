@@ -36,18 +36,9 @@ def test_exported_project_runs_with_plain_ansible_playbook(healthy_lab, tmp_path
         gpu1.run("echo '# edited' >> /etc/systemd/system/nvmeofctl-connect.service")
         code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
         assert code == 0 and plan["changes"] >= 2, err
-        run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "site.yml",
-                              "--vault-password-file", str(pw)], cwd=project, capture_output=True, text=True,
-                             timeout=1200, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-                                                "HOME": str(Path.home()), "ANSIBLE_NOCOLOR": "1"})
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-        assert "failed=0" in run.stdout and "unreachable=0" in run.stdout
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and train not in gpu2.run("cat /sys/class/nvme/nvme*/subsysnqn"):
-            time.sleep(3)
-        code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
-        assert code == 0 and plan["changes"] == 0, plan
-        assert all(h["converged"] for h in plan["hosts"]), plan
+        _run_project([str(Path(sys.executable).parent / "ansible-playbook"), "site.yml",
+                      "--vault-password-file", str(pw)], project)
+        _repaired(lab, train)
         _navigator_repairs_the_same_drift(lab, project, pw, train)
         done = True
     finally:
@@ -68,18 +59,28 @@ def _navigator_repairs_the_same_drift(lab, project: Path, pw: Path, train: str) 
     if not nav:
         print("\nansible-navigator not installed: its half of the export test did not run")
         return
-    gpu2 = lab.vm("gpu2")
-    gpu2.run(f"nvme disconnect -n {train}")
-    run = subprocess.run([nav, "run", "site.yml", "--ee", "false", "--mode", "stdout", "--pae", "false",
-                          "--lf", str(project / "navigator.log"), "--vault-password-file", str(pw)],
-                         cwd=project, capture_output=True, text=True, timeout=1200,
-                         env={"PATH": f"{Path(nav).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
+    lab.vm("gpu2").run(f"nvme disconnect -n {train}")
+    _run_project([nav, "run", "site.yml", "--ee", "false", "--mode", "stdout", "--pae", "false",
+                  "--lf", str(project / "navigator.log"), "--vault-password-file", str(pw)], project)
+    _repaired(lab, train)
+    print(f"\nansible-navigator {nav}: the exported project repaired the drift, plan 0 changes")
+
+
+def _run_project(argv: list[str], project: Path) -> None:
+    """Run the exported project with nothing but Ansible (the tool's own folder on PATH)."""
+    run = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=1200,
+                         env={"PATH": f"{Path(argv[0]).parent}:/usr/bin:/bin", "HOME": str(Path.home()),
                               "ANSIBLE_NOCOLOR": "1"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "failed=0" in run.stdout and "unreachable=0" in run.stdout
+
+
+def _repaired(lab, train: str) -> None:
+    """gpu2's dropped path is back and `plan` finds 0 changes on every host."""
+    gpu2 = lab.vm("gpu2")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and train not in gpu2.run("cat /sys/class/nvme/nvme*/subsysnqn"):
         time.sleep(3)
-    code, plan, err = nvmeofctl_json("plan", "-f", str(lab.spec))
+    code, plan, _err = nvmeofctl_json("plan", "-f", str(lab.spec))
     assert code == 0 and plan["changes"] == 0, plan
-    print(f"\nansible-navigator {nav}: the exported project repaired the drift, plan 0 changes")
+    assert all(h["converged"] for h in plan["hosts"]), plan
