@@ -25,7 +25,7 @@ def render_table(console, st: ClusterStatus) -> None:
     for col in ("namespace", "target / backing", "node", "device", "path", "controllers", "state", "drift"):
         table.add_column(col)
     for ns in st.namespaces:
-        where = f"{ns.target}:{ns.backing} ({_size(ns.size)})"
+        where = f"{','.join(ns.targets or [ns.target])}:{ns.backing} ({_size(ns.size)})"
         if ns.exported != "yes":
             where += f" [export {ns.exported}]"
         first = True

@@ -42,9 +42,10 @@ class Namespace:
     size: int | None  # bytes: the spec's size of a file backing; None for a device
     uuid: str | None
     nguid: str | None
-    exported: str  # yes | missing | disabled | unknown (target not read)
+    exported: str  # yes | missing | disabled | unknown (target not read); the worst over `targets`
     drift: list[str] = field(default_factory=list)  # target side
     paths: list[NodePath] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # every target serving it (dual-controller: 2+)
 
 
 @dataclass
@@ -187,15 +188,16 @@ def build_status(spec, observed: dict[str, dict[str, Any]], plan, errors: dict[s
     """``observed``: per host read, its observed state (HostState.observed()); ``plan``: the plan
     made from it; ``errors``: per host not read, why."""
     namespaces = []
+    worst = ("yes", "disabled", "missing", "unknown")  # a dual-controller export shows its worst side
     for sub in spec.subsystems:
-        tobs = observed.get(sub.target)
-        tchanges = _changes_of(plan, sub.target)
         for ns in sub.namespaces:
-            exported, tdrift = _target_side(sub, ns, tobs, tchanges)
+            sides = [(t, *_target_side(sub, ns, observed.get(t), _changes_of(plan, t))) for t in sub.served_by]
+            exported = max((e for _t, e, _d in sides), key=lambda e: worst.index(e) if e in worst else len(worst))
+            tdrift = [(f"{t}: {d}" if sub.multipath else d) for t, _e, ds in sides for d in ds]
             item = Namespace(ns.name, sub.nqn, ns.nsid, sub.target, ns.backing.path,
                              ns.backing.size if ns.backing.file is not None else None,
                              str(ns.uuid) if ns.uuid else None, str(ns.nguid) if ns.nguid else None,
-                             exported, tdrift)
+                             exported, tdrift, targets=list(sub.served_by))
             for name in sub.allowed_gpu_nodes:
                 node = spec.host(name)
                 item.paths.append(_node_side(spec, node, sub, ns, observed.get(name), _changes_of(plan, name)))

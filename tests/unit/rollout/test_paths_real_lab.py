@@ -143,3 +143,17 @@ def test_with_the_port_moved_in_the_spec_the_paths_on_the_old_port_still_carry_t
     assert [p.controller for p in paths_mod.paths(moved, obs)] == [None, None]  # none on 4421 yet
     assert model.lost_paths(moved, obs, {"tgt1"}) == []
     assert model.pending_restore(moved, obs, {"tgt1"}, {"tgt2"}) == ["gpu1 shared via tgt1 (not connected), want optimized"]
+
+
+def test_status_shows_both_targets_and_both_controllers(spec):
+    from nvmeofctl.plan.planner import make_plan
+    from nvmeofctl.status.model import build_status
+
+    obs = observed(spec)
+    st = build_status(spec, obs, make_plan(spec, obs), {})
+    (ns,) = st.to_dict()["namespaces"]
+    assert (ns["targets"], ns["exported"], ns["drift"]) == (["tgt1", "tgt2"], "yes", [])
+    (path,) = ns["paths"]
+    assert (path["node"], path["state"], path["device"]) == ("gpu1", "connected", "/dev/nvme0n1")
+    assert [(c["name"], c["state"]) for c in path["controllers"]] == [("nvme0", "live"), ("nvme1", "live")]
+    assert st.drift == 0
