@@ -18,7 +18,7 @@ def _model(spec, st: ClusterStatus):
     """(targets, subsystems, namespaces, nodes, edges): what every format draws."""
     targets = [(h.name, ", ".join(str(ip) for ip in h.fabric.ips)) for h in spec.targets]
     nodes = [(h.name, ", ".join(str(ip) for ip in h.fabric.ips)) for h in spec.gpu_nodes]
-    subsystems = [(s.nqn, s.target) for s in spec.subsystems]
+    subsystems = [(s.nqn, tuple(s.served_by)) for s in spec.subsystems]  # dual-controller: 2+ targets
     namespaces = [(f"{ns.subsystem}/{ns.nsid}", ns.name, ns.subsystem, _size(ns.size), ns.exported)
                   for ns in st.namespaces]
     edges = [(f"{ns.subsystem}/{ns.nsid}", p.node, p.state, p.device or "") for ns in st.namespaces for p in ns.paths]
@@ -30,10 +30,10 @@ def text(spec, st: ClusterStatus, live: bool = True) -> str:
     lines = [f"cluster {spec.name}: {spec.fabric.transport} fabric, port {spec.fabric.port}, mtu {spec.fabric.mtu}"]
     for tname, tips in targets:
         lines.append(f"{tname} (target, {tips})")
-        for nqn, t in subsystems:
-            if t != tname:
+        for nqn, ts in subsystems:
+            if tname not in ts:
                 continue
-            lines.append(f"  subsystem {nqn}")
+            lines.append(f"  subsystem {nqn}" + (f" (dual-controller: {', '.join(ts)})" if len(ts) > 1 else ""))
             for key, name, sub, size, exported in namespaces:
                 if sub != nqn:
                     continue
@@ -55,9 +55,10 @@ def dot(spec, st: ClusterStatus, live: bool = True) -> str:
     out = [f"digraph {_q('nvmeofctl ' + spec.name)} {{", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
     for tname, tips in targets:
         out.append(f"  {_q('t:' + tname)} [label={_q(tname + chr(10) + tips)}, style=filled, fillcolor=\"#e3f2fd\"];")
-    for nqn, t in subsystems:
+    for nqn, ts in subsystems:
         out.append(f"  {_q('s:' + nqn)} [label={_q(nqn)}, shape=component];")
-        out.append(f"  {_q('t:' + t)} -> {_q('s:' + nqn)};")
+        for t in ts:
+            out.append(f"  {_q('t:' + t)} -> {_q('s:' + nqn)};")
     for key, name, sub, size, exported in namespaces:
         out.append(f"  {_q('n:' + key)} [label={_q(name + chr(10) + size)}, shape=cylinder];")
         out.append(f"  {_q('s:' + sub)} -> {_q('n:' + key)};")
@@ -109,8 +110,9 @@ def svg(spec, st: ClusterStatus, live: bool = True) -> str:
             lines.append(f'<text x="{(x1 + x2) / 2 - 30}" y="{(y1 + y2) / 2 - 4}" font-size="10" fill="{colour}">'
                          f'{escape(label)}</text>')
 
-    for nqn, t in subsystems:
-        link("t:" + t, "s:" + nqn)
+    for nqn, ts in subsystems:
+        for t in ts:
+            link("t:" + t, "s:" + nqn)
     for key, _name, sub, _size, _exp in namespaces:
         link("s:" + sub, "n:" + key)
     for key, node, state, dev in edges:

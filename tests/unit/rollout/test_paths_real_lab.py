@@ -157,3 +157,18 @@ def test_status_shows_both_targets_and_both_controllers(spec):
     assert (path["node"], path["state"], path["device"]) == ("gpu1", "connected", "/dev/nvme0n1")
     assert [(c["name"], c["state"]) for c in path["controllers"]] == [("nvme0", "live"), ("nvme1", "live")]
     assert st.drift == 0
+
+
+def test_topology_draws_both_targets_of_a_dual_controller_subsystem(spec):
+    from nvmeofctl.plan.planner import make_plan
+    from nvmeofctl.report import topology
+    from nvmeofctl.status.model import build_status
+
+    obs = observed(spec)
+    st = build_status(spec, obs, make_plan(spec, obs), {})
+    text = topology.text(spec, st)
+    assert text.count(f"  subsystem {NQN} (dual-controller: tgt1, tgt2)") == 2  # under each target
+    dot = topology.dot(spec, st)
+    assert f'"t:tgt1" -> "s:{NQN}";' in dot and f'"t:tgt2" -> "s:{NQN}";' in dot
+    svg = topology.svg(spec, st)
+    assert svg.count("<line ") == 4  # tgt1 and tgt2 to the subsystem, subsystem to namespace, namespace to gpu1
