@@ -11,6 +11,7 @@ from nvmeofctl.health.common import finding
 from nvmeofctl.health.expect import Expectations
 from nvmeofctl.health.model import Finding, Status
 from nvmeofctl.plan import kmods
+from nvmeofctl.plan.paths import IO_STATES  # the ANA states in which a path carries I/O
 
 OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
 
@@ -77,10 +78,6 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
     return out
 
 
-# a path carries I/O in these ANA states (None: the target does not report ANA)
-_IO_ANA_STATES = (None, "optimized", "non-optimized")
-
-
 def _live_paths(fabrics: list[dict], exports, fab) -> dict[tuple[str, str], list[dict]]:
     """(subsystem NQN, target) -> its live controllers over the spec's transport and port."""
     out: dict[tuple[str, str], list[dict]] = {}
@@ -108,7 +105,7 @@ def _paths(facts, exports, nqns: list[str], fabrics: list[dict], live_paths) -> 
                 ctrls = live_paths.get((nqn, e.target), [])
                 states = [next((ns.get("ana_state") for ns in c.get("namespaces") or [] if ns.get("nsid") == nsid),
                                "no namespace") for c in ctrls]
-                carrying = [(c, st) for c, st in zip(ctrls, states) if st in _IO_ANA_STATES]
+                carrying = [(c, st) for c, st in zip(ctrls, states) if st in IO_STATES]
                 if carrying:
                     up += 1
                     c, st = carrying[0]

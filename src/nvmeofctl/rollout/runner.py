@@ -162,9 +162,14 @@ def run(spec, spec_text: bytes, *, targets: list[str] | None, max_unavailable: i
     if journal.resumed:
         say(f"resuming the rollout recorded in {journal.path}: done {', '.join(journal.done) or 'none'}")
     gpus = [h.name for h in spec.gpu_nodes]
+    last: dict[str, dict] = {}  # the GPU nodes' latest read: the next check starts from it
+
+    def read_gpus() -> dict[str, dict]:
+        last["gpus"] = _read(spec, gpus)
+        return last["gpus"]
 
     # refuse before changing anything when some batch would take a namespace's last live path
-    observed = _read(spec, gpus)
+    observed = read_gpus()
     lost = [line for b in todo for line in model.lost_paths(spec, observed, set(b))]
     if lost:
         raise DisruptiveRefused("refusing to start the rollout, nothing changed:\n" + "\n".join(dict.fromkeys(lost)))
@@ -173,7 +178,8 @@ def run(spec, spec_text: bytes, *, targets: list[str] | None, max_unavailable: i
         t_batch = time.monotonic()
         involved = batch + model.partners(spec, batch)
         say(f"{', '.join(batch)}: checking that every namespace keeps a path")
-        observed = _read(spec, gpus)
+        # the read that ended the previous wait (or the refusal check): no extra round trip
+        observed = last.pop("gpus", None) or read_gpus()
         lost = model.lost_paths(spec, observed, set(batch))
         if lost:
             raise DisruptiveRefused(f"stopping before {', '.join(batch)} (earlier targets are done; "
@@ -182,7 +188,7 @@ def run(spec, spec_text: bytes, *, targets: list[str] | None, max_unavailable: i
         say(f"{', '.join(batch)}: draining: ANA inaccessible there, optimized on {', '.join(involved[len(batch):]) or '-'}")
         _set_ana(spec, involved, set(batch), say)
         waited = _wait("GPU nodes to stop I/O through " + ", ".join(batch),
-                       lambda: model.pending_drain(spec, _read(spec, gpus), set(batch)), drain_timeout, poll, say)
+                       lambda: model.pending_drain(spec, read_gpus(), set(batch)), drain_timeout, poll, say)
         journal.step(batch, "drain", time.monotonic() - t0, waited_s=round(waited, 1))
         t0 = time.monotonic()
         if reboot:
@@ -195,7 +201,7 @@ def run(spec, spec_text: bytes, *, targets: list[str] | None, max_unavailable: i
         say(f"{', '.join(batch)}: restoring the spec's ANA states")
         _set_ana(spec, involved, set(), say)
         waited = _wait("every path through " + ", ".join(involved) + " to be live with the spec's ANA state",
-                       lambda: model.pending_restore(spec, _read(spec, gpus), set(batch), set(involved) - set(batch)),
+                       lambda: model.pending_restore(spec, read_gpus(), set(batch), set(involved) - set(batch)),
                        restore_timeout, poll, say)
         journal.step(batch, "restore", time.monotonic() - t0, waited_s=round(waited, 1))
         journal.batch_done(batch)

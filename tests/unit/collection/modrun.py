@@ -15,7 +15,7 @@ from ansible.module_utils import basic  # noqa: E402
 from ansible_collections.nvmeofctl.fabric.plugins.plugin_utils import host_files_calls  # noqa: E402
 
 TEST_PYTHON = "/usr/bin/python3"  # what the action plugin renders into the boot units here
-WITH_ACTION_PLUGIN = ("nvmet_target", "nvme_host", "rdma_link")  # plugins/action/: render host_files
+ACTIONS = REPO / "playbooks" / "collections" / "ansible_collections" / "nvmeofctl" / "fabric" / "plugins" / "action"
 
 
 def run_module(module, monkeypatch, capsys, args: dict, check: bool = False, diff: bool = False) -> tuple[dict, str]:
@@ -24,7 +24,7 @@ def run_module(module, monkeypatch, capsys, args: dict, check: bool = False, dif
     ``args`` has it; returns (result JSON, raw stdout)."""
     args = dict(args)
     name = module.__name__.rsplit(".", 1)[-1]
-    if "host_files" not in args and name in WITH_ACTION_PLUGIN:
+    if "host_files" not in args and (ACTIONS / f"{name}.py").exists():  # its action plugin renders them
         args["host_files"] = host_files_calls.host_files(name, args, TEST_PYTHON)
     if check:
         args["_ansible_check_mode"] = True
