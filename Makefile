@@ -11,7 +11,7 @@ LAB ?= lab
 TOOLS := $(HOME)/.cache/nvmeofctl/tools
 PROMTOOL := $(TOOLS)/promtool
 
-.PHONY: setup deb venv promtool lab test unit lab-test clean
+.PHONY: setup deb venv promtool lab test unit lab-test soak clean
 
 setup: deb venv promtool
 
@@ -46,13 +46,17 @@ lab: setup
 	$(BIN)/nvmeofctl lab status --name $(LAB)
 
 test: setup
-	$(BIN)/pytest -q tests/unit tests/lab
+	$(BIN)/pytest -q --durations=25 tests/unit tests/lab
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
 lab-test: setup
-	$(BIN)/pytest -q tests/lab
+	$(BIN)/pytest -q --durations=25 tests/lab
+
+# the long false-alarm loop issue #8 was proven with (30 x health, 10 x health --perf; ~16 min)
+soak: setup
+	NVMEOFCTL_SOAK=1 $(BIN)/pytest -q tests/lab/test_03_health.py -k false_alarm
 
 clean:
 	rm -rf $(VENV) .pytest_cache

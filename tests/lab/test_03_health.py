@@ -6,6 +6,7 @@ Runs after test_02 (the lab is provisioned over RoCE v2 from its spec).
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -232,25 +233,32 @@ def test_perf_matrix(lab, healthy):
     assert "tgt1" in proc.stdout and "gpu1" in proc.stdout and "Gb/s" in proc.stdout, proc.stdout
 
 
-def test_no_false_alarm_in_30_health_runs_and_10_perf_runs(lab, healthy):
+# Issue #8's proof ran `health` 30 times and `health --perf` 10 times (~16 min of a CI run under
+# software emulation); `make test` runs a sample of the same loop, `make soak` the full count.
+SOAK = os.environ.get("NVMEOFCTL_SOAK") == "1"
+HEALTH_RUNS, PERF_RUNS = (30, 10) if SOAK else (8, 3)
+
+
+def test_no_false_alarm_in_repeated_health_and_perf_runs(lab, healthy):
     """A health check that pages people must not cry wolf: back to back on the healthy lab,
-    `health` 30 times and `health --perf` 10 times, every one exit 0 (each failure is listed)."""
+    `health` HEALTH_RUNS times and `health --perf` PERF_RUNS times (30 and 10 with
+    NVMEOFCTL_SOAK=1, `make soak`), every one exit 0 (each failure is listed)."""
     import collections
 
     bad = []
     t0 = time.monotonic()
-    for i in range(30):
+    for i in range(HEALTH_RUNS):
         code, data = health(lab)
         if code != 0:
             bad.append(("health", i, code, problems_observed(data)))
     plain_s = time.monotonic() - t0
     t0 = time.monotonic()
-    for i in range(10):
+    for i in range(PERF_RUNS):
         code, data = health(lab, "--perf")
         if code != 0:
             bad.append(("perf", i, code, problems_observed(data),
                         [(p["gpu_node"], p["target"], p["status"], p.get("note")) for p in data.get("perf", [])]))
     perf_s = time.monotonic() - t0
-    print(f"\n30 x health in {plain_s:.0f}s, 10 x health --perf in {perf_s:.0f}s, "
+    print(f"\n{HEALTH_RUNS} x health in {plain_s:.0f}s, {PERF_RUNS} x health --perf in {perf_s:.0f}s, "
           f"not ok: {collections.Counter(b[0] for b in bad)}")
     assert bad == [], console_tails(lab)

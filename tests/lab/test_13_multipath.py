@@ -1,7 +1,8 @@
 """No single point of failure (issue #10), on a lab of its own: two targets (tgt1, tgt2) that
 both export one disk attached to both VMs (`lab up --shared-disk`), and one GPU node (gpu1) with
 native NVMe multipath: one block device, a controller (path) through each target, ANA-optimized
-through tgt1.
+through tgt1. Every VM has two fabric NICs (`--rails 2`); scenarios 1-4 below use rail 1 only,
+the rails scenario at the end adds rail 2.
 
 One checksummed fio writer+reader (fio --verify=crc32c with verify_backlog: every block read back
 and checked shortly after it is written) runs on gpu1 through the whole scenario:
@@ -15,7 +16,11 @@ and checked shortly after it is written) runs on gpu1 through the whole scenario
    path moves) and names `rollout` and the path that carries the I/O meanwhile; `rollout` moves
    tgt1's path, then tgt2's (the GPU node's other path untouched each time): 0 I/O errors, and
    `plan` shows 0 changes afterwards;
-4. health counts the live paths per namespace and their ANA states (2/2 at the end).
+4. health counts the live paths per namespace and their ANA states;
+5. rails (the issue's scenario 1: two rails, one target): the spec gains rail 2 on every host and
+   a subsystem only tgt1 serves; gpu1 gets a path to it on each rail. A second checksummed fio
+   runs on it while tgt1's rail 1 is down: I/O continues on rail 2 with no error, health says
+   degraded (exit 10) naming the path; link back up, every path live again, health exit 0.
 
 The lab's VMs are the main lab's (`test`) image with another layout; the main lab is stopped
 first (two labs at once overload a 2-core machine).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,6 +49,10 @@ FIO = ("fio --name=mp --filename={dev} --direct=1 --ioengine=libaio --iodepth=2 
        "--offset=0 --size=96M --rw=randwrite --verify=crc32c --verify_backlog=16 --verify_fatal=1 "
        "--time_based --runtime=2400 --write_bw_log=/root/mp --log_avg_msec=1000 "
        "--output-format=json --output=/root/fio-mp.json")
+RAILS_FIO = ("fio --name=rails --filename={dev} --direct=1 --ioengine=libaio --iodepth=2 --bs=64k --rate=1m "
+             "--offset=0 --size=64M --rw=randwrite --verify=crc32c --verify_backlog=16 --verify_fatal=1 "
+             "--time_based --runtime=1200 --write_bw_log=/root/rails --log_avg_msec=1000 "
+             "--output-format=json --output=/root/fio-rails.json")
 
 
 class Vm:
@@ -70,8 +80,11 @@ def mp_lab(state_dir):
         pytest.skip("NVMEOFCTL_SKIP_LAB=1")
     nvmeofctl("lab", "down", "--name", LAB, "--no-save", timeout=300)  # the main lab, if it runs
     fresh = [] if os.environ.get("NVMEOFCTL_TEST_REUSE") == "1" else ["--fresh"]
+    code, status, _err = nvmeofctl_json("lab", "status", "--name", MP_LAB)
+    if code == 0 and status.get("rails") != 2 and status.get("vms"):  # made by an older suite: another shape
+        nvmeofctl("lab", "destroy", "--name", MP_LAB, "--yes", timeout=300)
     proc = nvmeofctl("lab", "up", "--name", MP_LAB, "--targets", "2", "--gpu-nodes", "1", "--shared-disk",
-                     *fresh, "--output", "json", timeout=1800)
+                     "--rails", "2", *fresh, "--output", "json", timeout=1800)
     sys.stderr.write(proc.stderr)
     assert proc.returncode == 0, f"lab up failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
     spec = Path(json.loads(proc.stdout)["spec"])
@@ -120,8 +133,32 @@ def _bw_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[str, 
     return out
 
 
+def _one_rail(text: str) -> str:
+    """The lab's spec without its rail 2 (each host's `rails:` entry)."""
+    out = re.sub(r"\n    rails:[^\n]*\n      - \{interface: eth2[^\n]*", "", text)
+    assert "eth2" not in out and "eth2" in text, text
+    return out
+
+
+RAILED = """\
+  - nqn: nqn.2024-01.io.nvmeofctl.test-mp:railed
+    target: tgt1
+    allowed_gpu_nodes: [gpu1]
+    namespaces:
+      - {nsid: 1, name: railed, backing: {file: /var/lib/nvmeofctl/railed.img, size: 128MiB}}
+"""
+
+
+def _io_done(vm: Vm, dev: str) -> int:
+    """Sectors read + written on a block device so far."""
+    return int(vm.run(f"awk '{{print $3+$7}}' /sys/block/{dev.rsplit('/', 1)[1]}/stat").strip())
+
+
 def test_dual_controller_rollout_keeps_io_running(mp_lab):
-    spec_path = mp_lab
+    lab_spec = mp_lab
+    # scenarios 2-4 run on rail 1 (one path per target); rail 2 comes in for the rails scenario
+    spec_path = lab_spec.parent / "cluster-1rail.yaml"
+    spec_path.write_text(_one_rail(lab_spec.read_text()))
     gpu, tgt1, tgt2 = Vm("gpu1"), Vm("tgt1"), Vm("tgt2")
     proc = nvmeofctl("apply", "-f", str(spec_path))
     assert proc.returncode == 0, f"apply:\n{proc.stdout}\n{proc.stderr}"
@@ -218,6 +255,9 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
         code, plan, _err = nvmeofctl_json("plan", "-f", str(moved))
         assert plan["changes"] == 0, plan
         time.sleep(10)  # "after" throughput
+        t_rails = float(gpu.run("date +%s.%N"))
+        rails = _rails_scenario(gpu, tgt1, lab_spec, moved)
+        t_rails_end = float(gpu.run("date +%s.%N"))
     finally:
         if fio_started:
             gpu.rc("pkill -INT -x fio; for i in $(seq 120); do pgrep -x fio >/dev/null || break; sleep 1; done")
@@ -228,7 +268,8 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
                                                           ("reboot rollout", t_start - t_fio, t_end - t_fio),
                                                           ("between", t_end - t_fio, t_move - t_fio),
                                                           ("port-move rollout", t_move - t_fio, t_moved - t_fio),
-                                                          ("after", t_moved - t_fio, 1e12)])
+                                                          ("after", t_moved - t_fio, t_rails - t_fio),
+                                                          ("rails scenario", t_rails - t_fio, t_rails_end - t_fio)])
     summary = {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
                "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
                "reboot_rollout_s": round(t_end - t_start), "port_move_rollout_s": round(t_moved - t_move),
@@ -242,7 +283,71 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
     (spec_path.parent / "rollout-records.json").write_text(json.dumps([reboot_record, move_record], indent=1))
     assert summary["error"] == 0 and summary["written_mib"] > 0 and summary["verified_mib"] > 0, summary
 
-    # ---- 4. both paths back, as the (moved) spec says
-    code, health, _err = nvmeofctl_json("health", "-f", str(moved), "--window", "0")
-    paths = [f for f in health["findings"] if f["check"] == "nvme_paths"]
-    assert [f["status"] for f in paths] == ["ok"], paths
+    print(f"rails scenario: {rails}")
+    assert rails["error"] == 0 and rails["verified_mib"] > 0, rails
+
+
+def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
+    """Issue #10's scenario 1: two rails, one target. The lab's rail 2 joins the (moved) spec, with
+    a subsystem only tgt1 serves (railed): gpu1 gets a path to it on each rail. A second
+    checksummed fio runs on it while tgt1's rail 1 goes down: I/O continues on rail 2 with no
+    error, health says degraded (exit 10) and names the path that is down; with the link back,
+    every path is live again and health exits 0."""
+    spec = moved.parent / "cluster-rails.yaml"
+    spec.write_text(lab_spec.read_text().replace("  port: 4420\n", "  port: 4421\n", 1) + RAILED)
+    proc = nvmeofctl("apply", "-f", str(spec))  # adds rail 2 everywhere: nothing disruptive
+    assert proc.returncode == 0, f"apply:\n{proc.stdout}\n{proc.stderr}"
+    ports = tgt1.run(f"for p in {NVMET}/ports/*; do echo $(cat $p/addr_traddr) $(ls $p/subsystems | wc -l); done")
+    assert sorted(ports.split("\n")[:-1]) == ["192.168.100.11 2", "192.168.101.11 2"], ports
+    from nvmeofctl.spec import load_spec
+
+    uuid = str(load_spec(spec).subsystems[1].namespaces[0].uuid)
+    dev = gpu.run(f"readlink -f /dev/disk/by-id/nvme-uuid.{uuid}").strip()
+    railed = lambda: {ip: (st, ana) for st, ip, ana in _paths(gpu).values()  # noqa: E731
+                      if ip in ("192.168.100.11", "192.168.101.11")}
+    _wait(lambda: len([1 for st, _ip, _a in _paths(gpu).values() if st == "live"]) == 6 or _paths(gpu), 120,
+          "six live paths: shared through both targets on both rails, railed on both rails")
+    gpu.run(f"rm -f /root/fio-rails.json /root/rails_bw*.log; nohup {RAILS_FIO.format(dev=dev)} >/dev/null 2>&1 & "
+            "echo $! > /root/fio-rails.pid")
+    t0 = float(gpu.run("date +%s.%N"))
+    time.sleep(10)  # "before" throughput
+    try:
+        t_down = float(gpu.run("date +%s.%N"))
+        tgt1.run("ip link set eth1 down")
+        _wait(lambda: sum(1 for st, ip, _a in _paths(gpu).values() if ip == "192.168.100.11" and st != "live") == 2
+              or _paths(gpu), 120, "gpu1's two paths on tgt1's rail 1 to leave live")
+        before = _io_done(gpu, dev)
+        time.sleep(5)
+        assert _io_done(gpu, dev) > before, "no I/O on the railed namespace while rail 1 is down"
+        code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
+        bad = [(f["host"], f["check"], f["status"], f["observed"]) for f in health["findings"]
+               if f["status"] in ("warn", "fail")]
+        assert code == 10 and [b for b in bad if b[2] == "fail"] == [], bad  # degraded, not failed
+        paths = {f["device"]: f for f in health["findings"] if f["check"] == "nvme_paths"}
+        mine = paths["nqn.2024-01.io.nvmeofctl.test-mp:railed nsid 1"]
+        assert mine["status"] == "warn" and mine["observed"].startswith("1/2 paths carry I/O") \
+            and "down: tgt1 192.168.100.11 (" in mine["observed"], mine
+        assert ("tgt1", "fabric_interface", "warn") in {b[:3] for b in bad}, bad
+        degraded = next(b for b in bad if b[:2] == ("tgt1", "fabric_interface"))
+        assert "degraded" in degraded[3] and "rail 2 (eth2) up" in degraded[3], degraded
+        time.sleep(10)  # "during" throughput
+    finally:
+        tgt1.run("ip link set eth1 up")
+    t_up = float(gpu.run("date +%s.%N"))
+    _wait(lambda: len([1 for st, _ip, _a in _paths(gpu).values() if st == "live"]) == 6 or _paths(gpu), 240,
+          "every path live again")
+    t_back = float(gpu.run("date +%s.%N"))
+    code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
+    assert code == 0, [(f["host"], f["check"], f["observed"]) for f in health["findings"] if f["status"] != "ok"
+                       and f["status"] != "na"]
+    time.sleep(10)  # "after" throughput
+    gpu.rc("p=$(cat /root/fio-rails.pid); kill -INT $p; for i in $(seq 120); do kill -0 $p 2>/dev/null || break; "
+           "sleep 1; done")
+    job = fio_json(gpu.run("cat /root/fio-rails.json"))["jobs"][0]
+    w, r = job["write"], job["read"]
+    bw = _bw_windows(gpu.run("cat /root/rails_bw.1.log"), [("before", 0, t_down - t0), ("rail 1 down", t_down - t0,
+                                                                                          t_up - t0),
+                                                            ("after", t_back - t0, 1e12)])
+    return {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
+            "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
+            "paths_back_s": round(t_back - t_up, 1), "write_kib_s": bw, "railed_paths_at_end": railed()}

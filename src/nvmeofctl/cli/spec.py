@@ -79,6 +79,8 @@ def summary_json(file: str, spec: ClusterSpec) -> dict[str, Any]:
                 "interface": h.fabric.interface,
                 "ips": [str(ip) for ip in h.fabric.ips],
                 "rdma_device": h.fabric.rdma_device,
+                "rails": [{"interface": r.interface, "ips": [str(ip) for ip in r.ips], "rdma_device": r.rdma_device}
+                          for r in h.rails],
                 "host_nqn": h.host_nqn,
                 "host_id": str(h.host_id) if h.host_id else None,
             }

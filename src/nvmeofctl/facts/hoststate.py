@@ -25,8 +25,9 @@ def _section(name: str) -> str:
     return f"echo '{MARK}{name}'"
 
 
-def preflight_script(interface: str) -> str:
-    """Read-only checks in (almost) only shell builtins: every process costs in a slow VM."""
+def preflight_script(interface: str, rails: list[str] = ()) -> str:
+    """Read-only checks in (almost) only shell builtins: every process costs in a slow VM.
+    ``rails``: the interfaces of rails 2..N (``rail_iface.<name>=yes|no`` each)."""
     iface = shlex.quote(interface)
     mods = " ".join(MODULES)
     return "\n".join([
@@ -47,6 +48,8 @@ def preflight_script(interface: str) -> str:
         'for l in $auth; do [ "${l%%=*}" = "$o" ] && v=${l#*=}; done; echo "$o=$v"; done',
         f'[ -d /sys/class/net/{iface} ] && echo "iface=yes" || echo "iface=no"',
         f'm=; [ -r /sys/class/net/{iface}/mtu ] && read -r m < /sys/class/net/{iface}/mtu; echo "iface_mtu=$m"',
+        *[f'[ -d /sys/class/net/{shlex.quote(r)} ] && echo {shlex.quote("rail_iface." + r + "=yes")} '
+          f'|| echo {shlex.quote("rail_iface." + r + "=no")}' for r in rails],
         '[ -d /sys/kernel/config ] && echo configfs=yes || echo configfs=no',
         '[ "${EUID:-$(id -u)}" = 0 ] && echo root=yes || { sudo -n true 2>/dev/null && echo root=sudo || echo root=no; }',
     ])
@@ -57,10 +60,11 @@ def _isolated(command: str) -> str:
     return f"( {command}\n) </dev/null"
 
 
-def host_script(role: str, interface: str, extra: list[tuple[str, str]] = ()) -> str:
+def host_script(role: str, interface: str, extra: list[tuple[str, str]] = (), rails: list[str] = ()) -> str:
     """The whole read-only script for one host; ``extra``: more (section, command) pairs (the
-    planner's persistence reads, plan/persistence.py)."""
-    parts = [preflight_script(interface)]
+    planner's persistence reads, plan/persistence.py); ``rails``: the interfaces of rails 2..N
+    (a ``rdma@<interface>`` section each)."""
+    parts = [preflight_script(interface, rails)]
     if role == "target":
         nvmet = load_module_utils("nvmet")
         parts += [_section("nvmet-managed"), "cat /etc/nvmeofctl/nvmet-managed.json 2>/dev/null || true",
@@ -69,6 +73,8 @@ def host_script(role: str, interface: str, extra: list[tuple[str, str]] = ()) ->
         host = load_module_utils("nvme_host")
         parts += [_section("nvme_host"), _isolated(host.dump_command(state_dir="/etc/nvmeofctl"))]
     parts += [_section("rdma"), _isolated(load_module_utils("rdma").dump_command(interface))]
+    for rail in rails:
+        parts += [_section(f"rdma@{rail}"), _isolated(load_module_utils("rdma").dump_command(rail))]
     for name, command in extra:
         parts += [_section(name), _isolated(command)]
     return "\n".join(parts) + "\n"
@@ -122,6 +128,9 @@ class HostState:
             obs["nvme_host"] = host.parse_dump(self.sections["nvme_host"], state_dir="/etc/nvmeofctl")
         if "rdma" in self.sections:
             obs["rdma"] = load_module_utils("rdma").parse_dump(self.sections["rdma"], self.interface)
+        rails = {name[len("rdma@"):]: text for name, text in self.sections.items() if name.startswith("rdma@")}
+        if rails:  # rails 2..N, by interface
+            obs["rdma_rails"] = {iface: load_module_utils("rdma").parse_dump(text, iface) for iface, text in rails.items()}
         obs.update(observed_files(self.sections, self.persist_paths))
         return obs
 
@@ -141,7 +150,8 @@ def gather(spec, names: list[str] | None = None, timeout: float = 120.0,
     results = run_many(
         targets, command,
         stdin=lambda t: host_script(by_name[t.name].role, by_name[t.name].fabric.interface,
-                                    reads[t.name][1] + list((extra or {}).get(t.name, []))),
+                                    reads[t.name][1] + list((extra or {}).get(t.name, [])),
+                                    [f.interface for f in by_name[t.name].rails]),
         timeout=timeout,
     )
     states: dict[str, HostState] = {}

@@ -31,12 +31,13 @@ from nvmeofctl.facts import rdma as rdma_p
 from nvmeofctl.facts.sections import Section, parse_kv, split_sections, to_int
 from nvmeofctl.resources import load_module_utils
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3  # 3: every rail's netif
 STATE_DIR = "/etc/nvmeofctl"  # nvmeofctl's state on the host, as facts/hoststate.py reads it
 
 _SCRIPT = r"""
-# nvmeofctl health probe (read-only). Usage: bash -s -- IFACE WINDOW_SECONDS
-IF="${1:-}"; WIN="${2:-3}"
+# nvmeofctl health probe (read-only). Usage: bash -s -- "IFACE [IFACE...]" WINDOW_SECONDS
+# (the fabric interfaces, rail 1 first: every one gets a netif section; counters and QoS rail 1's)
+IFLIST="${1:-}"; IF="${IFLIST%% *}"; WIN="${2:-3}"
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/opt/mellanox/iproute2/sbin"
 sec() { printf '\n### %s\n' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -69,7 +70,7 @@ sample() { # counters; $1 = t0|t1
 T0=$(date +%s)
 sec meta
 echo "probe_version=__PROBE_VERSION__"; echo "hostname=$(hostname 2>/dev/null)"
-echo "iface=$IF"; echo "window=$WIN"
+echo "iface=$IF"; echo "rails=$IFLIST"; echo "window=$WIN"
 sample t0
 sec uname; uname -r
 sec modules; cut -d' ' -f1 /proc/modules 2>/dev/null
@@ -106,13 +107,16 @@ if have ibv_devinfo; then sec ibv_devinfo; tmo ibv_devinfo 2>/dev/null; fi
 sec rdma_cm_configfs
 echo "configfs=$([ -d /sys/kernel/config ] && echo 1 || echo 0)"
 echo "rdma_cm=$([ -d /sys/kernel/config/rdma_cm ] && echo 1 || echo 0)"
-if [ -n "$IF" ]; then
-  N=/sys/class/net/$IF
-  sec netif "$IF"
+for RIF in $IFLIST; do
+  N=/sys/class/net/$RIF
+  sec netif "$RIF"
   echo "exists=$([ -d "$N" ] && echo 1 || echo 0)"
   kv "$N" mtu operstate speed
   drv=$(readlink "$N/device/driver" 2>/dev/null); echo "driver=${drv##*/}"
   kv "$N/qos" trust
+done
+if [ -n "$IF" ]; then
+  N=/sys/class/net/$IF
   if [ -d "$N/ecn" ]; then
     sec ecn "$IF"
     for k in roce_np roce_rp; do
@@ -162,14 +166,16 @@ def module_dumps(interface: str | None) -> str:
 
 
 def probe_script(interface: str | None) -> str:
-    """The whole read-only script for a host whose fabric interface is ``interface``."""
+    """The whole read-only script for a host whose (rail 1) fabric interface is ``interface``."""
     return (_SCRIPT.replace("__PROBE_VERSION__", str(PROBE_VERSION))
             .replace("__MODULE_DUMPS__", module_dumps(interface)))
 
 
-def probe_command(interface: str | None, window: float) -> str:
-    """The remote command line; the script itself goes on stdin."""
-    return f"bash -s -- {shlex.quote(interface or '')} {int(max(0, round(window)))}"
+def probe_command(interfaces: str | list[str] | tuple[str, ...] | None, window: float) -> str:
+    """The remote command line; the script itself goes on stdin. ``interfaces``: the fabric
+    interface, or every rail's (rail 1 first)."""
+    names = [interfaces] if isinstance(interfaces, str) else list(interfaces or [])
+    return f"bash -s -- {shlex.quote(' '.join(n for n in names if n))} {int(max(0, round(window)))}"
 
 
 @dataclass
@@ -200,7 +206,8 @@ class HostFacts:
     configfs: bool | None = None
     rdma_cm_configfs: bool | None = None
     interface: str | None = None
-    netif: net_p.NetIf | None = None
+    netif: net_p.NetIf | None = None  # the (rail 1) fabric interface's
+    netifs: dict[str, net_p.NetIf] = field(default_factory=dict)  # every rail's, by name
     ecn: dict[str, dict[int, bool]] | None = None
     mlnx_qos: net_p.MlnxQos | None = None
     pause: net_p.PauseParams | None = None
@@ -339,7 +346,7 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
             f.configfs = kv.get("configfs") == "1"
             f.rdma_cm_configfs = kv.get("rdma_cm") == "1"
         elif n == "netif" and s.args:
-            f.netif = net_p.parse_netif(s.args[0], body)
+            f.netifs[s.args[0]] = net_p.parse_netif(s.args[0], body)
         elif n == "ecn":
             f.ecn = net_p.parse_ecn(body)
         elif n == "mlnx_qos":
@@ -372,6 +379,8 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
             f.topology = gpu_p.parse_topo(body)
         elif n == "gpu_numa":
             gpu_numa = gpu_p.parse_pci_numa(body)
+    if f.netifs:  # rail 1's: the meta's interface (any order), else the first read
+        f.netif = f.netifs.get(f.interface or "") or next(iter(f.netifs.values()))
     if rdma_dump is not None:  # parsed for the interface the probe ran for (meta, any order)
         f.rdma = _parse(lambda: _mu("rdma").parse_dump(rdma_dump, f.interface or ""))
         # the dump's `links=` line (``rdma -j link show``) unfiltered, by the same module parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Mapping
 
 from nvmeofctl.facts.probe import HostFacts
@@ -13,14 +14,46 @@ from nvmeofctl.health.model import Finding, Status
 HostCheck = Callable[[HostFacts, Expectations], list[Finding]]
 FleetCheck = Callable[[dict[str, HostFacts], Expectations], list[Finding]]
 
-HOST_CHECKS: list[HostCheck] = [
-    checks_rdma.check_modules,
+# per fabric interface: run once per rail (rail_checks), each rail seen as the host's interface
+RAIL_CHECKS: list[HostCheck] = [
     checks_rdma.check_interface,
     checks_rdma.check_rdma_device,
     checks_rdma.check_port,
     checks_rdma.check_gid,
     checks_rdma.check_mtu,
     checks_rdma.check_rdma_cm,
+]
+
+
+def rail_checks(facts: HostFacts, exp: Expectations) -> list[Finding]:
+    """RAIL_CHECKS on every rail of the host. With several rails, a rail that fails while another
+    rail passes all its checks is degraded, not down: its failures become warnings that name the
+    rails still carrying the fabric (the GPU nodes' paths on those rails keep the I/O going; the
+    nvme_paths check says which)."""
+    h = exp.hosts[facts.host]
+    rails = h.rails or ()
+    if len(rails) < 2:
+        return [f for check in RAIL_CHECKS for f in check(facts, exp)]
+    per_rail: list[tuple[int, str, list[Finding]]] = []
+    for rail in rails:
+        on_rail = replace(exp, hosts={**exp.hosts, facts.host: h.on_rail(rail)})
+        rail_facts = replace(facts, interface=rail.interface, netif=facts.netifs.get(rail.interface))
+        per_rail.append((rail.rail, rail.interface, [f for check in RAIL_CHECKS for f in check(rail_facts, on_rail)]))
+    good = [f"rail {n} ({iface})" for n, iface, found in per_rail if all(f.status != Status.fail for f in found)]
+    out: list[Finding] = []
+    for n, iface, found in per_rail:
+        for f in found:
+            if f.status == Status.fail and good:
+                f = replace(f, status=Status.warn,
+                            observed=f"{f.observed} (rail {n} of {len(per_rail)}, {iface}: degraded; "
+                                     f"{', '.join(good)} up)")
+            out.append(f)
+    return out
+
+
+HOST_CHECKS: list[HostCheck] = [
+    checks_rdma.check_modules,
+    rail_checks,
     checks_qos.check_qos,
     checks_counters.check_counters,
     checks_nvme.check_nvme_host,

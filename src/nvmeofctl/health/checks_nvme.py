@@ -30,18 +30,17 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
     used: set[str] = set()
     live_paths = _live_paths(fabrics, h.exports, fab)
     for e in h.exports:
-        ip = e.target_ips[0] if e.target_ips else "?"
+        ip = e.traddr or (e.target_ips[0] if e.target_ips else "?")
         paths = [x for x in h.exports if x.nqn == e.nqn]
         mine = [c for c in fabrics if c["subsysnqn"] == e.nqn]
-        if len(paths) > 1:  # one path per target: only this target's controllers are this path
-            mine = [c for c in mine if not e.target_ips or c["traddr"] in e.target_ips]
-        right = [c for c in mine if c["transport"] == fab.transport
-                 and (not e.target_ips or c["traddr"] in e.target_ips) and c["trsvcid"] in (None, str(fab.port))]
+        if len(paths) > 1:  # several paths (targets, rails): only this path's controllers are this path
+            mine = [c for c in mine if _on_path(c, e, paths)]
+        right = [c for c in mine if c["transport"] == fab.transport and _at(c, e) and c["trsvcid"] in (None, str(fab.port))]
         used.update(c["name"] for c in mine)
         exp_s = f"live over {fab.transport} to {ip}:{fab.port}"
-        device = e.nqn if len(paths) == 1 else f"{e.nqn} via {e.target}"
+        device = e.nqn if len(paths) == 1 else f"{e.nqn} via {_path_name(e, paths)}"
         # another live path carries the I/O: this one down is degraded, not a failure
-        others = [c for x in paths if x is not e for c in live_paths.get((e.nqn, x.target), [])]
+        others = [c for x in paths if x is not e for c in live_paths.get(_key(x), [])]
         bad = WARN if others else FAIL
         carried = f"; I/O continues on {', '.join(sorted({c['name'] + ' ' + c['traddr'] for c in others}))}" \
             if others else ""
@@ -78,18 +77,46 @@ def check_nvme_host(facts: HostFacts, exp: Expectations) -> list[Finding]:
     return out
 
 
-def _live_paths(fabrics: list[dict], exports, fab) -> dict[tuple[str, str], list[dict]]:
-    """(subsystem NQN, target) -> its live controllers over the spec's transport and port."""
-    out: dict[tuple[str, str], list[dict]] = {}
+def _key(e) -> tuple[str, str, str | None]:
+    return (e.nqn, e.target, e.traddr)
+
+
+def _at(c: dict, e) -> bool:
+    """Whether controller ``c`` runs to the address of path ``e`` (any of the target's when the
+    path names none)."""
+    if e.traddr:
+        return c["traddr"] == e.traddr
+    return not e.target_ips or c["traddr"] in e.target_ips
+
+
+def _on_path(c: dict, e, paths) -> bool:
+    """Whether ``c`` belongs to path ``e`` among the subsystem's ``paths``: its address, or, when
+    the target has one path only, any address of that target (a moved address is still its path)."""
+    if sum(1 for x in paths if x.target == e.target) > 1:
+        return _at(c, e)
+    return not e.target_ips or c["traddr"] in e.target_ips or _at(c, e)
+
+
+def _path_name(e, paths) -> str:
+    """The target, and the address when the target has several paths to the subsystem (rails)."""
+    if sum(1 for x in paths if x.target == e.target) > 1 and e.traddr:
+        return f"{e.target} {e.traddr}"
+    return e.target
+
+
+def _live_paths(fabrics: list[dict], exports, fab) -> dict[tuple[str, str, str | None], list[dict]]:
+    """(subsystem NQN, target, address) -> the path's live controllers over the spec's transport and port."""
+    out: dict[tuple[str, str, str | None], list[dict]] = {}
     for e in exports:
-        out[(e.nqn, e.target)] = [
+        paths = [x for x in exports if x.nqn == e.nqn]
+        out[_key(e)] = [
             c for c in fabrics if c["subsysnqn"] == e.nqn and c["state"] == "live" and c["transport"] == fab.transport
-            and (not e.target_ips or c["traddr"] in e.target_ips) and c["trsvcid"] in (None, str(fab.port))]
+            and _on_path(c, e, paths) and c["trsvcid"] in (None, str(fab.port))]
     return out
 
 
 def _paths(facts, exports, nqns: list[str], fabrics: list[dict], live_paths) -> list[Finding]:
-    """Per namespace of a subsystem with several paths (one per target serving it): the paths that
+    """Per namespace of a subsystem with several paths (per target serving it, per rail): the paths that
     carry I/O (live controller, ANA optimized or non-optimized) against the spec's. All: ok; some: warn
     (degraded, naming the missing ones); none: fail."""
     out = []
@@ -102,17 +129,20 @@ def _paths(facts, exports, nqns: list[str], fabrics: list[dict], live_paths) -> 
         for nsid in nsids or [None]:
             parts, up, down = [], 0, []
             for e in want:
-                ctrls = live_paths.get((nqn, e.target), [])
+                ctrls = live_paths.get(_key(e), [])
                 states = [next((ns.get("ana_state") for ns in c.get("namespaces") or [] if ns.get("nsid") == nsid),
                                "no namespace") for c in ctrls]
                 carrying = [(c, st) for c, st in zip(ctrls, states) if st in IO_STATES]
                 if carrying:
                     up += 1
                     c, st = carrying[0]
-                    parts.append(f"{c['name']} {e.target} {st or 'live'}")
+                    parts.append(f"{c['name']} {_path_name(e, want)} {st or 'live'}")
                 else:
                     why = f"{ctrls[0]['name']} {states[0]}" if ctrls else "no live controller"
-                    down.append(f"{e.target} ({why})")
+                    if not ctrls:  # the path's own controller, not live: name it
+                        mine = [c for c in fabrics if c["subsysnqn"] == nqn and _on_path(c, e, want)]
+                        why = f"{mine[0]['name']} {mine[0]['state']}" if mine else "not connected"
+                    down.append(f"{_path_name(e, want)} ({why})")
             status = OK if up == len(want) else (WARN if up else FAIL)
             obs = f"{up}/{len(want)} paths carry I/O: " + ", ".join(parts) if parts else f"0/{len(want)} paths"
             if down:

@@ -8,8 +8,8 @@ what the kernel shows for the requested value. Checks and tests use ``Expectatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 from nvmeofctl.plan.desired import Desired, HostDesired, desired_state
 from nvmeofctl.resources import load_module_utils
@@ -28,11 +28,26 @@ class FabricExpect:
 
 @dataclass(frozen=True)
 class Export:
-    """One subsystem a GPU node should be connected to."""
+    """One path a GPU node should have: a subsystem, through one target, on one rail."""
 
     nqn: str
     target: str
-    target_ips: tuple[str, ...] = ()
+    target_ips: tuple[str, ...] = ()  # every address the target serves the subsystem on
+    traddr: str | None = None  # this path's address (the target's on the path's rail)
+
+
+@dataclass(frozen=True)
+class RailExpect:
+    """One fabric interface (rail N, 1-based) of a host and its RDMA link (rdma_link's view)."""
+
+    rail: int
+    interface: str
+    ips: tuple[str, ...] = ()
+    rdma_device: str | None = None
+    rdma_device_explicit: bool = False
+    soft_roce: bool = False
+    mtu: int | None = None
+    roce_tos: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,14 @@ class HostExpect:
     iopolicy: str | None = None
     # nvmet_target (targets): nqn -> allowed host NQNs
     subsystems: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # every rail, rail 1 first (interface, ips and the rdma fields above are rail 1's)
+    rails: tuple[RailExpect, ...] = ()
+
+    def on_rail(self, rail: RailExpect) -> HostExpect:
+        """This host as the per-interface checks see it on ``rail``."""
+        return replace(self, interface=rail.interface, ips=rail.ips, rdma_device=rail.rdma_device,
+                       rdma_device_explicit=rail.rdma_device_explicit, soft_roce=rail.soft_roce, mtu=rail.mtu,
+                       roce_tos=rail.roce_tos)
 
     @property
     def is_target(self) -> bool:
@@ -85,12 +108,12 @@ class Expectations:
         return sorted(n for n, o in self.hosts.items() if any(e.target == name for e in o.exports))
 
 
-def _rdma(h: HostDesired) -> dict[str, Any]:
-    """rdma_link's view of the options: its own normalisation and device choice."""
-    if not h.rdma:
+def _rdma(link: Mapping[str, Any]) -> dict[str, Any]:
+    """rdma_link's view of one rail's options: its own normalisation and device choice."""
+    if not link:
         return {"rdma_device": None, "rdma_device_explicit": False, "soft_roce": False, "mtu": None, "roce_tos": None}
     rdma = load_module_utils("rdma")
-    opts = rdma.normalize(dict(h.rdma))
+    opts = rdma.normalize(dict(link))
     device = opts["rdma_device"]
     if device is None:
         try:  # nothing bound yet: the name rdma_link would create (Soft-RoCE), else none
@@ -107,7 +130,7 @@ def _exports(h: HostDesired, served_by: dict[tuple[str, str], tuple[str, tuple[s
     for c in (h.nvme_host or {}).get("connections") or []:
         # every connection is to a port of the target that serves the subsystem
         target, ips = served_by[(c["subsysnqn"], str(c["traddr"]))]
-        out.append(Export(c["subsysnqn"], target, ips))
+        out.append(Export(c["subsysnqn"], target, ips, str(c["traddr"])))
     return tuple(out)
 
 
@@ -135,8 +158,9 @@ def expectations_from_desired(desired: Desired) -> Expectations:
             for ip in ips:
                 served_by[(s["nqn"], ip)] = (name, ips)
     hosts = {
-        name: HostExpect(name=name, role=h.role, interface=h.interface, ips=tuple(h.ips), **_rdma(h),
-                         **_nvme_host(h), exports=_exports(h, served_by), subsystems=served.get(name, {}))
+        name: HostExpect(name=name, role=h.role, interface=h.interface, ips=tuple(h.ips), **_rdma(h.rdma),
+                         **_nvme_host(h), exports=_exports(h, served_by), subsystems=served.get(name, {}),
+                         rails=tuple(RailExpect(r.rail, r.interface, tuple(r.ips), **_rdma(r.rdma)) for r in h.rails))
         for name, h in desired.hosts.items()
     }
     ll = desired.lossless

@@ -44,7 +44,8 @@ def gather(
     by_name = {t.name: t for t in targets.values()}
     results = run_many(
         list(targets.values()),
-        lambda t: probe_command(exp.hosts[t.name].interface, window),
+        lambda t: probe_command([r.interface for r in exp.hosts[t.name].rails] or exp.hosts[t.name].interface,
+                                window),
         stdin=lambda t: probe_script(exp.hosts[t.name].interface),
         timeout=window + 90,
     )

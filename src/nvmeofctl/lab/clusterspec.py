@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from nvmeofctl.lab.layout import FABRIC_IF, LAB_MTU, LabLayout
+from nvmeofctl.lab.layout import FABRIC_IF, FABRIC_IFS, LAB_MTU, LabLayout
 from nvmeofctl.resources import templates_dir
 
 SHARED_DISK_BY_ID = "/dev/disk/by-id/virtio-SHARED0"
@@ -40,7 +40,7 @@ def render_lab_spec(layout: LabLayout, lab_dir: Path, transport: str = "rdma") -
     targets = [v.name for v in layout.vms if v.role == "target"]
     gpus = [v.name for v in layout.vms if v.role == "gpu_node"]
     ctx = {
-        "name": layout.name, "transport": transport, "mtu": LAB_MTU, "interface": FABRIC_IF,
+        "name": layout.name, "transport": transport, "mtu": LAB_MTU, "interface": FABRIC_IF, "interface2": FABRIC_IFS[1],
         "vms": layout.vms, "target": targets[0] if targets else None, "gpus": gpus, "targets": targets,
         # the shared disk as the targets' udev names it (serial SHARED0): stable, and under a default backing prefix
         "shared_disk": SHARED_DISK_BY_ID if getattr(layout, "shared_disk", False) else None,

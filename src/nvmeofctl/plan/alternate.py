@@ -26,7 +26,7 @@ _CONN_RE = re.compile(r"(?:rdma|tcp)://\[?([0-9A-Fa-f.:]+?)\]?:(\d+)/(nqn\.\S+)"
 
 def _target_of_ip(spec, ip: str) -> str | None:
     for t in spec.targets:
-        if ip in {str(x) for x in t.fabric.ips}:
+        if ip in {str(x) for x in t.fabric_ips}:
             return t.name
     return None
 

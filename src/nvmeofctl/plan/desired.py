@@ -21,20 +21,32 @@ def _secret(value) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def rdma_args(spec, host) -> dict[str, Any]:
-    """rdma_link options, or {} when the host needs no RDMA (TCP transport)."""
+def rdma_args(spec, host, rail: int = 1) -> dict[str, Any]:
+    """rdma_link options of one rail (1-based) of ``host``, or {} when the host needs no RDMA (TCP
+    transport). Rails after the first carry ``rail`` (their boot files are named after the
+    interface); rail 1's options are those of a host with one fabric interface."""
     if spec.fabric.transport != "rdma":
         return {}
+    fab = host.fabrics[rail - 1]
     args: dict[str, Any] = {
-        "interface": host.fabric.interface,
+        "interface": fab.interface,
         "mtu": spec.fabric.mtu,
         "soft_roce": bool(spec.fabric.soft_roce),
         "roce_mode": "RoCE v2",
         "roce_tos": spec.fabric.roce.tos,
     }
-    if host.fabric.rdma_device:
-        args["rdma_device"] = host.fabric.rdma_device
+    if fab.rdma_device:
+        args["rdma_device"] = fab.rdma_device
+    if rail > 1:
+        args["rail"] = rail
     return args
+
+
+def rdma_rails_args(spec, host) -> list[dict[str, Any]]:
+    """rdma_link options of rails 2..N (the role modules' ``rdma_rails``); [] on TCP or one rail."""
+    if spec.fabric.transport != "rdma":
+        return []
+    return [rdma_args(spec, host, r) for r in range(2, len(host.fabrics) + 1)]
 
 
 CNTLID_BLOCK = 1024  # controller ids per target in a dual-controller subsystem (kernel max 65519)
@@ -134,7 +146,7 @@ def nvmet_args(spec, target, in_run=None) -> dict[str, Any]:
             **({"ana_groups": [{"grpid": g, "state": ana_state(spec, target.name, g)} for g in groups]}
                if groups else {}),
         }
-        for i, ip in enumerate(target.fabric.ips)
+        for i, ip in enumerate(target.fabric_ips)  # every rail's
     ]
     # the module re-checks every backing path against the same allow-list on the target
     return {"hosts": hosts, "subsystems": subs, "ports": ports,
@@ -176,8 +188,19 @@ def nvme_host_args(spec, gpu) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class RailDesired:
+    """One fabric interface of a host (rail N, 1-based) and what it should hold."""
+
+    rail: int
+    interface: str  # the fabric netdev
+    ips: tuple[str, ...]  # its fabric IPv4 addresses (targets listen on each)
+    rdma: Mapping[str, Any]  # rdma_link options; {} on a TCP fabric
+
+
+@dataclass(frozen=True)
 class HostDesired:
-    """What one host should hold: its module options, and where it sits on the fabric."""
+    """What one host should hold: its module options, and where it sits on the fabric.
+    ``interface``, ``ips`` and ``rdma`` are rail 1's; ``rails`` holds every rail, rail 1 first."""
 
     name: str
     role: str  # target | gpu_node
@@ -186,6 +209,12 @@ class HostDesired:
     rdma: Mapping[str, Any]  # rdma_link options; {} on a TCP fabric (no RDMA set up, MTU included)
     nvmet: Mapping[str, Any] | None = None  # nvmet_target options (targets)
     nvme_host: Mapping[str, Any] | None = None  # nvme_host options (GPU nodes)
+    rails: tuple[RailDesired, ...] = ()
+
+    @property
+    def rdma_rails(self) -> list[dict[str, Any]]:
+        """rdma_link options of rails 2..N (the role modules' ``rdma_rails``)."""
+        return [dict(r.rdma) for r in self.rails[1:] if r.rdma]
 
 
 @dataclass(frozen=True)
@@ -199,10 +228,13 @@ class Desired:
     hosts: Mapping[str, HostDesired]
 
     def host_vars(self) -> dict[str, dict[str, Any]]:
-        """Inventory variables per host: ``nvmeofctl_rdma`` plus ``nvmeofctl_nvmet`` or ``nvmeofctl_nvme_host``."""
+        """Inventory variables per host: ``nvmeofctl_rdma`` (and ``nvmeofctl_rdma_rails`` with several
+        rails) plus ``nvmeofctl_nvmet`` or ``nvmeofctl_nvme_host``."""
         out: dict[str, dict[str, Any]] = {}
         for name, h in self.hosts.items():
             hv: dict[str, Any] = {"nvmeofctl_rdma": dict(h.rdma)}
+            if h.rdma_rails:
+                hv["nvmeofctl_rdma_rails"] = h.rdma_rails
             if h.nvmet is not None:
                 hv["nvmeofctl_nvmet"] = dict(h.nvmet)
             if h.nvme_host is not None:
@@ -224,6 +256,9 @@ def desired_state(spec, in_run=None) -> Desired:
             rdma=MappingProxyType(rdma_args(spec, host)),
             nvmet=MappingProxyType(nvmet_args(spec, host, in_run)) if target else None,
             nvme_host=None if target else MappingProxyType(nvme_host_args(spec, host)),
+            rails=tuple(RailDesired(r, f.interface, tuple(str(ip) for ip in f.ips),
+                                    MappingProxyType(rdma_args(spec, host, r)))
+                        for r, f in enumerate(host.fabrics, start=1)),
         )
     roce = spec.fabric.roce
     lossless = {"pfc_priority": roce.pfc_priority, "dscp": roce.dscp, "tos": roce.tos, "ecn": roce.ecn}

@@ -41,7 +41,7 @@ class Path:
 
 
 def _target_ips(spec, name: str) -> set[str]:
-    return {str(ip) for ip in spec.host(name).fabric.ips}
+    return {str(ip) for ip in spec.host(name).fabric_ips}
 
 
 def paths(spec, observed: dict[str, dict[str, Any]], any_port: bool = False) -> list[Path]:

@@ -47,13 +47,13 @@ def program() -> bytes:
 
 
 def rdma_changes(rdma_opts: dict, device: str | None, fs) -> list[dict]:
-    """The RDMA link's boot script, device file and unit (``rdma_link`` with ``persist`` true,
-    its default; their removal with ``persist`` false)."""
+    """One rail's RDMA link boot script, device file and unit (``rdma_link`` with ``persist``
+    true, its default; their removal with ``persist`` false)."""
     rdma = load_module_utils("rdma")
     _state, lib, unit = _dirs()
-    if rdma_opts.get("persist") is False:
-        return rdma.persist_removal(lib, unit, fs=fs)
     desired = rdma.normalize(rdma_opts)
+    if rdma_opts.get("persist") is False:  # a rail's own files (rail 1: the unsuffixed ones)
+        return rdma.persist_removal(lib, unit, fs=fs, rail=desired["rail"], interface=desired["interface"])
     rendered = texts(rdma.template_vars(desired, lib, rdma.CONFIGFS_ROOT))
     changes, _states = rdma.persist_changes(desired, device, rendered, lib, unit, fs=fs)
     return changes
@@ -95,10 +95,11 @@ def _desired(spec, host) -> dict:
 def _paths_asked(spec, host, want: dict) -> list[str]:
     """Every path the persistence planning of ``host`` (desired ``want``) asks about."""
     rec = load_module_utils("persist").Recorder()
-    rdma_opts = desired_mod.rdma_args(spec, host)
+    rails = [desired_mod.rdma_args(spec, host), *desired_mod.rdma_rails_args(spec, host)]
     for persist_on in (True, False):  # writing them (apply) and removing them (teardown)
-        if rdma_opts:  # the paths do not depend on the device
-            rdma_changes(dict(rdma_opts, persist=persist_on), rdma_opts.get("rdma_device") or "rxe0", rec)
+        for rdma_opts in rails:
+            if rdma_opts:  # the paths do not depend on the device
+                rdma_changes(dict(rdma_opts, persist=persist_on), rdma_opts.get("rdma_device") or "rxe0", rec)
         if host.role == "target":
             nvmet_changes(want, load_module_utils("nvmet").empty_tree(), [], {}, rec, persist_on)
         else:

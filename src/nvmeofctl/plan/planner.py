@@ -85,7 +85,8 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str,
     """``observed``: the host's state per domain (facts/hoststate.py); with ``files`` (the
     persistence files' digests) the boot persistence is planned too (plan/persistence.py), so an
     empty plan means a module run would change nothing. ``args``: module options to plan instead
-    of the spec's, per domain (``rdma``, ``nvmet``, ``nvme_host``; `teardown` passes its own)."""
+    of the spec's, per domain (``rdma``, ``rdma_rails``, ``nvmet``, ``nvme_host``; `teardown` passes
+    its own)."""
     fs = observed.get("files")
     hp = HostPlan(host.name, host.role, complete=fs is not None)
     args = args or {}
@@ -97,6 +98,17 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str,
             if fs is not None:
                 changes = changes + persistence.rdma_changes(rdma_opts, device, fs)
             hp.changes += _changes(host.name, "rdma", changes)
+        rails = args["rdma_rails"] if "rdma_rails" in args else desired_mod.rdma_rails_args(spec, host)
+        if rails and "rdma" in observed:
+            rdma = load_module_utils("rdma")
+            for opts in rails:  # rails 2..N, each read by its own dump (facts/hoststate.py)
+                rail_obs = (observed.get("rdma_rails") or {}).get(opts["interface"])
+                if rail_obs is None:
+                    raise ValueError(f"fabric interface {opts['interface']} (rail {opts.get('rail')}) was not read")
+                changes, device = rdma.plan_from_dump(opts, rail_obs)
+                if fs is not None:
+                    changes = changes + persistence.rdma_changes(opts, device, fs)
+                hp.changes += _changes(host.name, "rdma", changes)
         if host.role == "target":
             nvmet = load_module_utils("nvmet")
             opts = args["nvmet"] if "nvmet" in args else desired_mod.nvmet_args(spec, host, in_run)

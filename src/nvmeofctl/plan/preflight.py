@@ -87,6 +87,9 @@ def evaluate(spec, states) -> list[Problem]:
             need.append("configfs is not mounted (/sys/kernel/config)")
         if p.get("iface") != "yes":
             need.append(f"fabric interface {host.fabric.interface} does not exist")
+        for r, fab in enumerate(host.rails, start=2):
+            if p.get(f"rail_iface.{fab.interface}") != "yes":
+                need.append(f"fabric interface {fab.interface} (rail {r}) does not exist")
         if host.role == "target":
             exports_devices = any(ns.backing.device for sub in spec.subsystems_on(name) for ns in sub.namespaces)
             if exports_devices and p.get("blkid") == "no":

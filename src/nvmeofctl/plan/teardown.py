@@ -20,6 +20,7 @@ def teardown_args(spec, host) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     rdma = desired_mod.rdma_args(spec, host)
     out["rdma"] = dict(rdma, persist=False) if rdma else {}
+    out["rdma_rails"] = [dict(r, persist=False) for r in desired_mod.rdma_rails_args(spec, host)]
     if host.role == "target":
         out["nvmet"] = {"hosts": [], "subsystems": [], "ports": [], "persist": False, "allow_disruptive": True,
                         "backing_prefixes": list(spec.allowed_backing_prefixes)}
@@ -33,6 +34,8 @@ def teardown_args(spec, host) -> dict[str, dict[str, Any]]:
 def host_vars(args: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Inventory variables (site.yml's contract) for ``teardown_args``."""
     hv: dict[str, Any] = {"nvmeofctl_rdma": args.get("rdma") or {}}
+    if args.get("rdma_rails"):
+        hv["nvmeofctl_rdma_rails"] = args["rdma_rails"]
     if "nvmet" in args:
         hv["nvmeofctl_nvmet"] = args["nvmet"]
     if "nvme_host" in args:

@@ -16,8 +16,8 @@ _EDGE = {"connected": ("#2e7d32", ""), "degraded": ("#ef6c00", "6,3"), "missing"
 
 def _model(spec, st: ClusterStatus):
     """(targets, subsystems, namespaces, nodes, edges): what every format draws."""
-    targets = [(h.name, ", ".join(str(ip) for ip in h.fabric.ips)) for h in spec.targets]
-    nodes = [(h.name, ", ".join(str(ip) for ip in h.fabric.ips)) for h in spec.gpu_nodes]
+    targets = [(h.name, ", ".join(str(ip) for ip in h.fabric_ips)) for h in spec.targets]
+    nodes = [(h.name, ", ".join(str(ip) for ip in h.fabric_ips)) for h in spec.gpu_nodes]
     subsystems = [(s.nqn, tuple(s.served_by)) for s in spec.subsystems]  # dual-controller: 2+ targets
     namespaces = [(f"{ns.subsystem}/{ns.nsid}", ns.name, ns.subsystem, _size(ns.size), ns.exported)
                   for ns in st.namespaces]

@@ -51,7 +51,7 @@ def ana_ports(spec, target: str, down: set[str]) -> list[dict[str, Any]]:
         else:
             state = ana_state(spec, target, g)
         states.append({"grpid": g, "state": state})
-    return [{"id": i + 1, "ana_groups": states} for i in range(len(spec.host(target).fabric.ips))]
+    return [{"id": i + 1, "ana_groups": states} for i in range(len(spec.host(target).fabric_ips))]
 
 
 def partners(spec, targets: list[str]) -> list[str]:

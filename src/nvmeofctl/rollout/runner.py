@@ -78,7 +78,7 @@ def _set_ana(spec, hosts: list[str], down: set[str], say: Say) -> None:
 def _batch_addresses(spec, batch: list[str], observed: dict[str, dict]) -> list[str]:
     """The addresses of the batch's paths: the spec's, and those its ports listen on now (a
     changed address: the old paths go too)."""
-    out = {str(ip) for t in batch for ip in spec.host(t).fabric.ips}
+    out = {str(ip) for t in batch for ip in spec.host(t).fabric_ips}
     for t in batch:
         for port in ((observed.get(t) or {}).get("nvmet") or {}).get("ports", {}).values():
             if port.get("traddr"):

@@ -254,12 +254,25 @@ class HostFabricSpec(_Model):
         examples=["mlx5_0"])
 
 
+def _empty_list() -> list[Any]:
+    """A default factory for pydantic that is a Python function: for the builtin ``list`` it
+    reads the text signature, and the tokenizer that parses it compiles a large regex on first
+    use (~5 ms of every `spec validate`, issue #9)."""
+    return []
+
+
 class HostSpec(_Model):
     name: HostName = Field(description="host name, unique in the spec", examples=["stor1", "gpu-a01"])
     role: Literal["target", "gpu_node"] = Field(
         description="target: exports namespaces (nvmet); gpu_node: connects to them (nvme-cli)")
     ssh: SshSpec
-    fabric: HostFabricSpec
+    fabric: HostFabricSpec = Field(description="rail 1: the host's (first) fabric interface")
+    rails: list[HostFabricSpec] = Field(
+        default_factory=_empty_list,
+        description="more fabric interfaces (rails 2, 3, ...), each with its own IPs on its own network: a "
+                    "target listens on every rail, a GPU node connects over rail N to the targets' rail N (one "
+                    "path each, native NVMe multipath), so one rail down leaves I/O on the others",
+        examples=[[{"interface": "eth2", "ips": ["192.168.101.11"]}]])
     host_nqn: Nqn | None = Field(None, description="GPU nodes: generated when absent")
     host_id: Id | None = Field(None, description="GPU nodes: generated when absent")
 
@@ -270,6 +283,21 @@ class HostSpec(_Model):
             message = "the UUID in host_nqn differs from host_id (the kernel pins one to the other)"
             raise_issues("HostSpec", [(("host_nqn",), message)])
         return self
+
+    @property
+    def fabrics(self) -> list[HostFabricSpec]:
+        """Every rail, in order: ``fabric`` (rail 1), then ``rails``."""
+        return [self.fabric, *self.rails]
+
+    @property
+    def fabric_ips(self) -> list[IPv4Address]:
+        """The fabric IPs of every rail (a target listens on each)."""
+        return [ip for f in self.fabrics for ip in f.ips]
+
+    @staticmethod
+    def rail_loc(rail: int) -> Loc:
+        """The spec location of rail ``rail`` (1-based) of a host."""
+        return ("fabric",) if rail == 1 else ("rails", rail - 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,7 +467,7 @@ class Export:
 
     nqn: str
     target: str  # target host name
-    traddr: str  # the target's first fabric IP
+    traddr: str  # the target's first fabric IP on this rail
     trsvcid: int  # fabric.port
     transport: str  # fabric.transport
     namespaces: tuple[NamespaceSpec, ...]
@@ -448,6 +476,7 @@ class Export:
     gpu_node: str
     host_nqn: str
     host_id: UUID
+    rail: int = 1  # the rail (1-based) this path runs on: the GPU node's rail N to the target's rail N
 
 
 def _uid(kind: str, *parts: str) -> UUID:
@@ -459,13 +488,6 @@ def _path(loc: Loc) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def _empty_list() -> list[Any]:
-    """A default factory for pydantic that is a Python function: for the builtin ``list`` it
-    reads the text signature, and the tokenizer that parses it compiles a large regex on first
-    use (~5 ms of every `spec validate`, issue #9)."""
-    return []
 
 
 class ClusterSpec(_Model):
@@ -531,8 +553,8 @@ class ClusterSpec(_Model):
         return secret, ctrl
 
     def exports_for(self, gpu_name: str) -> list[Export]:
-        """Every subsystem this GPU node may connect to, in spec order: one per path (per target
-        serving it)."""
+        """Every path this GPU node should connect, in spec order: per subsystem, per target serving
+        it, one per rail both have (the node's rail N to the target's rail N)."""
         node = self.host(gpu_name)
         out = []
         for sub in self.subsystems:
@@ -541,19 +563,21 @@ class ClusterSpec(_Model):
             for target_name in sub.served_by:
                 target = self.host(target_name)
                 secret, ctrl = self.dhchap_keys(gpu_name, target_name)
-                out.append(Export(
-                    nqn=sub.nqn,
-                    target=target.name,
-                    traddr=str(target.fabric.ips[0]),
-                    trsvcid=self.fabric.port,
-                    transport=self.fabric.transport,
-                    namespaces=tuple(sub.namespaces),
-                    dhchap_secret=secret,
-                    dhchap_ctrl_secret=ctrl,
-                    gpu_node=node.name,
-                    host_nqn=node.host_nqn or "",
-                    host_id=node.host_id,  # type: ignore[arg-type]
-                ))
+                for rail, fab in enumerate(target.fabrics[:len(node.fabrics)], start=1):
+                    out.append(Export(
+                        nqn=sub.nqn,
+                        target=target.name,
+                        traddr=str(fab.ips[0]),
+                        trsvcid=self.fabric.port,
+                        transport=self.fabric.transport,
+                        namespaces=tuple(sub.namespaces),
+                        dhchap_secret=secret,
+                        dhchap_ctrl_secret=ctrl,
+                        gpu_node=node.name,
+                        host_nqn=node.host_nqn or "",
+                        host_id=node.host_id,  # type: ignore[arg-type]
+                            rail=rail,
+                    ))
         return out
 
 
@@ -624,19 +648,26 @@ def _check_hosts(
         dup("name", host.name, ("hosts", i, "name"), f"host name '{host.name}'")
         dup("ssh", (host.ssh.address.lower(), host.ssh.port), ("hosts", i, "ssh", "address"),
             f"SSH endpoint {host.ssh.address}:{host.ssh.port}")
-        for k, ip in enumerate(host.fabric.ips):
-            dup("ip", ip, ("hosts", i, "fabric", "ips", k), f"fabric IP {ip}")
+        interfaces: dict[str, Loc] = {}
+        for r, fab in enumerate(host.fabrics, start=1):
+            at = ("hosts", i, *HostSpec.rail_loc(r))
+            first_if = interfaces.setdefault(fab.interface, at)
+            if first_if != at:
+                issues.append(((*at, "interface"), f"interface {fab.interface} is already rail "
+                                                   f"{list(interfaces).index(fab.interface) + 1} ({_path(first_if)})"))
+            for k, ip in enumerate(fab.ips):
+                dup("ip", ip, (*at, "ips", k), f"fabric IP {ip}")
+            if (fabric is not None and fabric.transport == "rdma" and not fabric.soft_roce
+                    and fab.rdma_device is None):
+                issues.append(((*at, "rdma_device"),
+                               "transport rdma needs an RDMA device: set rdma_device, "
+                               "or fabric.soft_roce: true, or fabric.transport: tcp"))
         for field in ("host_nqn", "host_id"):
             value = getattr(host, field)
             if value is not None:
                 label = "host NQN" if field == "host_nqn" else "host ID"
                 gen = " (generated)" if ("hosts", i, field) in generated else ""
                 dup(field, str(value).lower(), ("hosts", i, field), f"{label} {value}{gen}")
-        if (fabric is not None and fabric.transport == "rdma" and not fabric.soft_roce
-                and host.fabric.rdma_device is None):
-            issues.append((("hosts", i, "fabric", "rdma_device"),
-                           "transport rdma needs an RDMA device: set rdma_device, "
-                           "or fabric.soft_roce: true, or fabric.transport: tcp"))
 
 
 def _check_subsystems(

@@ -127,7 +127,7 @@ def test_health_counts_paths_per_namespace(spec):
     assert findings("-tgt2-link-down") == [
         ("nvme_controller", "ok", "nvme0 live rdma 192.168.100.11:4420"),
         ("nvme_controller", "warn", "nvme1 connecting; I/O continues on nvme0 192.168.100.11"),
-        ("nvme_paths", "warn", "1/2 paths carry I/O: nvme0 tgt1 optimized; down: tgt2 (no live controller)")]
+        ("nvme_paths", "warn", "1/2 paths carry I/O: nvme0 tgt1 optimized; down: tgt2 (nvme1 connecting)")]
     assert findings("-tgt1-drained")[-1] == (
         "nvme_paths", "warn", "1/2 paths carry I/O: nvme1 tgt2 optimized; down: tgt1 (nvme0 inaccessible)")
 

@@ -25,7 +25,7 @@ RDMA = "transport rdma needs an RDMA device: set rdma_device, or fabric.soft_roc
 CASES: list[tuple[str, str, list[str]]] = [
     ("typo-key", edit(("  - name: stor1\n", "  - nmae: stor1\n")), [
         "cluster.yaml:6 hosts[0].name: field required",
-        "cluster.yaml:6 hosts[0].nmae: unknown field 'nmae' (did you mean 'name'? allowed: name, role, ssh, fabric, host_nqn, host_id)",
+        "cluster.yaml:6 hosts[0].nmae: unknown field 'nmae' (did you mean 'name'? allowed: name, role, ssh, fabric, rails, host_nqn, host_id)",
     ]),
     ("typo-nested", edit(("  soft_roce: true\n", "  soft_roce: true\n  roce:\n    pfc_prio: 3\n")), [
         "cluster.yaml:6 fabric.roce.pfc_prio: unknown field 'pfc_prio' (did you mean 'pfc_priority'? allowed: pfc_priority, dscp, tos, ecn)",
