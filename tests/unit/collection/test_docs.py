@@ -58,7 +58,7 @@ def test_nvmet_target_documents_exactly_its_argument_spec():
 
     doc = yaml.safe_load(nvmet_target.DOCUMENTATION)
     spec = {k: v for k, v in nvmet_target.ARGUMENT_SPEC.items()
-            if k not in ("rdma", "host_files")}  # the doc fragments
+            if k not in ("rdma", "rdma_rails", "host_files")}  # the doc fragments
     assert _doc_vs_argspec(doc["options"], spec) == []
     assert doc["options"]["backing_prefixes"]["default"] == list(DEFAULT_BACKING_PREFIXES)
     ns = doc["options"]["subsystems"]["suboptions"]["namespaces"]["suboptions"]
@@ -80,6 +80,30 @@ def test_rdma_fragment_documents_the_link_options_once_for_both_places():
     assert _doc_vs_argspec(link, ARGUMENT_SPEC) == []
 
 
+def test_rdma_rails_fragment_documents_the_same_link_options_as_a_list():
+    """`rdma_rails` (nvmet_target, nvme_host: rails 2..N) is a list of the link's options, the
+    same text as `rdma`'s, and both role modules take it with those suboptions."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "playbooks" / "collections"))
+    from ansible_collections.nvmeofctl.fabric.plugins.doc_fragments.rdma import ModuleDocFragment
+    from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import ARGUMENT_SPEC
+    from ansible_collections.nvmeofctl.fabric.plugins.modules import nvmet_target
+
+    rails = yaml.safe_load(ModuleDocFragment.RAILS)["options"]
+    assert set(rails) == {"rdma_rails"}
+    assert (rails["rdma_rails"]["type"], rails["rdma_rails"]["elements"]) == ("list", "dict")
+    link = yaml.safe_load(ModuleDocFragment.LINK)["options"]
+    assert yaml.safe_load(ModuleDocFragment.RAILS.replace("O(rdma_rails[].", "O("))["options"]["rdma_rails"][
+        "suboptions"] == link
+    assert _doc_vs_argspec(rails, {"rdma_rails": dict(type="list", elements="dict", options=ARGUMENT_SPEC)}) == []
+    assert _doc_vs_argspec(rails, {"rdma_rails": nvmet_target.ARGUMENT_SPEC["rdma_rails"]}) == []
+    for name in ("nvmet_target", "nvme_host"):
+        text = (REPO / "playbooks/collections/ansible_collections/nvmeofctl/fabric/plugins/modules" / f"{name}.py").read_text()
+        assert "  - nvmeofctl.fabric.rdma.rails\n" in text
+        assert 'rdma_rails=dict(type="list", elements="dict", options=dict(RDMA_ARGUMENT_SPEC))' in text, name
+
+
 def test_host_files_fragment_documents_the_option_the_modules_take():
     """The `host_files` fragment matches persist.HOST_FILES_SPEC, names every template the
     renderer knows, and all three modules use both."""
@@ -92,9 +116,12 @@ def test_host_files_fragment_documents_the_option_the_modules_take():
 
     doc = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
     assert _doc_vs_argspec(doc, {"host_files": HOST_FILES_SPEC}) == []
-    assert set(doc["host_files"]["suboptions"]) == set(TEMPLATES)
+    # free-form (an RDMA rail 2..N adds keys rdma_script@<interface>, rdma_unit@<interface>): the
+    # description names every key and its template
+    text = " ".join(doc["host_files"]["description"])
     for key, name in TEMPLATES.items():
-        assert name in " ".join(doc["host_files"]["suboptions"][key]["description"])
+        assert "C(%s)" % key in text and "C(templates/%s)" % name in text, key
+    assert "C(rdma_script@<interface>)" in text and "C(rdma_unit@<interface>)" in text
     for name in ("nvmet_target", "nvme_host", "rdma_link"):
         text = (REPO / "playbooks/collections/ansible_collections/nvmeofctl/fabric/plugins/modules" / f"{name}.py").read_text()
         assert "nvmeofctl.fabric.host_files" in text and "HOST_FILES_SPEC" in text, name

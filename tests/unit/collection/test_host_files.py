@@ -138,3 +138,51 @@ def test_action_plugin_values_follow_the_module_arguments():
     assert sorted(host_files_calls.wanted("nvme_host", {}, "/usr/bin/python3")) == ["connect_unit"]
     assert sorted(host_files_calls.wanted("rdma_link", {"interface": "eth1", "persist": False}, "/p")) == []
     assert host_files_calls.host_files("rdma_link", {"interface": "bad name!"}, "/p") == {}  # the module says why
+
+
+def test_rail_2_keys_render_from_the_rdma_templates_with_its_own_names():
+    """An RDMA rail 2..N: keys rdma_script@<interface>, rdma_unit@<interface>, the same templates,
+    its own script, device file and unit; rail 1 renders exactly as before."""
+    d1 = rdma.normalize({"interface": "eth1", "soft_roce": True})
+    d2 = rdma.normalize({"interface": "eth2", "soft_roce": True, "rail": 2})
+    one, two = render(rdma.template_vars(d1)), render(rdma.template_vars(d2))
+    assert sorted(one) == ["rdma_script", "rdma_unit"] and sorted(two) == ["rdma_script@eth2", "rdma_unit@eth2"]
+    assert "ExecStart=/bin/sh /usr/local/lib/nvmeofctl/rdma-restore.sh" in one["rdma_unit"].splitlines()
+    unit = two["rdma_unit@eth2"].splitlines()
+    for line in ("Description=nvmeofctl: restore the RDMA fabric link on eth2 (MTU, Soft-RoCE, rdma_cm)",
+                 "ExecStart=/bin/sh /usr/local/lib/nvmeofctl/rdma-restore-eth2.sh",
+                 "After=network-online.target sys-subsystem-net-devices-eth2.device sys-kernel-config.mount",
+                 "Before=nvmeofctl-nvmet.service nvmeofctl-connect.service"):
+        assert line in unit
+    script = two["rdma_script@eth2"].splitlines()
+    assert "IF=eth2" in script and "DEVFILE=/usr/local/lib/nvmeofctl/rdma-device-eth2" in script
+    assert host_files.render("rdma_unit@eth2", rdma.template_vars(d2)["rdma_unit@eth2"]) == two["rdma_unit@eth2"]
+    with pytest.raises(KeyError):
+        host_files.render("nope@eth2", {})
+
+
+def test_action_plugin_values_for_rdma_rails():
+    """nvme_host (and nvmet_target) with rdma_rails: rail 1's keys as before, then each rail's
+    own keys (element i is rail i + 2, whatever it says), only those with persist on."""
+    args = {"persist": False,
+            "rdma": {"interface": "eth1", "soft_roce": True},
+            "rdma_rails": [{"interface": "eth2", "soft_roce": True, "rail": 9, "lib_dir": "/srv/rlib"},
+                           {"interface": "eth3", "mtu": 9000},
+                           {"interface": "eth4", "persist": False}]}
+    for name in ("nvme_host", "nvmet_target"):
+        w = host_files_calls.wanted(name, args, "/usr/bin/python3")
+        assert sorted(w) == ["rdma_script", "rdma_script@eth2", "rdma_script@eth3", "rdma_unit",
+                             "rdma_unit@eth2", "rdma_unit@eth3"], name
+    w = host_files_calls.wanted("nvme_host", args, "/usr/bin/python3")
+    assert w["rdma_script"]["device_file"] == "/usr/local/lib/nvmeofctl/rdma-device"
+    assert w["rdma_script@eth2"]["device_file"] == "/srv/rlib/rdma-device-eth2"
+    assert w["rdma_unit@eth2"] == {"interface": "eth2", "script_path": "/srv/rlib/rdma-restore-eth2.sh"}
+    assert w["rdma_script@eth3"]["mtu"] == 9000
+    assert w["rdma_unit@eth3"]["script_path"] == "/usr/local/lib/nvmeofctl/rdma-restore-eth3.sh"
+    texts = host_files_calls.host_files("nvme_host", args, "/usr/bin/python3")
+    assert sorted(texts) == sorted(w) and "IF=eth3" in texts["rdma_script@eth3"]
+    only_rails = host_files_calls.wanted("nvme_host", {"persist": False, "rdma_rails": [{"interface": "eth2"}]}, "/p")
+    assert sorted(only_rails) == ["rdma_script@eth2", "rdma_unit@eth2"]
+    # rdma_link is one link: its own `rail` names its files, there is no rdma_rails
+    assert sorted(host_files_calls.wanted("rdma_link", {"interface": "eth2", "rail": 2}, "/p")) == [
+        "rdma_script@eth2", "rdma_unit@eth2"]

@@ -233,6 +233,32 @@ def test_site_playbook_calls_each_module_once_with_safe_output():
     # every option the play passes exists in the module's argument spec
     assert set(nvmet_task["nvmeofctl.fabric.nvmet_target"]) <= set(module.ARGUMENT_SPEC)
 
+
+def test_playbooks_pass_the_rdma_rails_to_both_role_modules():
+    """site.yml and site_ordered.yml: every role-module task that passes `rdma` (rail 1) also
+    passes `rdma_rails` (rails 2..N) from the host variable nvmeofctl_rdma_rails, omitted when
+    empty; site.yml documents that variable."""
+    import yaml
+
+    from ansible_collections.nvmeofctl.fabric.plugins.modules import nvme_host
+
+    want = "{{ nvmeofctl_rdma_rails if (nvmeofctl_rdma_rails | default([]) | length) > 0 else omit }}"
+    seen = []
+    for name in ("site.yml", "site_ordered.yml"):
+        text = (REPO / "playbooks" / name).read_text()
+        for play in yaml.safe_load(text):
+            for task in play["tasks"]:
+                mod = next(k for k in task if k.startswith("nvmeofctl.fabric."))
+                if "rdma" in task[mod]:
+                    assert task[mod]["rdma_rails"] == want, (name, task["name"])
+                    seen.append((name, mod))
+    assert sorted(seen) == [("site.yml", "nvmeofctl.fabric.nvme_host"), ("site.yml", "nvmeofctl.fabric.nvmet_target"),
+                            ("site_ordered.yml", "nvmeofctl.fabric.nvme_host"),
+                            ("site_ordered.yml", "nvmeofctl.fabric.nvmet_target")]
+    assert "#   nvmeofctl_rdma_rails: " in (REPO / "playbooks" / "site.yml").read_text()
+    assert "rdma_rails" in module.ARGUMENT_SPEC and "rdma_rails=dict(" in Path(nvme_host.__file__).read_text()
+
+
 def test_the_copied_restore_program_of_earlier_versions_is_removed(env, monkeypatch, capsys):
     """Earlier versions copied module_utils/nvmet.py to lib_dir; the unit now runs the boot
     program (nvmeofctl-boot.pyz nvmet), and the next apply removes the copy."""

@@ -14,11 +14,13 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "fixtures" / "collection" / "target"))
 sys.path.insert(0, str(REPO / "playbooks" / "collections"))
 import faketarget  # noqa: E402
-from modrun import run_module  # noqa: E402
+from modrun import TEST_PYTHON, run_module  # noqa: E402
 
 from ansible.module_utils import basic  # noqa: E402
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils import rdma as rdma_mu  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.modules import nvme_host, nvmet_target  # noqa: E402
 from ansible_collections.nvmeofctl.fabric.plugins.modules import rdma_link as module  # noqa: E402
+from ansible_collections.nvmeofctl.fabric.plugins.plugin_utils import host_files_calls  # noqa: E402
 
 rdma = faketarget.load_util("rdma")
 GIDS = rdma.parse_gid_table(faketarget.fixture("k612-sysfs-gid-table.txt"))
@@ -40,6 +42,10 @@ class FakeNode:
         if rxe:
             self.add_rxe(rxe, "eth1")
             (self.sys / "module" / "rdma_rxe").mkdir()
+
+    def add_netdev(self, name, mtu=1500):
+        (self.sys / "class" / "net" / name).mkdir(parents=True)
+        (self.sys / "class" / "net" / name / "mtu").write_text("%d\n" % mtu)
 
     def add_rxe(self, name, netdev):
         port = self.sys / "class" / "infiniband" / name / "ports" / "1"
@@ -231,3 +237,160 @@ def test_persist_false_removes_the_boot_files_and_keeps_the_live_link(node_facto
     assert not (n.unit / "nvmeofctl-rdma.service").exists()
     assert [c for c in n.cmds if c[0] == "rdma" and c[1] != "-j"] == []  # the rxe device stays
     assert run(monkeypatch, capsys, n.params(persist=False))["changed"] is False
+
+
+# --------------------------------------------------------------------------------------------
+# several fabric interfaces ("rails"): rdma_link's `rail`, the role modules' `rdma_rails`
+# (the second interface's GID table is the same capture, k612-sysfs-gid-table.txt, bound to eth2
+# by add_rxe, as `rdma link add` binds it)
+# --------------------------------------------------------------------------------------------
+
+
+def test_rail_2_writes_its_own_boot_files_and_rail_1_keeps_its_names(node_factory, monkeypatch, capsys):
+    n = node_factory()
+    n.add_netdev("eth2")
+    run(monkeypatch, capsys, n.params())  # rail 1 (default): today's names
+    res = run(monkeypatch, capsys, n.params(interface="eth2", rail=2))
+    assert res["rdma_device"] == "rxe_eth2"
+    assert [c["object"] for c in res["changes"] if c["kind"] == "persist"] == [
+        "file %s" % (n.lib / "rdma-restore-eth2.sh"), "file %s" % (n.lib / "rdma-device-eth2"),
+        "file %s" % (n.unit / "nvmeofctl-rdma-eth2.service"), "systemd nvmeofctl-rdma-eth2.service"]
+    assert sorted(os.listdir(n.lib)) == ["rdma-device", "rdma-device-eth2", "rdma-restore-eth2.sh", "rdma-restore.sh"]
+    assert (n.lib / "rdma-device-eth2").read_text() == "rxe_eth2\n" and (n.lib / "rdma-device").read_text() == "rxe_eth1\n"
+    unit = (n.unit / "nvmeofctl-rdma-eth2.service").read_text()
+    assert "ExecStart=/bin/sh %s" % (n.lib / "rdma-restore-eth2.sh") in unit
+    assert "DEVFILE=%s" % (n.lib / "rdma-device-eth2") in (n.lib / "rdma-restore-eth2.sh").read_text()
+    assert sorted(os.listdir(n.unit / "multi-user.target.wants")) == ["nvmeofctl-rdma-eth2.service",
+                                                                      "nvmeofctl-rdma.service"]
+    assert run(monkeypatch, capsys, n.params(interface="eth2", rail=2))["changed"] is False
+    res = run(monkeypatch, capsys, n.params(rail=0))
+    assert res["failed"] is True and res["msg"] == "rdma_link: rail: 1 or more expected, got 0"
+
+
+def _role(name, n, **over):
+    """(module, params) of a role module that only reconciles its RDMA links: no exports, no
+    connections, its own boot files off."""
+    if name == "nvmet_target":
+        p = {"configfs_root": str(n.sys.parent / "nvmet"), "state_dir": str(n.sys.parent / "state"),
+             "lib_dir": str(n.lib), "unit_dir": str(n.unit), "persist": False}
+        (n.sys.parent / "nvmet").mkdir(exist_ok=True)
+        mod = nvmet_target
+    else:
+        p = {"hostnqn": "nqn.2014-08.org.nvmexpress:uuid:f4a3064a-a702-4134-ab62-ed4d001ffe8b",
+             "hostid": "f4a3064a-a702-4134-ab62-ed4d001ffe8b", "connections": [],
+             "sysfs_root": str(n.sys), "etc_root": str(n.root / "etc"), "state_dir": str(n.sys.parent / "state"),
+             "lib_dir": str(n.lib), "persist": False}
+        mod = nvme_host
+    link = {k: v for k, v in n.params().items() if k != "interface"}
+    p.update(rdma=dict(link, interface="eth1"), rdma_rails=[dict(link, interface="eth2", rail=5)])
+    p.update(over)
+    return mod, p
+
+
+@pytest.fixture
+def role_node(node_factory, monkeypatch):
+    n = node_factory()
+    n.add_netdev("eth2")
+    (n.sys / "module" / "nvmet").mkdir()  # the target's own kernel modules: loaded
+    monkeypatch.setattr(nvmet_target, "SYS_MODULE_DIR", str(n.sys / "module"))
+    monkeypatch.setattr(nvmet_target, "configfs", faketarget.make_plain_fs(sys.modules[nvmet_target.ConfigFS.__module__]))
+    return n
+
+
+def _links(changes):
+    """The RDMA links' changes among a role module's."""
+    return [c for c in changes if c.get("kind") in ("mtu", "modules", "rxe", "rdma_cm")
+            or any(name in c["object"] for name in ("nvmeofctl-rdma", "/rdma-restore", "/rdma-device"))]
+
+
+@pytest.mark.parametrize("name", ["nvmet_target", "nvme_host"])
+def test_role_module_reconciles_two_rails_in_one_run(role_node, monkeypatch, capsys, name):
+    n = role_node
+    mod, p = _role(name, n)
+    pred = run_module(mod, monkeypatch, capsys, p, check=True, diff=True)[0]
+    assert not pred.get("failed"), pred
+    assert [c for c in n.cmds if c[:3] != ["rdma", "-j", "link"]] == []  # check mode only reads
+    assert not n.lib.exists()
+
+    n.cmds.clear()
+    res = run_module(mod, monkeypatch, capsys, p, diff=True)[0]
+    assert not res.get("failed"), res
+    rdma_changes = _links(res["changes"])
+    assert rdma_changes == _links(pred["changes"])  # rail 2 predicted as it ran
+    assert res["changes"][:len(rdma_changes)] == rdma_changes  # the links lead, rail 1 first
+    assert [c["object"] for c in rdma_changes] == [
+        "netdev eth1", "kernel modules", "rdma link rxe_eth1", "rdma_cm rxe_eth1 port 1",
+        "file %s" % (n.lib / "rdma-restore.sh"), "file %s" % (n.lib / "rdma-device"),
+        "file %s" % (n.unit / "nvmeofctl-rdma.service"), "systemd nvmeofctl-rdma.service",
+        "netdev eth2", "rdma link rxe_eth2", "rdma_cm rxe_eth2 port 1",  # rdma_cm loaded by rail 1
+        "file %s" % (n.lib / "rdma-restore-eth2.sh"), "file %s" % (n.lib / "rdma-device-eth2"),
+        "file %s" % (n.unit / "nvmeofctl-rdma-eth2.service"), "systemd nvmeofctl-rdma-eth2.service"]
+    assert [c for c in n.cmds if c[0] != "rdma" or c[1] != "-j"] == [
+        ["ip", "link", "set", "dev", "eth1", "mtu", "9000"],
+        ["modprobe", "-a", "rdma_rxe", "rdma_cm"],
+        ["rdma", "link", "add", "rxe_eth1", "type", "rxe", "netdev", "eth1"],
+        ["systemctl", "--root=%s" % n.root, "enable", "--no-reload", "nvmeofctl-rdma.service"],
+        ["ip", "link", "set", "dev", "eth2", "mtu", "9000"],
+        ["rdma", "link", "add", "rxe_eth2", "type", "rxe", "netdev", "eth2"],
+        ["systemctl", "--root=%s" % n.root, "enable", "--no-reload", "nvmeofctl-rdma-eth2.service"]]
+    assert res["rdma"]["rdma_device"] == "rxe_eth1" and res["rdma"]["changed"] is True
+    assert [(r["rdma_device"], r["observed"]["interface"], r["observed"]["mtu"], r["changed"])
+            for r in res["rdma_rails"]] == [("rxe_eth2", "eth2", 9000, True)]
+    for dev in ("rxe_eth1", "rxe_eth2"):
+        assert (n.cfg / "rdma_cm" / dev / "ports" / "1" / "default_roce_tos").read_text() == "106"
+    assert (n.lib / "rdma-device").read_text() == "rxe_eth1\n"
+    assert (n.lib / "rdma-device-eth2").read_text() == "rxe_eth2\n"
+    assert "IF=eth2" in (n.lib / "rdma-restore-eth2.sh").read_text().splitlines()
+    assert "ExecStart=/bin/sh %s" % (n.lib / "rdma-restore-eth2.sh") in (n.unit / "nvmeofctl-rdma-eth2.service").read_text()
+    before = res["diff"]["before"]
+    assert before.index("netdev eth1: mtu 1500") < before.index("netdev eth2: mtu 1500")
+    assert "persist %s: absent" % (n.unit / "nvmeofctl-rdma-eth2.service") in before
+
+    n.cmds.clear()
+    again = run_module(mod, monkeypatch, capsys, p)[0]
+    assert _links(again["changes"]) == [] and again["rdma_rails"][0]["changed"] is False
+    assert n.cmds == [["rdma", "-j", "link", "show"]] * 2  # one read per rail
+
+
+def test_role_module_removes_only_the_dropped_persistence_of_rail_2(role_node, monkeypatch, capsys):
+    n = role_node
+    mod, p = _role("nvmet_target", n)
+    run_module(mod, monkeypatch, capsys, p)
+    off = dict(p, rdma_rails=[dict(p["rdma_rails"][0], persist=False)])
+    res = run_module(mod, monkeypatch, capsys, off)[0]
+    assert [(c["action"], c["object"]) for c in _links(res["changes"])] == [
+        ("disable", "systemd nvmeofctl-rdma-eth2.service"),
+        ("remove", "file %s" % (n.lib / "rdma-restore-eth2.sh")),
+        ("remove", "file %s" % (n.lib / "rdma-device-eth2")),
+        ("remove", "file %s" % (n.unit / "nvmeofctl-rdma-eth2.service"))]
+    assert sorted(os.listdir(n.lib)) == ["rdma-device", "rdma-restore.sh"]  # rail 1 stays
+    assert sorted(os.listdir(n.unit / "multi-user.target.wants")) == ["nvmeofctl-rdma.service"]
+    assert (n.unit / "nvmeofctl-rdma.service").exists() and not (n.unit / "nvmeofctl-rdma-eth2.service").exists()
+    assert "rxe_eth2" in os.listdir(n.sys / "class" / "infiniband")  # the live link stays
+    assert run_module(mod, monkeypatch, capsys, off)[0]["changed"] is False
+
+
+@pytest.mark.parametrize("name", ["nvmet_target", "nvme_host"])
+def test_role_module_refuses_two_rails_on_one_interface_before_any_change(role_node, monkeypatch, capsys, name):
+    n = role_node
+    mod, p = _role(name, n)
+    p["rdma_rails"] = [dict(p["rdma_rails"][0]), dict(p["rdma"])]  # eth2, then eth1 again
+    res = run_module(mod, monkeypatch, capsys, p)[0]
+    assert res["failed"] is True
+    assert res["msg"] == ("rdma_link: rdma_rails[1]: interface eth1 is already the fabric link of rdma "
+                          "(one interface, one rail)")
+    assert n.cmds == [] and not n.lib.exists()
+
+
+def test_role_module_checks_every_rail_before_changing_any(role_node, monkeypatch, capsys):
+    """A later rail's bad option (or missing text) fails the run before rail 1 changes anything."""
+    n = role_node
+    mod, p = _role("nvmet_target", n)
+    bad = dict(p, rdma_rails=[dict(p["rdma_rails"][0], roce_tos=300)])
+    res = run_module(mod, monkeypatch, capsys, bad)[0]
+    assert res["failed"] is True and res["msg"] == "rdma_link: rdma_rails[0]: roce_tos: 0..255 expected, got 300"
+    texts = host_files_calls.host_files("nvmet_target", p, TEST_PYTHON)
+    del texts["rdma_unit@eth2"]
+    res = run_module(mod, monkeypatch, capsys, dict(p, host_files=texts))[0]
+    assert res["failed"] is True and res["msg"].startswith("rdma_link: rdma_rails[0]: host_files.rdma_unit@eth2 not given")
+    assert n.cmds == [] and not n.lib.exists()

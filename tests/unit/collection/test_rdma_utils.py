@@ -167,3 +167,124 @@ def test_the_module_takes_the_mtus_the_spec_takes(mtu, ok):
     else:
         with pytest.raises(ValueError, match="outside 576..9216"):
             rdma.normalize({"interface": "eth1", "mtu": mtu})
+
+
+# --------------------------------------------------------------------------------------------
+# several fabric interfaces ("rails"): rail 1 keeps its names, rail N >= 2 names its own
+# --------------------------------------------------------------------------------------------
+
+
+def test_boot_names_rail_1_unchanged_rail_n_named_after_the_interface():
+    assert rdma.boot_names(1, "eth1") == ("rdma-restore.sh", "rdma-device", "nvmeofctl-rdma.service")
+    assert rdma.boot_names(1, None) == (rdma.SCRIPT_NAME, rdma.DEVICE_FILE, rdma.UNIT_NAME)
+    assert rdma.boot_names(2, "eth2") == ("rdma-restore-eth2.sh", "rdma-device-eth2", "nvmeofctl-rdma-eth2.service")
+    assert rdma.boot_names(3, "ens1f1") == ("rdma-restore-ens1f1.sh", "rdma-device-ens1f1",
+                                            "nvmeofctl-rdma-ens1f1.service")
+    assert rdma.host_files_keys(1, "eth1") == ("rdma_script", "rdma_unit")
+    assert rdma.host_files_keys(2, "eth2") == ("rdma_script@eth2", "rdma_unit@eth2")
+    for rail, interface in ((0, "eth1"), (2, None), (2, ""), (2, "../etc"), (2, "-rf")):
+        with pytest.raises(ValueError, match="rail"):
+            rdma.boot_names(rail, interface)
+    assert "boot_names" in rdma.__all__ and "host_files_keys" in rdma.__all__
+
+
+def test_normalize_rail():
+    assert rdma.normalize({"interface": "eth1"})["rail"] == 1
+    assert rdma.normalize({"interface": "eth2", "rail": 2})["rail"] == 2
+    assert rdma.normalize({"interface": "eth2", "rail": None})["rail"] == 1
+    with pytest.raises(ValueError, match="rail: 1 or more expected, got 0"):
+        rdma.normalize({"interface": "eth1", "rail": 0})
+    assert rdma.ARGUMENT_SPEC["rail"] == {"type": "int", "default": 1}
+
+
+def test_template_vars_and_files_rail_1_as_before_rail_2_its_own():
+    lib, unit = "/srv/lib", "/srv/unit"
+    one = rdma.template_vars(rdma.normalize({"interface": "eth1"}), lib)
+    assert sorted(one) == ["rdma_script", "rdma_unit"]
+    assert one["rdma_script"]["device_file"] == "/srv/lib/rdma-device"
+    assert one["rdma_unit"]["script_path"] == "/srv/lib/rdma-restore.sh"
+    assert one == rdma.template_vars({k: v for k, v in rdma.normalize({"interface": "eth1"}).items()
+                                      if k != "rail"}, lib)  # a desired state from before rails
+    d2 = rdma.normalize({"interface": "eth2", "rail": 2, "soft_roce": True})
+    two = rdma.template_vars(d2, lib)
+    assert sorted(two) == ["rdma_script@eth2", "rdma_unit@eth2"]
+    assert two["rdma_script@eth2"]["device_file"] == "/srv/lib/rdma-device-eth2"
+    assert two["rdma_script@eth2"]["interface"] == "eth2"
+    assert two["rdma_unit@eth2"] == {"interface": "eth2", "script_path": "/srv/lib/rdma-restore-eth2.sh"}
+    texts = {"rdma_script@eth2": "#!/bin/sh\n", "rdma_unit@eth2": "[Unit]\n"}
+    assert rdma.persistence_files(d2, "rxe_eth2", texts, lib, unit) == [
+        ("/srv/lib/rdma-restore-eth2.sh", "#!/bin/sh\n", 0o755),
+        ("/srv/lib/rdma-device-eth2", "rxe_eth2\n", 0o644),
+        ("/srv/unit/nvmeofctl-rdma-eth2.service", "[Unit]\n", 0o644)]
+    with pytest.raises(ValueError, match="host_files.rdma_script@eth2, host_files.rdma_unit@eth2 not given"):
+        rdma.persistence_files(d2, "rxe_eth2", {"rdma_script": "x", "rdma_unit": "y"}, lib, unit)
+    rec = rdma.persist.Recorder()  # which paths the plan reads: the rail's own, never rail 1's
+    changes, states = rdma.persist_changes(d2, "rxe_eth2", texts, lib, unit, fs=rec)
+    assert changes == [] and [p for p, _st in states] == [
+        "/srv/lib/rdma-restore-eth2.sh", "/srv/lib/rdma-device-eth2", "/srv/unit/nvmeofctl-rdma-eth2.service"]
+    assert sorted(rec.paths) == ["/srv/lib/rdma-device-eth2", "/srv/lib/rdma-restore-eth2.sh",
+                                 "/srv/unit/multi-user.target.wants/nvmeofctl-rdma-eth2.service",
+                                 "/srv/unit/nvmeofctl-rdma-eth2.service"]
+
+
+def test_persist_removal_of_rail_2_leaves_rail_1():
+    lib, unit = "/srv/lib", "/srv/unit"
+    everything = ["/srv/lib/rdma-restore.sh", "/srv/lib/rdma-device", "/srv/unit/nvmeofctl-rdma.service",
+                  "/srv/unit/multi-user.target.wants/nvmeofctl-rdma.service",
+                  "/srv/lib/rdma-restore-eth2.sh", "/srv/lib/rdma-device-eth2",
+                  "/srv/unit/nvmeofctl-rdma-eth2.service",
+                  "/srv/unit/multi-user.target.wants/nvmeofctl-rdma-eth2.service"]
+    fs = rdma.persist.DumpedFiles(everything, {}, {}, everything)
+    gone = rdma.persist_removal(lib_dir=lib, unit_dir=unit, fs=fs, rail=2, interface="eth2")
+    assert [(c["action"], c["object"]) for c in gone] == [
+        ("disable", "systemd nvmeofctl-rdma-eth2.service"),
+        ("remove", "file /srv/lib/rdma-restore-eth2.sh"),
+        ("remove", "file /srv/lib/rdma-device-eth2"),
+        ("remove", "file /srv/unit/nvmeofctl-rdma-eth2.service")]
+    # rail 1 (the defaults, as src/nvmeofctl/plan/persistence.py calls it): today's names
+    assert [c["object"] for c in rdma.persist_removal(lib, unit, fs=fs)] == [
+        "systemd nvmeofctl-rdma.service", "file /srv/lib/rdma-restore.sh", "file /srv/lib/rdma-device",
+        "file /srv/unit/nvmeofctl-rdma.service"]
+    with pytest.raises(ValueError, match="rail 2"):
+        rdma.persist_removal(lib, unit, fs=fs, rail=2)
+
+
+def test_rail_params_rails_are_2_to_n_and_one_interface_is_one_rail():
+    links = rdma.rail_params({"interface": "eth1"}, [{"interface": "eth2", "rail": 7}, {"interface": "eth3"}])
+    assert [(where, p["interface"], p["rail"]) for where, p in links] == [
+        ("rdma", "eth1", 1), ("rdma_rails[0]", "eth2", 2), ("rdma_rails[1]", "eth3", 3)]
+    assert [(w, p["rail"]) for w, p in rdma.rail_params(None, [{"interface": "eth2"}])] == [("rdma_rails[0]", 2)]
+    with pytest.raises(ValueError) as e:
+        rdma.rail_params({"interface": "eth1"}, [{"interface": "eth2"}, {"interface": "eth1"}])
+    assert str(e.value) == "rdma_rails[1]: interface eth1 is already the fabric link of rdma (one interface, one rail)"
+    with pytest.raises(ValueError, match=r"rdma_rails\[1\]: interface eth2 is already the fabric link of rdma_rails\[0\]"):
+        rdma.rail_params(None, [{"interface": "eth2"}, {"interface": "eth2"}])
+
+
+@pytest.mark.parametrize("diff", [False, True])
+def test_merge_into_with_rails_in_rail_order(diff):
+    def link(ifname, mtu_from, changed=True):
+        return {"changed": changed, "rdma_device": "rxe_" + ifname, "observed": {"interface": ifname},
+                "changes": [{"object": "netdev " + ifname, "action": "update"}] if changed else [],
+                "diff": {"before": "netdev %s: mtu %d\n" % (ifname, mtu_from), "after": "netdev %s: mtu 9000\n" % ifname}}
+    m = _Module(diff)
+    rdma.merge_into(m, link("eth1", 9000, changed=False), [link("eth2", 1500), link("eth3", 1500)])
+    own = {"changed": False, "changes": [{"object": "port 1", "action": "create"}]}
+    if diff:
+        own["diff"] = {"before": "port 1: absent\n", "after": "port 1: rdma\n"}
+    m.exit_json(**own)
+    (how, kw), = m.exited
+    assert [c["object"] for c in kw["changes"]] == ["netdev eth2", "netdev eth3", "port 1"] and kw["changed"] is True
+    assert kw["rdma"] == {"rdma_device": "rxe_eth1", "observed": {"interface": "eth1"}, "changed": False}
+    assert kw["rdma_rails"] == [{"rdma_device": "rxe_eth2", "observed": {"interface": "eth2"}, "changed": True},
+                                {"rdma_device": "rxe_eth3", "observed": {"interface": "eth3"}, "changed": True}]
+    if diff:
+        assert kw["diff"]["before"] == ("netdev eth1: mtu 9000\nnetdev eth2: mtu 1500\nnetdev eth3: mtu 1500\n"
+                                        "port 1: absent\n")
+    else:
+        assert "diff" not in kw
+    m = _Module(False)  # rails without `rdma`: no `rdma` key
+    rdma.merge_into(m, None, [link("eth2", 1500)])
+    m.exit_json(changed=False, changes=[])
+    (how, kw), = m.exited
+    assert "rdma" not in kw and [r["rdma_device"] for r in kw["rdma_rails"]] == ["rxe_eth2"] and kw["changed"] is True

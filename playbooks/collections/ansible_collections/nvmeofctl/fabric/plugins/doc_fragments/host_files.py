@@ -20,22 +20,11 @@ options:
         action plugin and the module (the hosts' Python has no jinja2).
       - A module run with O(persist) fails before changing anything when a text it needs is
         missing.
+      - The keys are C(rdma_script) and C(rdma_unit), the RDMA link's boot script and systemd
+        unit (C(templates/nvmeofctl-rdma.sh.j2), C(templates/nvmeofctl-rdma.service.j2)), and for
+        each RDMA rail 2 and up C(rdma_script@<interface>) and C(rdma_unit@<interface>) (the same
+        templates); C(nvmet_unit), the target's systemd unit
+        (C(templates/nvmeofctl-nvmet.service.j2)); C(connect_unit), the initiator's systemd unit
+        (C(templates/nvmeofctl-connect.service.j2)).
     type: dict
-    suboptions:
-      rdma_script:
-        description:
-          - The RDMA link's boot script (C(templates/nvmeofctl-rdma.sh.j2)).
-        type: str
-      rdma_unit:
-        description:
-          - The RDMA link's systemd unit (C(templates/nvmeofctl-rdma.service.j2)).
-        type: str
-      nvmet_unit:
-        description:
-          - The target's systemd unit (C(templates/nvmeofctl-nvmet.service.j2)).
-        type: str
-      connect_unit:
-        description:
-          - The initiator's systemd unit (C(templates/nvmeofctl-connect.service.j2)).
-        type: str
 """

@@ -117,11 +117,11 @@ def parse_state(text, paths):
 
 
 # The ``host_files`` option of nvmet_target, nvme_host and rdma_link (doc fragment
-# nvmeofctl.fabric.host_files): texts rendered from the collection's templates/ on the controller.
-HOST_FILES_SPEC = dict(type="dict", options=dict(
-    rdma_script=dict(type="str"), rdma_unit=dict(type="str"),
-    nvmet_unit=dict(type="str"), connect_unit=dict(type="str"),
-))
+# nvmeofctl.fabric.host_files): texts rendered from the collection's templates/ on the controller,
+# by key: rdma_script, rdma_unit, nvmet_unit, connect_unit, and per RDMA rail 2..N
+# rdma_script@<interface>, rdma_unit@<interface> (so no fixed suboptions: ``require_texts``
+# checks what a call needs).
+HOST_FILES_SPEC = dict(type="dict")
 
 
 def require_texts(texts, keys, module_name):

@@ -27,7 +27,10 @@ from .rdma_observe import (
     CONFIGFS_ROOT, LIB_DIR, SYSFS_ROOT, UNIT_DIR, UNIT_NAME, devices_on, module_loaded,
     parse_link_show, read_gid_table, read_links_sysfs, read_mtu, read_rdma_cm,
 )
-from .rdma_plan import choose_device, normalize, persist_changes, persist_removal, persistence_files, plan
+from .rdma_plan import (
+    boot_names, choose_device, host_files_keys, normalize, persist_changes, persist_removal, persistence_files,
+    plan,
+)
 from .rdma_observe import (  # re-exported: the one name space callers use
     DEVICE_FILE, ROCE_MODES, SCRIPT_NAME, ZERO_GID, _DEVNAME_RE, _IFNAME_RE, _PHYS_STATES, _PORT_STATES, _ls,
     _read, _state_name, dump_command, gid_ipv4, parse_dump, parse_gid_table,
@@ -40,15 +43,17 @@ __all__ = [
     "ARGUMENT_SPEC", "CONFIGFS_ROOT", "DEVICE_FILE", "LIB_DIR", "ROCE_MODES", "SCRIPT_NAME", "SYSFS_ROOT",
     "UNIT_DIR", "UNIT_NAME", "ZERO_GID", "_DEVNAME_RE", "_IFNAME_RE", "_PHYS_STATES",
     "_PORT_STATES", "_change", "_cm_text", "_ls", "_read", "_run", "_state_name", "_state_text",
-    "_write", "choose_device", "devices_on", "dump_command", "gid_ipv4", "merge_into",
-    "module_loaded", "normalize", "observe", "parse_dump", "parse_gid_table", "parse_link_show",
-    "persist_changes", "persist_removal", "persistence_files", "plan", "plan_from_dump", "read_gid_table", "read_links",
-    "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile", "template_vars", "with_defaults",
+    "_write", "boot_names", "choose_device", "devices_on", "dump_command", "gid_ipv4", "host_files_keys",
+    "merge_into", "module_loaded", "normalize", "observe", "parse_dump", "parse_gid_table", "parse_link_show",
+    "persist_changes", "persist_removal", "persistence_files", "plan", "plan_from_dump", "rail_params",
+    "read_gid_table", "read_links", "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile",
+    "reconcile_links", "template_vars", "with_defaults",
 ]
 
 
 # --------------------------------------------------------------------------------------------
-# the module run (shared by rdma_link, and by nvmet_target / nvme_host through their `rdma` option)
+# the module run (shared by rdma_link, and by nvmet_target / nvme_host through their `rdma` and
+# `rdma_rails` options)
 # --------------------------------------------------------------------------------------------
 
 ARGUMENT_SPEC = dict(
@@ -59,6 +64,7 @@ ARGUMENT_SPEC = dict(
     roce_mode=dict(type="str", default="RoCE v2", choices=["RoCE v2", "IB/RoCE v1"]),
     roce_tos=dict(type="int"),
     persist=dict(type="bool", default=True),
+    rail=dict(type="int", default=1),
     sysfs_root=dict(type="path", default=SYSFS_ROOT),
     configfs_root=dict(type="path", default=CONFIGFS_ROOT),
     lib_dir=dict(type="path", default=LIB_DIR),
@@ -108,26 +114,31 @@ def _state_text(ifname, mtu, device, bound, cm, files):
     return "\n".join(lines) + "\n"
 
 
-def reconcile(module, p, check, texts=None):
+def reconcile(module, p, check, texts=None, loaded=()):
     """The whole rdma_link run; returns the module result (fails through ``module.fail_json``).
 
     ``module`` is the calling AnsibleModule (duck-typed: run_command, get_bin_path, warn,
     fail_json), so nvmet_target and nvme_host run the RDMA link in their own module run.
     ``texts``: the calling module's ``host_files`` (the boot script and unit, rendered on the
-    controller); needed when ``p["persist"]``.
+    controller); needed when ``p["persist"]``. ``loaded``: in check mode, the kernel modules an
+    earlier link of the same run would have loaded (``reconcile_links``), so a later rail
+    predicts what it will find, not the untouched host.
     """
     try:
         desired = normalize(p)
         if p["persist"]:
-            persist.require_texts(texts, ("rdma_script", "rdma_unit"), "rdma_link")
+            persist.require_texts(texts, host_files_keys(desired["rail"], desired["interface"]), "rdma_link")
     except ValueError as e:
         module.fail_json(msg="rdma_link: %s" % e)
     ifname = desired["interface"]
 
     obs, links = observe(module, desired, p)
+    obs["modules"].update((m, True) for m in loaded)
     try:
         device, create = choose_device(desired, links)
         obs["rdma_cm"] = read_rdma_cm(device, 1, p["configfs_root"])
+        if "rdma_cm" in loaded and not obs["rdma_cm"].get("exposed"):
+            obs["rdma_cm"] = {"exposed": True, "exists": False}  # as plan assumes once rdma_cm loads
         changes, device = plan(desired, obs)
     except ValueError as e:
         module.fail_json(msg="rdma_link: %s" % e)
@@ -185,7 +196,7 @@ def reconcile(module, p, check, texts=None):
         pchanges, files_before = persist_changes(desired, device, texts, p["lib_dir"], p["unit_dir"])
         files_after = [(path, "current") for path, _st in files_before]
     else:  # the boot files go; the live link stays
-        pchanges = persist_removal(p["lib_dir"], p["unit_dir"])
+        pchanges = persist_removal(p["lib_dir"], p["unit_dir"], rail=desired["rail"], interface=ifname)
         files_before = [(c["key"][0], "present") for c in pchanges if c["object"].startswith("file ")]
         files_after = [(path, "absent") for path, _st in files_before]
     if pchanges:
@@ -249,20 +260,93 @@ def with_defaults(opts):
     return p
 
 
-def merge_into(module, rdma_result):
-    """Make ``module``'s own exit_json/fail_json carry the RDMA link result too: one module run
-    per host does both concerns, and the caller still sees every change."""
+def rail_params(rdma_opts, rails_opts):
+    """[(where, rdma_link parameters)] of the links a role module reconciles, in order: its
+    ``rdma`` option (rail 1 unless it says otherwise), then its ``rdma_rails``, element i as rail
+    i + 2 whatever ``rail`` it gives. Raises ValueError (one line) when two of them name the same
+    interface (one interface, one rail)."""
+    out, seen = [], {}
+    links = ([("rdma", rdma_opts, None)] if rdma_opts else []) + [
+        ("rdma_rails[%d]" % i, opts, i + 2) for i, opts in enumerate(rails_opts or [])]
+    for where, opts, rail in links:
+        p = with_defaults(opts)
+        if rail is not None:
+            p["rail"] = rail
+        ifname = (p.get("interface") or "").strip()
+        if ifname in seen:
+            raise ValueError("%s: interface %s is already the fabric link of %s (one interface, one rail)"
+                             % (where, ifname, seen[ifname]))
+        seen[ifname] = where
+        out.append((where, p))
+    return out
+
+
+def reconcile_links(module, rdma_opts, rails_opts, check, texts):
+    """A role module's RDMA links (nvmet_target, nvme_host): its ``rdma`` option (rail 1) then its
+    ``rdma_rails`` (rails 2..N), reconciled one after the other in the module's own run, before
+    its own work; their results then go with the module's (``merge_into``). Every link's options
+    and texts are checked before any link changes; a link that fails reports the changes the
+    links before it made."""
+    try:
+        links = rail_params(rdma_opts, rails_opts)
+    except ValueError as e:
+        module.fail_json(msg="rdma_link: %s" % e)
+    # the options of every link first (the action plugin renders no text when one is invalid)
+    for step in ("options", "texts"):
+        for where, p in links:
+            try:
+                desired = normalize(p)
+                if step == "texts" and p["persist"]:
+                    persist.require_texts(texts, host_files_keys(desired["rail"], desired["interface"]),
+                                          "rdma_link")
+            except ValueError as e:
+                module.fail_json(msg="rdma_link: %s" % (e if where == "rdma" else "%s: %s" % (where, e)))
+    results = []
+    orig_fail = module.fail_json
+
+    def fail(**kw):  # a later link failed: the links before it made their changes
+        if results:
+            kw["changes"] = [c for r in results for c in r["changes"]] + list(kw.get("changes") or [])
+            kw["changed"] = bool(kw.get("changed")) or any(r["changed"] for r in results)
+        orig_fail(**kw)
+
+    module.fail_json = fail
+    loaded = []  # check mode: what the links before would have loaded (modprobe)
+    try:
+        for _where, p in links:
+            results.append(reconcile(module, p, check, texts, loaded if check else ()))
+            loaded += [m for c in results[-1]["changes"] if c.get("kind") == "modules" for m in c["detail"].split()[2:]]
+    finally:
+        module.fail_json = orig_fail
+    if rdma_opts:
+        merge_into(module, results[0], results[1:])
+    else:
+        merge_into(module, None, results)
+
+
+def merge_into(module, rdma_result, rail_results=()):
+    """Make ``module``'s own exit_json/fail_json carry the RDMA links' results too: one module run
+    per host does both concerns, and the caller still sees every change. ``rdma_result``: the
+    ``rdma`` option's link (rail 1; None when unset), returned as ``rdma``; ``rail_results``: the
+    ``rdma_rails`` links (rails 2..N), returned as ``rdma_rails``. Changes and diffs in that order,
+    then the module's own."""
+    links = ([rdma_result] if rdma_result else []) + list(rail_results)
     orig_exit, orig_fail = module.exit_json, module.fail_json
 
+    def public(r):
+        return {"rdma_device": r["rdma_device"], "observed": r["observed"], "changed": r["changed"]}
+
     def merged(kw):
-        kw["changes"] = list(rdma_result["changes"]) + list(kw.get("changes") or [])
-        kw["changed"] = bool(kw.get("changed")) or rdma_result["changed"]
-        kw["rdma"] = {"rdma_device": rdma_result["rdma_device"], "observed": rdma_result["observed"],
-                      "changed": rdma_result["changed"]}
+        kw["changes"] = [c for r in links for c in r["changes"]] + list(kw.get("changes") or [])
+        kw["changed"] = bool(kw.get("changed")) or any(r["changed"] for r in links)
+        if rdma_result:
+            kw["rdma"] = public(rdma_result)
+        if rail_results:
+            kw["rdma_rails"] = [public(r) for r in rail_results]
         if getattr(module, "_diff", False):  # the diff only in diff mode (--diff)
             d = kw.get("diff") or {}
-            kw["diff"] = {"before": rdma_result["diff"]["before"] + (d.get("before") or ""),
-                          "after": rdma_result["diff"]["after"] + (d.get("after") or "")}
+            kw["diff"] = {"before": "".join(r["diff"]["before"] for r in links) + (d.get("before") or ""),
+                          "after": "".join(r["diff"]["after"] for r in links) + (d.get("after") or "")}
         return kw
 
     module.exit_json = lambda **kw: orig_exit(**merged(kw))

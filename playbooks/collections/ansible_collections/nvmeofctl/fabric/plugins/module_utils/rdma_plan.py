@@ -46,8 +46,9 @@ def normalize(opts):
         tos = int(tos)
         if not 0 <= tos <= 255:
             raise ValueError("roce_tos: 0..255 expected, got %d" % tos)
+    rail = _rail_of(opts.get("rail"), interface)
     return {"interface": interface, "mtu": mtu, "soft_roce": soft, "rdma_device": dev,
-            "roce_mode": mode, "roce_tos": tos}
+            "roce_mode": mode, "roce_tos": tos, "rail": rail}
 
 
 def choose_device(desired, links):
@@ -148,41 +149,84 @@ def plan_from_dump(desired_opts, observed):
 # --------------------------------------------------------------------------------------------
 
 
+def _rail_of(rail, interface):
+    rail = 1 if rail is None else int(rail)
+    if rail < 1:
+        raise ValueError("rail: 1 or more expected, got %d" % rail)
+    if rail > 1 and (not _IFNAME_RE.fullmatch(interface or "") or interface.startswith("-")):
+        raise ValueError("rail %d: its boot files are named after its interface, a network interface "
+                         "name (at most 15 characters), got %r" % (rail, interface))
+    return rail
+
+
+def boot_names(rail, interface):
+    """(script name, device file name, unit name) of the boot files of the host's rail ``rail``
+    (its fabric interface ``interface``). Rail 1 keeps the names of a one-link host
+    (``SCRIPT_NAME``, ``DEVICE_FILE``, ``UNIT_NAME``); rail 2 and up name theirs after the
+    interface, so each rail is restored at boot by a unit of its own."""
+    if _rail_of(rail, interface) == 1:
+        return SCRIPT_NAME, DEVICE_FILE, UNIT_NAME
+    return ("rdma-restore-%s.sh" % interface, "rdma-device-%s" % interface,
+            "nvmeofctl-rdma-%s.service" % interface)
+
+
+def host_files_keys(rail, interface):
+    """(script key, unit key): the ``host_files`` keys of the rail's boot script and unit,
+    ``rdma_script`` and ``rdma_unit`` for rail 1, ``rdma_script@<interface>`` and
+    ``rdma_unit@<interface>`` for rail 2 and up (host_files.py renders ``base@suffix`` from the
+    template of ``base``)."""
+    if _rail_of(rail, interface) == 1:
+        return "rdma_script", "rdma_unit"
+    return "rdma_script@%s" % interface, "rdma_unit@%s" % interface
+
+
+def _rail(desired):
+    return desired.get("rail", 1)  # a desired state from before rails: rail 1
+
+
 def template_vars(desired, lib_dir=LIB_DIR, configfs_root=CONFIGFS_ROOT):
     """The values of the boot script and unit templates (``host_files`` keys ``rdma_script`` and
-    ``rdma_unit``; the collection's templates/, rendered on the controller). Desired state and
-    paths only: the device the module picks on the host goes to ``DEVICE_FILE``, which the script
-    reads at boot."""
+    ``rdma_unit``, for rail 2 and up ``rdma_script@<interface>`` and ``rdma_unit@<interface>``;
+    the collection's templates/, rendered on the controller). Desired state and paths only: the
+    device the module picks on the host goes to the device file, which the script reads at boot."""
+    script, device_file, _unit = boot_names(_rail(desired), desired["interface"])
+    script_key, unit_key = host_files_keys(_rail(desired), desired["interface"])
     return {
-        "rdma_script": {
+        script_key: {
             "interface": desired["interface"], "mtu": desired["mtu"], "soft_roce": desired["soft_roce"],
             "roce_mode": desired["roce_mode"], "roce_tos": desired["roce_tos"],
-            "configfs_root": configfs_root, "device_file": os.path.join(lib_dir, DEVICE_FILE),
+            "configfs_root": configfs_root, "device_file": os.path.join(lib_dir, device_file),
         },
-        "rdma_unit": {"interface": desired["interface"], "script_path": os.path.join(lib_dir, SCRIPT_NAME)},
+        unit_key: {"interface": desired["interface"], "script_path": os.path.join(lib_dir, script)},
     }
 
 
 def persistence_files(desired, device, texts, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
-    """[(path, content, mode)]: the boot script and unit (``texts``: the rendered ``host_files``)
-    and the device file the script reads (with soft_roce the script re-creates that device)."""
-    persist.require_texts(texts, ("rdma_script", "rdma_unit"), "rdma_link")
+    """[(path, content, mode)]: the rail's boot script and unit (``texts``: the rendered
+    ``host_files``) and the device file the script reads (with soft_roce the script re-creates
+    that device)."""
+    script, device_file, unit = boot_names(_rail(desired), desired["interface"])
+    script_key, unit_key = host_files_keys(_rail(desired), desired["interface"])
+    persist.require_texts(texts, (script_key, unit_key), "rdma_link")
     return [
-        (os.path.join(lib_dir, SCRIPT_NAME), texts["rdma_script"], 0o755),
-        (os.path.join(lib_dir, DEVICE_FILE), device + "\n", 0o644),
-        (os.path.join(unit_dir, UNIT_NAME), texts["rdma_unit"], 0o644),
+        (os.path.join(lib_dir, script), texts[script_key], 0o755),
+        (os.path.join(lib_dir, device_file), device + "\n", 0o644),
+        (os.path.join(unit_dir, unit), texts[unit_key], 0o644),
     ]
 
 
 def persist_changes(desired, device, texts, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL):
-    """The boot script, its device file and its unit (enabled): (changes, states). ``fs``: the
-    view of the host's files (persist.py); the module and the planner both call this."""
+    """The rail's boot script, its device file and its unit (enabled): (changes, states).
+    ``fs``: the view of the host's files (persist.py); the module and the planner both call this."""
+    unit = boot_names(_rail(desired), desired["interface"])[2]
     return persist.plan([(path, content, mode, None) for path, content, mode in persistence_files(
-        desired, device, texts, lib_dir, unit_dir)], unit_dir, UNIT_NAME, fs=fs)
+        desired, device, texts, lib_dir, unit_dir)], unit_dir, unit, fs=fs)
 
 
-def persist_removal(lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL):
+def persist_removal(lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL, rail=1, interface=None):
     """``persist: false``: disable the unit and remove the boot script, its device file and the
-    unit (those present). The live link (MTU, RDMA device) stays as it is."""
-    return persist.plan_removal([os.path.join(lib_dir, SCRIPT_NAME), os.path.join(lib_dir, DEVICE_FILE),
-                                 os.path.join(unit_dir, UNIT_NAME)], unit_dir, UNIT_NAME, fs=fs)
+    unit (those present) of rail ``rail`` (2 and up: of its ``interface``, which names them). The
+    live link (MTU, RDMA device) stays as it is."""
+    script, device_file, unit = boot_names(rail, interface)
+    return persist.plan_removal([os.path.join(lib_dir, script), os.path.join(lib_dir, device_file),
+                                 os.path.join(unit_dir, unit)], unit_dir, unit, fs=fs)

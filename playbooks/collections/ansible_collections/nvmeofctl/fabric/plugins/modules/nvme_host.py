@@ -30,6 +30,7 @@ description:
     writing anything.
 extends_documentation_fragment:
   - nvmeofctl.fabric.rdma
+  - nvmeofctl.fabric.rdma.rails
   - nvmeofctl.fabric.host_files
 options:
   hostnqn:
@@ -228,8 +229,8 @@ EXAMPLES = r"""
 RETURN = r"""
 changes:
   description:
-    - What was (or, in check mode, would be) done. With O(rdma), the RDMA link's changes come
-      first.
+    - What was (or, in check mode, would be) done. With O(rdma) and O(rdma_rails), the RDMA
+      links' changes come first (rail 1, then rails 2, 3, ...).
     - When the module fails, the steps that succeeded before the failure.
   type: list
   elements: dict
@@ -253,7 +254,7 @@ changes:
     kind:
       description: What kind of RDMA link object changes (see M(nvmeofctl.fabric.rdma_link)).
       type: str
-      returned: for the RDMA link's changes (O(rdma))
+      returned: for the RDMA links' changes (O(rdma), O(rdma_rails))
   sample:
     - object: "connection:rdma://192.168.100.1:4420/nqn.2024-01.io.lab:gpu-pool-1"
       action: connect
@@ -321,6 +322,21 @@ rdma:
     changed:
       description: Whether the link changed.
       type: bool
+rdma_rails:
+  description: The results of the RDMA links of O(rdma_rails) (rails 2, 3, ...), in the same order.
+  returned: when O(rdma_rails) is set (not empty)
+  type: list
+  elements: dict
+  contains:
+    rdma_device:
+      description: The RDMA device bound to the rail's interface.
+      type: str
+    observed:
+      description: The link's observed state (see M(nvmeofctl.fabric.rdma_link)).
+      type: dict
+    changed:
+      description: Whether the link changed.
+      type: bool
 """
 
 import os
@@ -329,7 +345,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
-    ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, merge_into, reconcile as rdma_reconcile, with_defaults,
+    ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, reconcile_links,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvme_host import (
     conn_key, connect, describe_desired, describe_observed, disconnect, ensure_modules, file_changes,
@@ -393,6 +409,7 @@ def main():
             state_dir=dict(type="path", default="/etc/nvmeofctl"),
             lib_dir=dict(type="path", default="/usr/local/lib/nvmeofctl"),
             rdma=dict(type="dict", options=dict(RDMA_ARGUMENT_SPEC)),
+            rdma_rails=dict(type="list", elements="dict", options=dict(RDMA_ARGUMENT_SPEC)),
             host_files=persist.HOST_FILES_SPEC,
         ),
         supports_check_mode=True,
@@ -402,9 +419,10 @@ def main():
             persist.require_texts(module.params["host_files"], ("connect_unit",), "nvme_host")
         except ValueError as e:
             module.fail_json(msg="nvme_host: %s" % e)
-    if module.params.get("rdma"):  # the RDMA link first (ports/connections need it), same run
-        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode,
-                                          module.params["host_files"]))
+    if module.params.get("rdma") or module.params.get("rdma_rails"):  # the RDMA links first (ports/connections
+        # need them), same run: rail 1 (rdma), then rails 2..N (rdma_rails)
+        reconcile_links(module, module.params.get("rdma"), module.params.get("rdma_rails"), module.check_mode,
+                        module.params["host_files"])
     p = module.params
     desired = normalize_desired({k: p[k] for k in (
         "hostnqn", "hostid", "connections", "ctrl_loss_tmo", "reconnect_delay", "keep_alive_tmo",

@@ -34,6 +34,7 @@ description:
     O(subsystems[].namespaces[].signature).
 extends_documentation_fragment:
   - nvmeofctl.fabric.rdma
+  - nvmeofctl.fabric.rdma.rails
   - nvmeofctl.fabric.host_files
 options:
   hosts:
@@ -314,13 +315,23 @@ EXAMPLES = r"""
       mtu: 9000
       soft_roce: true
     subsystems: []
+
+- name: Target with two RoCE ports (rails), both links reconciled in the same module run
+  nvmeofctl.fabric.nvmet_target:
+    rdma:
+      interface: ens1f0
+      mtu: 9000
+    rdma_rails:
+      - interface: ens1f1
+        mtu: 9000
+    subsystems: []
 """
 
 RETURN = r"""
 changes:
   description:
-    - Ordered changes (predicted in check mode); no secret values. With O(rdma), the RDMA link's
-      changes come first.
+    - Ordered changes (predicted in check mode); no secret values. With O(rdma) and
+      O(rdma_rails), the RDMA links' changes come first (rail 1, then rails 2, 3, ...).
     - When the module fails, the changes made (or refused) before the failure.
   returned: success, and on failures after the change list is known
   type: list
@@ -348,7 +359,7 @@ changes:
       description: The object's identity (NQNs, namespace id, port id or path).
       type: list
       elements: str
-      returned: except for the RDMA link's changes
+      returned: except for the RDMA links' changes
   sample:
     - object: port 1
       action: update
@@ -365,8 +376,8 @@ disruptive:
 diff:
   description:
     - Text of the managed configuration before and after (keys shown as C(<secret>) or
-      C(<changed>)), then the state and persistence files; with O(rdma), the RDMA link's state
-      first.
+      C(<changed>)), then the state and persistence files; with O(rdma) and O(rdma_rails), the
+      RDMA links' states first.
   returned: in diff mode (C(--diff))
   type: dict
   contains:
@@ -418,13 +429,28 @@ rdma:
     changed:
       description: Whether the link changed.
       type: bool
+rdma_rails:
+  description: The results of the RDMA links of O(rdma_rails) (rails 2, 3, ...), in the same order.
+  returned: when O(rdma_rails) is set (not empty)
+  type: list
+  elements: dict
+  contains:
+    rdma_device:
+      description: The RDMA device bound to the rail's interface.
+      type: str
+    observed:
+      description: The link's observed state (see M(nvmeofctl.fabric.rdma_link)).
+      type: dict
+    changed:
+      description: Whether the link changed.
+      type: bool
 """
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.rdma import (
-    ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, merge_into, reconcile as rdma_reconcile, with_defaults,
+    ARGUMENT_SPEC as RDMA_ARGUMENT_SPEC, reconcile_links,
 )
 from ansible_collections.nvmeofctl.fabric.plugins.module_utils.nvmet import (
     CONFIGFS_ROOT, LIB_DIR, STATE_DIR, SYS_MODULE_DIR, UNIT_DIR,
@@ -486,6 +512,7 @@ ARGUMENT_SPEC = dict(
     backing_prefixes=dict(type="list", elements="str", default=list(DEFAULT_BACKING_PREFIXES)),
     persist=dict(type="bool", default=True),
     rdma=dict(type="dict", options=dict(RDMA_ARGUMENT_SPEC)),
+    rdma_rails=dict(type="list", elements="dict", options=dict(RDMA_ARGUMENT_SPEC)),
     allow_disruptive=dict(type="bool", default=False),
     configfs_root=dict(type="path", default=CONFIGFS_ROOT),
     state_dir=dict(type="path", default=STATE_DIR),
@@ -700,9 +727,10 @@ def main():
             persist.require_texts(module.params["host_files"], ("nvmet_unit",), "nvmet_target")
         except ValueError as e:
             module.fail_json(msg="nvmet_target: %s" % e)
-    if module.params.get("rdma"):  # the RDMA link first (ports/connections need it), same run
-        merge_into(module, rdma_reconcile(module, with_defaults(module.params["rdma"]), module.check_mode,
-                                          module.params["host_files"]))
+    if module.params.get("rdma") or module.params.get("rdma_rails"):  # the RDMA links first (ports/connections
+        # need them), same run: rail 1 (rdma), then rails 2..N (rdma_rails)
+        reconcile_links(module, module.params.get("rdma"), module.params.get("rdma_rails"), module.check_mode,
+                        module.params["host_files"])
     run(module)
 
 

@@ -11,18 +11,23 @@ module: rdma_link
 version_added: 0.1.0
 short_description: Set up one RoCE v2 fabric interface (MTU, Soft-RoCE device, rdma_cm defaults) and its boot persistence
 description:
-  - One call per host sets the netdev MTU, creates a Soft-RoCE (rxe) device on the interface
+  - One call per fabric interface sets the netdev MTU, creates a Soft-RoCE (rxe) device on the interface
     when asked and none is bound, or checks that the RDMA device bound to it is the expected one,
     and sets the rdma_cm default RoCE mode (v2) and TOS through configfs.
   - Writes an idempotent restore script and the C(nvmeofctl-rdma.service) unit (ordered before
     C(nvmeofctl-nvmet.service) and C(nvmeofctl-connect.service)) so it all survives a reboot.
   - Check mode predicts C(changed) and RV(changes) (and RV(diff) in diff mode) without writing
     anything.
-  - One fabric interface per host (one unit); if rdma_cm's configfs is not exposed by the
-    kernel the mode/TOS are reported as C(not exposed) and the module does not fail.
+  - One fabric interface per call. A host with several (one per RoCE port, "rails") calls it once
+    per interface with a different O(rail) each; rail 2 and up write boot files and a unit named
+    after the interface, so each rail is restored at boot on its own.
+  - If rdma_cm's configfs is not exposed by the kernel the mode/TOS are reported as
+    C(not exposed) and the module does not fail.
   - The same options are the O(nvmeofctl.fabric.nvmet_target#module:rdma) and
     O(nvmeofctl.fabric.nvme_host#module:rdma) options of the role modules, which reconcile the
-    link in their own module run.
+    link in their own module run, and the elements of their
+    O(nvmeofctl.fabric.nvmet_target#module:rdma_rails) and
+    O(nvmeofctl.fabric.nvme_host#module:rdma_rails) (rails 2 and up).
 extends_documentation_fragment:
   - nvmeofctl.fabric.rdma.link
   - nvmeofctl.fabric.host_files
@@ -36,6 +41,13 @@ EXAMPLES = r"""
     interface: eth1
     mtu: 9000
     soft_roce: true
+    roce_tos: 106
+
+- name: The host's second fabric interface (its own nvmeofctl-rdma-ens1f1.service)
+  nvmeofctl.fabric.rdma_link:
+    interface: ens1f1
+    rail: 2
+    mtu: 9000
     roce_tos: 106
 """
 

@@ -24,7 +24,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                              "templates")
 
-# host_files key -> template file
+# host_files key -> template file (a key ``base@suffix``, an RDMA rail 2..N's ``rdma_script@<interface>``
+# or ``rdma_unit@<interface>``, is rendered from the template of ``base``)
 TEMPLATES = {
     "rdma_script": "nvmeofctl-rdma.sh.j2",
     "rdma_unit": "nvmeofctl-rdma.service.j2",
@@ -62,8 +63,9 @@ def environment():
 
 
 def render(key, variables):
-    """The text of the host file ``key`` (a key of ``TEMPLATES``) for ``variables``."""
-    return environment().get_template(TEMPLATES[key]).render(**variables)
+    """The text of the host file ``key`` (a key of ``TEMPLATES``, or ``base@suffix`` for the template
+    of ``base``) for ``variables``."""
+    return environment().get_template(TEMPLATES[key.partition("@")[0]]).render(**variables)
 
 
 def render_all(wanted):

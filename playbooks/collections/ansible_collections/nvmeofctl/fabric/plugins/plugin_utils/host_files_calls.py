@@ -32,13 +32,17 @@ def _on(args, name):
 
 def wanted(module_name, args, python):
     """``{host_files key: template variables}`` for a call of ``module_name`` (nvmet_target,
-    nvme_host, rdma_link) with ``args``. Raises ValueError when the RDMA options are invalid (the
-    module then reports them itself)."""
+    nvme_host, rdma_link) with ``args``: with the role modules' ``rdma_rails``, each rail's own
+    keys (``rdma_script@<interface>``, ``rdma_unit@<interface>``). Raises ValueError when the RDMA
+    options are invalid (the module then reports them itself)."""
     out = {}
-    link = args if module_name == "rdma_link" else (args.get("rdma") or {})
-    if link and _on(link, "persist"):
-        out.update(rdma.template_vars(rdma.normalize(link), _path(link, "lib_dir", rdma.LIB_DIR),
-                                      _path(link, "configfs_root", rdma.CONFIGFS_ROOT)))
+    links = [args] if module_name == "rdma_link" else [args.get("rdma") or {}]
+    if module_name != "rdma_link":  # rails 2..N: element i is rail i + 2, whatever it says
+        links += [dict(link or {}, rail=i + 2) for i, link in enumerate(args.get("rdma_rails") or [])]
+    for link in links:
+        if link and _on(link, "persist"):
+            out.update(rdma.template_vars(rdma.normalize(link), _path(link, "lib_dir", rdma.LIB_DIR),
+                                          _path(link, "configfs_root", rdma.CONFIGFS_ROOT)))
     if module_name == "nvmet_target" and _on(args, "persist"):
         out.update(nvmet.template_vars(python, _path(args, "state_dir", nvmet.STATE_DIR),
                                        _path(args, "lib_dir", nvmet.LIB_DIR)))
