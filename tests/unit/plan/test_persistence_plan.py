@@ -82,3 +82,28 @@ def test_files_written_as_the_module_writes_them_plan_nothing_and_drift_is_seen(
     assert [(c["action"], c["object"]) for c in got] == [
         ("update", f"file {unit}"), ("update", "systemd nvmeofctl-connect.service")]
     assert got == nh.file_changes(want, prog, texts, *dirs, True)  # the module's own view agrees
+
+
+def test_a_second_rail_has_its_own_boot_files_read_and_planned():
+    """A host with two rails (the two-rail lab's spec, tests/fixtures/plan/lab-rails/): plan reads
+    rail 2's boot script, device file and unit beside rail 1's, and on a host holding none of
+    them (rail 2's rdma dump from the real read) plans to write them."""
+    spec = load_spec(FIXTURES / "plan" / "lab-rails" / "cluster.yaml")
+    host = spec.host("gpu1")
+    paths, _sections = persistence.read_sections(spec, host)
+    for path in ("/usr/local/lib/nvmeofctl/rdma-restore.sh", "/usr/local/lib/nvmeofctl/rdma-restore-eth2.sh",
+                 "/usr/local/lib/nvmeofctl/rdma-device-eth2", "/etc/systemd/system/nvmeofctl-rdma-eth2.service"):
+        assert path in paths, paths
+    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+
+    sections = split_sections((FIXTURES / "plan" / "lab-rails" / "gpu1.txt").read_text())
+    observed = HostState("gpu1", "gpu_node", "eth1", True, preflight=parse_kv(sections["preflight"]),
+                         sections=sections).observed()
+    observed["files"] = _empty_host(paths)
+    hp = plan_host(spec, host, observed)
+    assert hp.error == ""
+    rail2 = [(c.action, c.object) for c in hp.changes if "eth2" in c.object]
+    assert rail2 == [("create", "file /usr/local/lib/nvmeofctl/rdma-restore-eth2.sh"),
+                     ("create", "file /usr/local/lib/nvmeofctl/rdma-device-eth2"),
+                     ("create", "file /etc/systemd/system/nvmeofctl-rdma-eth2.service"),
+                     ("update", "systemd nvmeofctl-rdma-eth2.service")]
