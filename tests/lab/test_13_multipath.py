@@ -80,8 +80,8 @@ def mp_lab(state_dir):
         pytest.skip("NVMEOFCTL_SKIP_LAB=1")
     nvmeofctl("lab", "down", "--name", LAB, "--no-save", timeout=300)  # the main lab, if it runs
     fresh = [] if os.environ.get("NVMEOFCTL_TEST_REUSE") == "1" else ["--fresh"]
-    code, status, _err = nvmeofctl_json("lab", "status", "--name", MP_LAB)
-    if code == 0 and status.get("rails") != 2 and status.get("vms"):  # made by an older suite: another shape
+    _code, status, _err = nvmeofctl_json("lab", "status", "--name", MP_LAB)  # {} when there is none
+    if status.get("vms") and status.get("rails") != 2:  # made by an older suite: another shape
         nvmeofctl("lab", "destroy", "--name", MP_LAB, "--yes", timeout=300)
     proc = nvmeofctl("lab", "up", "--name", MP_LAB, "--targets", "2", "--gpu-nodes", "1", "--shared-disk",
                      "--rails", "2", *fresh, "--output", "json", timeout=1800)
