@@ -655,6 +655,10 @@ def _check_hosts(
             if first_if != at:
                 issues.append(((*at, "interface"), f"interface {fab.interface} is already rail "
                                                    f"{list(interfaces).index(fab.interface) + 1} ({_path(first_if)})"))
+            if r > 1 and "@" in fab.interface:  # rdma_link names rail 2+'s boot unit after it
+                issues.append(((*at, "interface"), f"interface {fab.interface}: a rail after the first names its "
+                                                   "boot unit after its interface, and systemd reads '@' in a unit "
+                                                   "name as a template instance"))
             for k, ip in enumerate(fab.ips):
                 dup("ip", ip, (*at, "ips", k), f"fabric IP {ip}")
             if (fabric is not None and fabric.transport == "rdma" and not fabric.soft_roce

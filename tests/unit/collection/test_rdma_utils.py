@@ -182,7 +182,7 @@ def test_boot_names_rail_1_unchanged_rail_n_named_after_the_interface():
                                             "nvmeofctl-rdma-ens1f1.service")
     assert rdma.host_files_keys(1, "eth1") == ("rdma_script", "rdma_unit")
     assert rdma.host_files_keys(2, "eth2") == ("rdma_script@eth2", "rdma_unit@eth2")
-    for rail, interface in ((0, "eth1"), (2, None), (2, ""), (2, "../etc"), (2, "-rf")):
+    for rail, interface in ((0, "eth1"), (2, None), (2, ""), (2, "../etc"), (2, "-rf"), (2, "eth2@1")):
         with pytest.raises(ValueError, match="rail"):
             rdma.boot_names(rail, interface)
     assert "boot_names" in rdma.__all__ and "host_files_keys" in rdma.__all__

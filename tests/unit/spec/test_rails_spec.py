@@ -109,6 +109,9 @@ def test_tcp_fabric_sets_up_no_rdma_on_any_rail(tmp_path):
     ("      - {interface: eth2, ips: [10.9.1.11]}", "      - {interface: 'eth2;reboot', ips: [10.9.1.11]}", 9,
      "hosts[0].rails[0].interface: not a valid network interface name (1-15 of letters, digits, '.', '_', '@', "
      "'-'; no '/', ':' or spaces)"),
+    ("      - {interface: eth2, ips: [10.9.1.11]}", "      - {interface: eth2@1, ips: [10.9.1.11]}", 9,
+     "hosts[0].rails[0].interface: interface eth2@1: a rail after the first names its boot unit after its "
+     "interface, and systemd reads '@' in a unit name as a template instance"),
 ])
 def test_bad_rails_name_file_line_and_field(tmp_path, old, new, line, message):
     assert old in SPEC

@@ -156,6 +156,9 @@ def _rail_of(rail, interface):
     if rail > 1 and (not _IFNAME_RE.fullmatch(interface or "") or interface.startswith("-")):
         raise ValueError("rail %d: its boot files are named after its interface, a network interface "
                          "name (at most 15 characters), got %r" % (rail, interface))
+    if rail > 1 and "@" in interface:  # systemd reads unit@x.service as an instance of unit@.service
+        raise ValueError("rail %d: its boot unit is named after its interface, and systemd reads '@' in a "
+                         "unit name as a template instance: rename %s (ip link set ... name ...)" % (rail, interface))
     return rail
 
 
