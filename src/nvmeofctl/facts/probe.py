@@ -36,7 +36,7 @@ STATE_DIR = "/etc/nvmeofctl"  # nvmeofctl's state on the host, as facts/hoststat
 
 _SCRIPT = r"""
 # nvmeofctl health probe (read-only). Usage: bash -s -- "IFACE [IFACE...]" WINDOW_SECONDS
-# (the fabric interfaces, rail 1 first: every one gets a netif section; counters and QoS rail 1's)
+# (the fabric interfaces, rail 1 first: each gets its netif, QoS and ethtool counter sections)
 IFLIST="${1:-}"; IF="${IFLIST%% *}"; WIN="${2:-3}"
 export LC_ALL=C PATH="$PATH:/usr/sbin:/sbin:/opt/mellanox/iproute2/sbin"
 sec() { printf '\n### %s\n' "$*"; }
@@ -65,7 +65,7 @@ sample() { # counters; $1 = t0|t1
     done
   done
   if have rdma; then sec rdma_stat "$1"; tmo rdma -j statistic show 2>/dev/null; fi
-  if [ -n "$IF" ] && have ethtool; then sec ethtool_S "$IF" "$1"; tmo ethtool -S "$IF" 2>&1; fi
+  if have ethtool; then for RIF in $IFLIST; do sec ethtool_S "$RIF" "$1"; tmo ethtool -S "$RIF" 2>&1; done; fi
 }
 T0=$(date +%s)
 sec meta
@@ -114,11 +114,8 @@ for RIF in $IFLIST; do
   kv "$N" mtu operstate speed
   drv=$(readlink "$N/device/driver" 2>/dev/null); echo "driver=${drv##*/}"
   kv "$N/qos" trust
-done
-if [ -n "$IF" ]; then
-  N=/sys/class/net/$IF
   if [ -d "$N/ecn" ]; then
-    sec ecn "$IF"
+    sec ecn "$RIF"
     for k in roce_np roce_rp; do
       for f in "$N/ecn/$k/enable"/*; do
         [ -f "$f" ] || continue
@@ -126,9 +123,9 @@ if [ -n "$IF" ]; then
       done
     done
   fi
-  if have mlnx_qos; then sec mlnx_qos "$IF"; tmo mlnx_qos -i "$IF" 2>&1; fi
-  if have ethtool; then sec ethtool_a "$IF"; tmo ethtool -a "$IF" 2>&1; fi
-fi
+  if have mlnx_qos; then sec mlnx_qos "$RIF"; tmo mlnx_qos -i "$RIF" 2>&1; fi
+  if have ethtool; then sec ethtool_a "$RIF"; tmo ethtool -a "$RIF" 2>&1; fi
+done
 __MODULE_DUMPS__
 if have nvidia-smi; then
   sec nvidia_smi_L; tmo nvidia-smi -L 2>&1
@@ -208,9 +205,14 @@ class HostFacts:
     interface: str | None = None
     netif: net_p.NetIf | None = None  # the (rail 1) fabric interface's
     netifs: dict[str, net_p.NetIf] = field(default_factory=dict)  # every rail's, by name
-    ecn: dict[str, dict[int, bool]] | None = None
+    ecn: dict[str, dict[int, bool]] | None = None  # ecn, mlnx_qos, pause, ethtool: rail 1's
     mlnx_qos: net_p.MlnxQos | None = None
     pause: net_p.PauseParams | None = None
+    # every rail's QoS and ethtool counters, by interface (health checks each rail on its own)
+    ecns: dict[str, dict[str, dict[int, bool]]] = field(default_factory=dict)
+    mlnx_qoss: dict[str, net_p.MlnxQos] = field(default_factory=dict)
+    pauses: dict[str, net_p.PauseParams] = field(default_factory=dict)
+    ethtools: dict[str, CounterWindow] = field(default_factory=dict)
     window_s: float | None = None
     hw_counters: dict[tuple[str, int], CounterWindow] = field(default_factory=dict)
     rdma_stat: dict[tuple[str, int], CounterWindow] = field(default_factory=dict)
@@ -290,7 +292,7 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
     """Turn the probe's stdout into facts; unknown sections are ignored."""
     f = HostFacts(host=host)
     ts: dict[str, float] = {}
-    ethtool_samples: dict[str, dict[str, int]] = {}
+    ethtool_samples: dict[str, dict[str, dict[str, int]]] = {}  # interface -> t0|t1 -> counters
     ibv: dict[tuple[str, int], rdma_p.IbvPort] = {}
     nvidia_pci: dict[int, str] = {}
     gpu_numa: dict[str, int | None] = {}
@@ -348,20 +350,21 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
         elif n == "netif" and s.args:
             f.netifs[s.args[0]] = net_p.parse_netif(s.args[0], body)
         elif n == "ecn":
-            f.ecn = net_p.parse_ecn(body)
+            f.ecns[s.args[0] if s.args else ""] = net_p.parse_ecn(body)
         elif n == "mlnx_qos":
             q = net_p.parse_mlnx_qos(body)
-            f.mlnx_qos = q if (q.trust or q.pfc_enabled is not None) else None
+            if q.trust or q.pfc_enabled is not None:
+                f.mlnx_qoss[s.args[0] if s.args else ""] = q
         elif n == "ethtool_a":
-            f.pause = net_p.parse_ethtool_pause(body)
+            f.pauses[s.args[0] if s.args else ""] = net_p.parse_ethtool_pause(body)
         elif n == "hw_counters" and len(s.args) >= 3 and (key := _port_key(s)):
             win = f.hw_counters.setdefault(key, CounterWindow())
             setattr(win, s.args[2], rdma_p.parse_counters(body)) if s.args[2] in ("t0", "t1") else None
         elif n == "rdma_stat" and s.args and s.args[0] in ("t0", "t1"):
             for key, vals in rdma_p.parse_rdma_statistic(body).items():
                 setattr(f.rdma_stat.setdefault(key, CounterWindow()), s.args[0], vals)
-        elif n == "ethtool_S" and len(s.args) >= 2:
-            ethtool_samples[s.args[1]] = net_p.parse_ethtool_stats(body)
+        elif n == "ethtool_S" and len(s.args) >= 2 and s.args[1] in ("t0", "t1"):
+            ethtool_samples.setdefault(s.args[0], {})[s.args[1]] = net_p.parse_ethtool_stats(body)
         elif n == "nvme_host":
             f.nvme_host = _parse(lambda: _mu("nvme_host").parse_dump(body, state_dir=STATE_DIR))
         elif n == "nvmet_configfs":
@@ -394,8 +397,12 @@ def parse_probe_output(host: str, text: str) -> HostFacts:
         g.bus_id = nvidia_pci.get(g.index)
         if g.bus_id:
             g.numa_node = gpu_numa.get(g.bus_id)
-    if "t0" in ethtool_samples or "t1" in ethtool_samples:
-        f.ethtool = CounterWindow(ethtool_samples.get("t0", {}), ethtool_samples.get("t1", {}))
+    for name, samples in ethtool_samples.items():
+        f.ethtools[name] = CounterWindow(samples.get("t0", {}), samples.get("t1", {}))
+    # rail 1's (the meta's interface; a section without one is rail 1's too)
+    rail1 = f.interface or ""
+    for per, attr in ((f.ecns, "ecn"), (f.mlnx_qoss, "mlnx_qos"), (f.pauses, "pause"), (f.ethtools, "ethtool")):
+        setattr(f, attr, per.get(rail1, per.get("")))
     if "t0" in ts and "t1" in ts:
         f.window_s = round(ts["t1"] - ts["t0"], 3)
     return f

@@ -22,14 +22,22 @@ RAIL_CHECKS: list[HostCheck] = [
     checks_rdma.check_gid,
     checks_rdma.check_mtu,
     checks_rdma.check_rdma_cm,
+    checks_qos.check_qos,
+    checks_counters.check_counters,
 ]
 
 
+# what a rail's link being down (cable, switch port, `ip link set down`) fails: with another rail
+# up these are "degraded". A wrong MTU, a missing RDMA device or rdma_cm mode stay failures:
+# configuration to fix, not a link to wait for.
+LINK_DOWN_CHECKS = frozenset({"fabric_interface", "fabric_ip", "rdma_port", "roce_v2_gid"})
+
+
 def rail_checks(facts: HostFacts, exp: Expectations) -> list[Finding]:
-    """RAIL_CHECKS on every rail of the host. With several rails, a rail that fails while another
-    rail passes all its checks is degraded, not down: its failures become warnings that name the
-    rails still carrying the fabric (the GPU nodes' paths on those rails keep the I/O going; the
-    nvme_paths check says which)."""
+    """RAIL_CHECKS on every rail of the host. With several rails, a rail whose link is down while
+    another rail passes all its checks is degraded, not down: its link failures (LINK_DOWN_CHECKS)
+    become warnings that name the rails still carrying the fabric (the GPU nodes' paths on those
+    rails keep the I/O going; the nvme_paths check says which)."""
     h = exp.hosts[facts.host]
     rails = h.rails or ()
     if len(rails) < 2:
@@ -37,13 +45,15 @@ def rail_checks(facts: HostFacts, exp: Expectations) -> list[Finding]:
     per_rail: list[tuple[int, str, list[Finding]]] = []
     for rail in rails:
         on_rail = replace(exp, hosts={**exp.hosts, facts.host: h.on_rail(rail)})
-        rail_facts = replace(facts, interface=rail.interface, netif=facts.netifs.get(rail.interface))
+        i = rail.interface
+        rail_facts = replace(facts, interface=i, netif=facts.netifs.get(i), ecn=facts.ecns.get(i),
+                             mlnx_qos=facts.mlnx_qoss.get(i), pause=facts.pauses.get(i), ethtool=facts.ethtools.get(i))
         per_rail.append((rail.rail, rail.interface, [f for check in RAIL_CHECKS for f in check(rail_facts, on_rail)]))
     good = [f"rail {n} ({iface})" for n, iface, found in per_rail if all(f.status != Status.fail for f in found)]
     out: list[Finding] = []
     for n, iface, found in per_rail:
         for f in found:
-            if f.status == Status.fail and good:
+            if f.status == Status.fail and good and f.check in LINK_DOWN_CHECKS:
                 f = replace(f, status=Status.warn,
                             observed=f"{f.observed} (rail {n} of {len(per_rail)}, {iface}: degraded; "
                                      f"{', '.join(good)} up)")
@@ -54,8 +64,6 @@ def rail_checks(facts: HostFacts, exp: Expectations) -> list[Finding]:
 HOST_CHECKS: list[HostCheck] = [
     checks_rdma.check_modules,
     rail_checks,
-    checks_qos.check_qos,
-    checks_counters.check_counters,
     checks_nvme.check_nvme_host,
     checks_nvme.check_nvmet,
     checks_gpu.check_gpus,

@@ -11,8 +11,8 @@ from nvmeofctl.health import checks_qos as cq
 from nvmeofctl.health.common import SOFT_ROCE_NA, TCP_NA
 from nvmeofctl.health.model import Status
 
-from healthfx import (REAL_NIC_IF, drop_section, edit, edit_section, facts, lab, read, real_nic, real_nic_gpu1,
-                      section, set_section)
+from healthfx import (REAL_NIC_IF, add_section, drop_section, edit, edit_section, facts, lab, read, real_nic,
+                      real_nic_gpu1, section, set_section)
 
 OK, WARN, FAIL, NA = Status.ok, Status.warn, Status.fail, Status.na
 IF = REAL_NIC_IF
@@ -309,3 +309,29 @@ def test_counters_absent_real_capture_without_rdma_device(lab_exp):
 def test_counters_on_a_tcp_fabric(gpu1_facts, make_exp):
     fs = cc.check_counters(gpu1_facts, make_exp(lambda d: d["fabric"].update(transport="tcp")))
     assert [f.observed for f in fs[2:]] == [TCP_NA] * 5
+
+
+def test_each_rail_gets_its_own_qos_judgement(make_exp):
+    """Two rails on the real ConnectX node: rail 1 (eth01) as captured, rail 2 (eth02) given the
+    sections a real host with trust pcp printed (real/mlnx_qos_ens14f0_trust_pcp_pfc3.txt; ecn and
+    pause as rail 1's). Rail 2's wrong trust is judged on rail 2 and stays a failure: QoS is
+    configuration, never softened as a degraded link."""
+    from nvmeofctl.health.checks import rail_checks
+
+    def two_rails(d):
+        real_nic(d)
+        next(h for h in d["hosts"] if h["name"] == "gpu1")["rails"] = [
+            {"interface": "eth02", "ips": ["10.108.165.36"], "rdma_device": "mlx5_0"}]
+
+    text = real_nic_gpu1()
+    for header, body in ((f"ecn {IF}", section(text, f"ecn {IF}")),
+                         (f"mlnx_qos {IF}", read("real/mlnx_qos_ens14f0_trust_pcp_pfc3.txt")),
+                         (f"ethtool_a {IF}", section(text, f"ethtool_a {IF}"))):
+        text = add_section(text, header.replace(IF, "eth02"), body, before="rdma")
+    f = facts("gpu1", text)
+    assert sorted(f.mlnx_qoss) == [IF, "eth02"] and f.mlnx_qos is f.mlnx_qoss[IF]
+    found = rail_checks(f, make_exp(two_rails))
+    trust = [(x.device, x.status, x.observed) for x in found if x.check == "dscp_trust"]
+    assert trust == [(IF, OK, "dscp"), ("eth02", FAIL, "pcp")]
+    assert next(x for x in found if x.check == "dscp_trust" and x.device == "eth02").remedy == \
+        "mlnx_qos -i eth02 --trust dscp"

@@ -131,3 +131,16 @@ def test_the_converged_two_rail_lab_plans_nothing(spec):
                             for name, obs in observed(spec).items()})
     assert [(h.host, h.error, [c.object for c in h.changes]) for h in plan.hosts] == [
         ("tgt1", "", []), ("tgt2", "", []), ("gpu1", "", [])]
+
+
+def test_a_wrong_mtu_on_one_rail_stays_a_failure(spec):
+    """Configuration is not a link state: rail 2's MTU off the spec fails even though rail 1 is fine."""
+    from nvmeofctl.health import checks
+
+    text = (PROBE / "tgt1.txt").read_text()
+    marker = "### netif eth2\nexists=1\nmtu=1500\n"
+    assert text.count(marker) == 1
+    facts = parse_probe_output("tgt1", text.replace(marker, marker.replace("mtu=1500", "mtu=1400")))
+    found = checks.rail_checks(facts, expectations_from_spec(spec))
+    assert [(f.check, f.device, f.status.value, f.observed) for f in found if f.status != Status.ok
+            and f.status != Status.na] == [("mtu", "eth2", "fail", "1400")]
