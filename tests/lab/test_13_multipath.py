@@ -20,7 +20,8 @@ and checked shortly after it is written) runs on gpu1 through the whole scenario
 5. rails (the issue's scenario 1: two rails, one target): the spec gains rail 2 on every host and
    a subsystem only tgt1 serves; gpu1 gets a path to it on each rail. A second checksummed fio
    runs on it while tgt1's rail 1 is down: I/O continues on rail 2 with no error, health says
-   degraded (exit 10) naming the path; link back up, every path live again, health exit 0.
+   degraded (exit 10) naming the path; link back up, every path live again, health exit 0;
+   rail 2 dropped from the spec again: its ports, paths and boot units go.
 
 The lab's VMs are the main lab's (`test`) image with another layout; the main lab is stopped
 first (two labs at once overload a 2-core machine).
@@ -285,6 +286,21 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
 
     print(f"rails scenario: {rails}")
     assert rails["error"] == 0 and rails["verified_mib"] > 0, rails
+
+    # ---- rail 2 dropped from the spec again (and railed with it: --allow-disruptive, fio has
+    # stopped): its ports and paths go, and so do its boot units; health is ok on one rail
+    proc = nvmeofctl("apply", "-f", str(moved), "--allow-disruptive")
+    assert proc.returncode == 0, f"apply:\n{proc.stdout}\n{proc.stderr}"
+    for vm in (tgt1, gpu):
+        left = vm.run("ls /etc/systemd/system /etc/systemd/system/multi-user.target.wants /usr/local/lib/nvmeofctl")
+        assert "eth2" not in left and "nvmeofctl-rdma.service" in left, (vm.name, left)
+    assert sorted(gpu.run("cat /sys/class/nvme/nvme*/address").split()) == [
+        "traddr=192.168.100.11,trsvcid=4421", "traddr=192.168.100.12,trsvcid=4421"]
+    code, plan, _err = nvmeofctl_json("plan", "-f", str(moved))
+    assert plan["changes"] == 0, plan
+    code, health, _err = nvmeofctl_json("health", "-f", str(moved), "--window", "0")
+    paths = [f for f in health["findings"] if f["check"] == "nvme_paths"]
+    assert code == 0 and [f["status"] for f in paths] == ["ok"], paths
 
 
 def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:

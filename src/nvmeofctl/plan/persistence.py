@@ -59,6 +59,16 @@ def rdma_changes(rdma_opts: dict, device: str | None, fs) -> list[dict]:
     return changes
 
 
+def stale_rail_changes(listing: str, keep: list[str]) -> list[dict]:
+    """Removal of the boot files of rails 2..N the host has (``listing``: the read's
+    ``rdma-units`` section, rdma.rail_units_command) but the spec no longer gives (``keep``: the
+    interfaces of its rails 2..N), as the role modules remove them."""
+    rdma = load_module_utils("rdma")
+    _state, lib, unit = _dirs()
+    interfaces, fs = rdma.rail_files_view(listing, unit, lib)
+    return rdma.stale_rail_removal(interfaces, keep, lib, unit, fs)
+
+
 def nvmet_changes(want: dict, observed: dict, raw: list[dict], managed: dict, fs,
                   persist_on: bool = True) -> list[dict]:
     """nvmet-managed.json after the diff's ``raw`` changes, then nvmet.json, the boot program and
@@ -113,6 +123,9 @@ def read_sections(spec, host) -> tuple[list[str], list[tuple[str, str]]]:
     want = _desired(spec, host)
     paths = _paths_asked(spec, host, want)
     sections = [("persist", load_module_utils("persist").state_command(paths))]
+    if desired_mod.rdma_args(spec, host):  # the boot units of rails (a rail dropped from the spec: stale)
+        _state, lib, unit = _dirs()
+        sections.append(("rdma-units", load_module_utils("rdma").rail_units_command(lib, unit)))
     if host.role == "target":
         nvmet = load_module_utils("nvmet")
         managed = os.path.join(nvmet.STATE_DIR, nvmet.MANAGED_NAME)
@@ -121,11 +134,14 @@ def read_sections(spec, host) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def observed_files(sections: dict[str, str], paths: list[str]) -> dict[str, Any]:
-    """The ``files`` (persist.DumpedFiles) and ``nvmet_files`` (probe_files shape) entries of a
-    host's observed state, from its read's sections; {} where they were not read."""
+    """The ``files`` (persist.DumpedFiles), ``rdma_units`` (the rails' boot files listed) and
+    ``nvmet_files`` (probe_files shape) entries of a host's observed state, from its read's
+    sections; {} where they were not read."""
     out: dict[str, Any] = {}
     if "persist" in sections:
         out["files"] = load_module_utils("persist").parse_state(sections["persist"], paths)
+    if "rdma-units" in sections:
+        out["rdma_units"] = sections["rdma-units"]
     if "nvmet-files" in sections:
         out["nvmet_files"] = load_module_utils("nvmet").parse_files(sections["nvmet-files"])
     return out

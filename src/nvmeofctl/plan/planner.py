@@ -109,6 +109,9 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str,
                 if fs is not None:
                     changes = changes + persistence.rdma_changes(opts, device, fs)
                 hp.changes += _changes(host.name, "rdma", changes)
+        if rdma_opts and "rdma_units" in observed:  # a rail the spec dropped: its boot files go
+            keep = [opts["interface"] for opts in rails]
+            hp.changes += _changes(host.name, "rdma", persistence.stale_rail_changes(observed["rdma_units"], keep))
         if host.role == "target":
             nvmet = load_module_utils("nvmet")
             opts = args["nvmet"] if "nvmet" in args else desired_mod.nvmet_args(spec, host, in_run)

@@ -371,6 +371,36 @@ def test_role_module_removes_only_the_dropped_persistence_of_rail_2(role_node, m
 
 
 @pytest.mark.parametrize("name", ["nvmet_target", "nvme_host"])
+def test_a_rail_dropped_from_rdma_rails_leaves_no_boot_unit(role_node, monkeypatch, capsys, name):
+    """Two rails deployed, then the module runs with rail 1 only (the spec dropped rail 2): rail 2's
+    unit is disabled and its files go (predicted so in check mode); the live link stays; a second
+    run changes nothing."""
+    n = role_node
+    mod, p = _role(name, n)
+    run_module(mod, monkeypatch, capsys, p)
+    one = dict(p)
+    del one["rdma_rails"]
+    pred = run_module(mod, monkeypatch, capsys, one, check=True)[0]
+    res = run_module(mod, monkeypatch, capsys, one)[0]
+    gone = [("disable", "systemd nvmeofctl-rdma-eth2.service"),
+            ("remove", "file %s" % (n.lib / "rdma-restore-eth2.sh")),
+            ("remove", "file %s" % (n.lib / "rdma-device-eth2")),
+            ("remove", "file %s" % (n.unit / "nvmeofctl-rdma-eth2.service"))]
+    assert [(c["action"], c["object"]) for c in _links(pred["changes"])] == gone
+    assert [(c["action"], c["object"]) for c in _links(res["changes"])] == gone
+    assert {c["reason"] for c in _links(res["changes"])} == {"rail eth2 is no longer in rdma_rails"}
+    assert sorted(os.listdir(n.lib)) == ["rdma-device", "rdma-restore.sh"]
+    assert sorted(os.listdir(n.unit / "multi-user.target.wants")) == ["nvmeofctl-rdma.service"]
+    assert "rxe_eth2" in os.listdir(n.sys / "class" / "infiniband")  # the live link stays
+    assert run_module(mod, monkeypatch, capsys, one)[0]["changed"] is False
+    # without `rdma` the module leaves every RDMA link and boot file alone (a TCP fabric)
+    run_module(mod, monkeypatch, capsys, p)
+    tcp = {k: v for k, v in p.items() if k not in ("rdma", "rdma_rails")}
+    assert run_module(mod, monkeypatch, capsys, tcp)[0]["changed"] is False
+    assert "nvmeofctl-rdma-eth2.service" in os.listdir(n.unit)
+
+
+@pytest.mark.parametrize("name", ["nvmet_target", "nvme_host"])
 def test_role_module_refuses_two_rails_on_one_interface_before_any_change(role_node, monkeypatch, capsys, name):
     n = role_node
     mod, p = _role(name, n)

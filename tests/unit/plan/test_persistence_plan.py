@@ -43,7 +43,8 @@ def test_the_paths_read_cover_every_question_the_plan_asks(spec, name):
     # the RDMA link's boot script is read too (planned when the rdma dump is there: lab test)
     assert "/usr/local/lib/nvmeofctl/rdma-restore.sh" in paths, paths
     assert "/usr/local/lib/nvmeofctl/rdma-device" in paths, paths  # the device the script re-creates
-    assert [s for s, _ in sections] == (["persist", "nvmet-files"] if host.role == "target" else ["persist"])
+    assert [s for s, _ in sections] == (["persist", "rdma-units", "nvmet-files"] if host.role == "target"
+                                        else ["persist", "rdma-units"])
     # a path the dump did not cover is a plan error, never a silent "no change"
     short = plan_host(spec, host, {"files": _empty_host(paths[1:])})
     assert paths[0] in short.error and not short.converged

@@ -29,7 +29,7 @@ from .rdma_observe import (
 )
 from .rdma_plan import (
     boot_names, choose_device, host_files_keys, normalize, persist_changes, persist_removal, persistence_files,
-    plan,
+    plan, rail_files, rail_files_view, rail_unit_interfaces, rail_units_command, stale_rail_removal,
 )
 from .rdma_observe import (  # re-exported: the one name space callers use
     DEVICE_FILE, ROCE_MODES, SCRIPT_NAME, ZERO_GID, _DEVNAME_RE, _IFNAME_RE, _PHYS_STATES, _PORT_STATES, _ls,
@@ -46,6 +46,7 @@ __all__ = [
     "_write", "boot_names", "choose_device", "devices_on", "dump_command", "gid_ipv4", "host_files_keys",
     "merge_into", "module_loaded", "normalize", "observe", "parse_dump", "parse_gid_table", "parse_link_show",
     "persist_changes", "persist_removal", "persistence_files", "plan", "plan_from_dump", "rail_params",
+    "rail_files", "rail_files_view", "rail_unit_interfaces", "rail_units_command", "stale_rail_removal",
     "read_gid_table", "read_links", "read_links_sysfs", "read_mtu", "read_rdma_cm", "reconcile",
     "reconcile_links", "template_vars", "with_defaults",
 ]
@@ -316,12 +317,34 @@ def reconcile_links(module, rdma_opts, rails_opts, check, texts):
         for _where, p in links:
             results.append(reconcile(module, p, check, texts, loaded if check else ()))
             loaded += [m for c in results[-1]["changes"] if c.get("kind") == "modules" for m in c["detail"].split()[2:]]
+        if rdma_opts:  # the host's links are managed here: a rail no longer given leaves no boot unit
+            _remove_stale_rails(module, links, results, check)
     finally:
         module.fail_json = orig_fail
     if rdma_opts:
         merge_into(module, results[0], results[1:])
     else:
         merge_into(module, None, results)
+
+
+def _remove_stale_rails(module, links, results, check):
+    """Disable and remove the boot files of rails 2..N the host has but ``links`` no longer
+    lists (a rail dropped from the spec); their changes go with the last link's result."""
+    p = links[0][1]
+    try:
+        present = rail_unit_interfaces(os.listdir(p["unit_dir"]))
+    except OSError:
+        present = []
+    changes = stale_rail_removal(present, [q["interface"] for _where, q in links[1:]], p["lib_dir"], p["unit_dir"])
+    if not changes:
+        return
+    if not check:
+        _done, failures = persist.apply(changes, persist.systemctl_for(module, p["unit_dir"]))
+        if failures:
+            module.fail_json(msg="rdma_link: %s" % "; ".join(failures), changed=True,
+                             changes=[public_change(c) for c in changes])
+    results[-1]["changes"] = list(results[-1]["changes"]) + [public_change(c) for c in changes]
+    results[-1]["changed"] = True
 
 
 def merge_into(module, rdma_result, rail_results=()):

@@ -9,6 +9,7 @@ Stdlib only.
 from __future__ import annotations
 
 import os
+import shlex
 
 from . import persist, validators
 from .change import change as _new_change
@@ -224,6 +225,63 @@ def persist_changes(desired, device, texts, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, 
     unit = boot_names(_rail(desired), desired["interface"])[2]
     return persist.plan([(path, content, mode, None) for path, content, mode in persistence_files(
         desired, device, texts, lib_dir, unit_dir)], unit_dir, unit, fs=fs)
+
+
+RAIL_UNIT_PREFIX, RAIL_UNIT_SUFFIX = "nvmeofctl-rdma-", ".service"
+
+
+def rail_units_command(lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
+    """Read-only shell printing the path of every boot file of rails 2..N on the host (units, their
+    wants links, scripts, device files), one a line: the planner's view of what
+    ``stale_rail_removal`` would remove (``rail_files_view``)."""
+    pattern = RAIL_UNIT_PREFIX + "*" + RAIL_UNIT_SUFFIX  # globs: the folders quoted, the patterns not
+    globs = [shlex.quote(unit_dir) + "/" + pattern, shlex.quote(os.path.join(unit_dir, persist.WANTS)) + "/" + pattern,
+             shlex.quote(lib_dir) + "/rdma-restore-*.sh", shlex.quote(lib_dir) + "/rdma-device-*"]
+    return 'for f in %s; do if [ -e "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done; true' % " ".join(globs)
+
+
+def rail_files(interface, lib_dir=LIB_DIR, unit_dir=UNIT_DIR):
+    """Every boot file of the rail (2..N) on ``interface``: script, device file, unit, wants link."""
+    script, device_file, unit = boot_names(2, interface)
+    return [os.path.join(lib_dir, script), os.path.join(lib_dir, device_file), os.path.join(unit_dir, unit),
+            persist.wants_path(unit_dir, unit)]
+
+
+def rail_files_view(listing, unit_dir=UNIT_DIR, lib_dir=LIB_DIR):
+    """(interfaces with a rail unit, a ``persist.DumpedFiles`` answering which of their boot files
+    exist) from ``rail_units_command``'s output."""
+    listed = [line.strip() for line in listing.splitlines() if line.strip()]
+    units = [os.path.basename(p) for p in listed if os.path.dirname(p) == unit_dir.rstrip("/")]
+    interfaces = rail_unit_interfaces(units)
+    paths = [f for i in interfaces for f in rail_files(i, lib_dir, unit_dir)]
+    return interfaces, persist.DumpedFiles(paths, {}, {}, [p for p in listed if p in paths])
+
+
+def rail_unit_interfaces(names):
+    """The interfaces of the rail boot units ``names`` (file names in the unit folder); names that
+    are not such a unit of a valid interface are left out."""
+    out = []
+    for name in names:
+        name = name.strip()
+        if name.startswith(RAIL_UNIT_PREFIX) and name.endswith(RAIL_UNIT_SUFFIX):
+            interface = name[len(RAIL_UNIT_PREFIX):-len(RAIL_UNIT_SUFFIX)]
+            if _IFNAME_RE.fullmatch(interface) and not interface.startswith("-") and "@" not in interface:
+                out.append(interface)
+    return sorted(set(out))
+
+
+def stale_rail_removal(present, keep, lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL):
+    """The boot files of rails no longer wanted: ``present``, the interfaces whose rail unit the
+    host has (``rail_unit_interfaces``); ``keep``, those of the rails 2..N the module is given.
+    Disables each stale unit and removes its script, device file and unit (those present); the live
+    link stays as it is."""
+    changes = []
+    for interface in sorted(set(present) - set(keep)):
+        script, device_file, unit = boot_names(2, interface)
+        changes += persist.plan_removal([os.path.join(lib_dir, script), os.path.join(lib_dir, device_file),
+                                         os.path.join(unit_dir, unit)], unit_dir, unit,
+                                        reason="rail %s is no longer in rdma_rails" % interface, fs=fs)
+    return changes
 
 
 def persist_removal(lib_dir=LIB_DIR, unit_dir=UNIT_DIR, fs=persist.LOCAL, rail=1, interface=None):
