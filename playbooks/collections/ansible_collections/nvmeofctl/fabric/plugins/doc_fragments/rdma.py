@@ -123,9 +123,10 @@ options:
         are returned in RV(rdma_rails).
       - Two rails (O(rdma) included) naming the same interface is an error, reported before
         anything changes.
-      - Unset (or empty) means no rail after the first. A rail dropped from the list keeps its live
-        link and its boot files (to remove the files, run it once more with
-        O(rdma_rails[].persist=false) first).
+      - Unset (or empty) means no rail after the first. The list is the host's whole set of rails
+        after the first: when O(rdma) is set, the boot unit and files of a rail the host has but the
+        list no longer names (C(nvmeofctl-rdma-<interface>.service)) are disabled and removed; its
+        live link (MTU, RDMA device) stays as it is.
     type: list
     elements: dict
     suboptions:
