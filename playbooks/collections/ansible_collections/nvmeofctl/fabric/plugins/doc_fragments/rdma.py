@@ -124,7 +124,7 @@ options:
       - Two rails (O(rdma) included) naming the same interface is an error, reported before
         anything changes.
       - Unset (or empty) means no rail after the first. The list is the host's whole set of rails
-        after the first: when O(rdma) is set, the boot unit and files of a rail the host has but the
+        after the first. When O(rdma) is set, the boot unit and files of a rail the host has but the
         list no longer names (C(nvmeofctl-rdma-<interface>.service)) are disabled and removed; its
         live link (MTU, RDMA device) stays as it is.
     type: list
