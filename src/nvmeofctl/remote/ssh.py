@@ -127,6 +127,9 @@ def connect(target: SshTarget, timeout: float = 15.0) -> paramiko.SSHClient:
         raise SshError(f"ssh {target.address}:{target.port}: timed out after {timeout:.0f}s") from exc
     except OSError as exc:
         raise SshError(f"ssh {target.address}:{target.port}: {exc.strerror or exc}") from exc
+    except EOFError as exc:  # paramiko: the server hung up mid-handshake (sshd stopping or starting)
+        client.close()
+        raise SshError(f"ssh {target.address}:{target.port}: the server closed the connection") from exc
     return client
 
 
@@ -188,8 +191,9 @@ def run_on(
         return Unreachable(target.name, str(exc), exc.kind, time.monotonic() - start)
     try:
         rc, out, err = run_command(client, command, stdin=stdin, timeout=timeout, on_stdout=on_stdout)
-    except (paramiko.SSHException, OSError) as exc:
-        return Unreachable(target.name, f"ssh session to {target.address}:{target.port} broke: {exc}", "unreachable",
+    except (paramiko.SSHException, OSError, EOFError) as exc:  # EOFError: paramiko, the server hung up
+        why = "the server closed the connection" if isinstance(exc, EOFError) else str(exc) or type(exc).__name__
+        return Unreachable(target.name, f"ssh session to {target.address}:{target.port} broke: {why}", "unreachable",
                            time.monotonic() - start)
     finally:
         client.close()

@@ -77,3 +77,51 @@ def test_eof_without_exit_status_is_a_timeout_not_a_success():
     chan = LateTailChannel([("out", b"partial\n"), ("eof",)])
     rc, out, err = run_command(Client(chan), "probe", timeout=0.5)
     assert rc == 124 and out == "partial\n" and "no exit status" in err
+
+
+class HangUp:
+    """A paramiko piece that raises EOFError, as paramiko does when the server closes the
+    connection during the handshake or a session (seen on the lab: a rollout polling a target
+    that was rebooting aborted with typer's "aborted", issue #10)."""
+
+    def __init__(self, *a, **kw):
+        pass
+
+    def __getattr__(self, name):
+        def hang_up(*a, **kw):
+            raise EOFError()
+        return hang_up
+
+
+def test_a_server_hanging_up_is_unreachable_not_a_crash(monkeypatch, tmp_path):
+    import paramiko
+
+    from nvmeofctl.remote import ssh
+
+    target = ssh.SshTarget(name="tgt1", address="127.0.0.1", port=22, user="root", key_file=None,
+                           known_hosts=tmp_path / "known_hosts")
+
+    class Handshake(HangUp):
+        def load_host_keys(self, path):
+            pass
+
+        def set_missing_host_key_policy(self, policy):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(paramiko, "SSHClient", Handshake)
+    res = ssh.run_on(target, "true")
+    assert isinstance(res, ssh.Unreachable) and res.reason == "ssh 127.0.0.1:22: the server closed the connection"
+
+    class Connected(Handshake):
+        def connect(self, *a, **kw):
+            pass
+
+        def get_transport(self):
+            return HangUp()
+
+    monkeypatch.setattr(paramiko, "SSHClient", Connected)
+    res = ssh.run_on(target, "true")
+    assert isinstance(res, ssh.Unreachable) and res.reason == "ssh session to 127.0.0.1:22 broke: the server closed the connection"
