@@ -289,6 +289,10 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
 
     # ---- rail 2 dropped from the spec again (and railed with it: --allow-disruptive, fio has
     # stopped): its ports and paths go, and so do its boot units; health is ok on one rail
+    code, plan, _err = nvmeofctl_json("plan", "-f", str(moved))
+    gone = {(c["host"], c["action"]) for h in plan["hosts"] for c in h["changes"]
+            if c["object"] == "file /etc/systemd/system/nvmeofctl-rdma-eth2.service"}
+    assert gone == {("tgt1", "remove"), ("tgt2", "remove"), ("gpu1", "remove")}, plan
     proc = nvmeofctl("apply", "-f", str(moved), "--allow-disruptive")
     assert proc.returncode == 0, f"apply:\n{proc.stdout}\n{proc.stderr}"
     for vm in (tgt1, gpu):

@@ -108,3 +108,50 @@ def test_a_second_rail_has_its_own_boot_files_read_and_planned():
                      ("create", "file /usr/local/lib/nvmeofctl/rdma-device-eth2"),
                      ("create", "file /etc/systemd/system/nvmeofctl-rdma-eth2.service"),
                      ("update", "systemd nvmeofctl-rdma-eth2.service")]
+
+
+def test_a_rail_the_spec_dropped_is_planned_away(tmp_path):
+    """gpu1 of the two-rail lab read (tests/fixtures/plan/lab-rails/gpu1.txt) planned against its
+    spec WITHOUT rail 2: the rail's boot files the host has are planned for removal, as the role
+    module removes them. Which files the host has comes from rdma.rail_units_command run for real
+    (bash) on a folder holding the files a rail-2 deploy writes, its paths then read as the host's."""
+    import shutil
+
+    rdma = load_module_utils("rdma")
+    lib, unit = tmp_path / "lib", tmp_path / "unit"
+    (unit / persist.WANTS).mkdir(parents=True)
+    lib.mkdir()
+    for f in (lib / "rdma-restore-eth2.sh", lib / "rdma-device-eth2", unit / "nvmeofctl-rdma-eth2.service",
+              lib / "rdma-restore.sh", unit / "nvmeofctl-rdma.service"):
+        f.write_text("x")
+    (unit / persist.WANTS / "nvmeofctl-rdma-eth2.service").symlink_to(unit / "nvmeofctl-rdma-eth2.service")
+    listing = subprocess.run([shutil.which("bash"), "-c", rdma.rail_units_command(str(lib), str(unit))],
+                             capture_output=True, text=True, check=True).stdout
+    assert len(listing.splitlines()) == 4  # rail 1's files are not rail units
+    listing = listing.replace(str(lib), "/usr/local/lib/nvmeofctl").replace(str(unit), "/etc/systemd/system")
+
+    text = (FIXTURES / "plan" / "lab-rails" / "cluster.yaml").read_text()
+    one_rail = "\n".join(line for line in text.splitlines()
+                         if "rails:" not in line and "{interface: eth2" not in line) + "\n"
+    spec_file = tmp_path / "cluster.yaml"
+    spec_file.write_text(one_rail)
+    spec = load_spec(spec_file)
+    assert spec.host("gpu1").rails == []
+    from nvmeofctl.facts.hoststate import HostState, parse_kv, split_sections
+
+    sections = split_sections((FIXTURES / "plan" / "lab-rails" / "gpu1.txt").read_text())
+    observed = HostState("gpu1", "gpu_node", "eth1", True, preflight=parse_kv(sections["preflight"]),
+                         sections=sections).observed()
+    observed.pop("files")  # the boot files' digests: not what this test is about
+    observed["rdma_units"] = listing
+    hp = plan_host(spec, spec.host("gpu1"), observed)
+    assert hp.error == ""
+    assert [(c.action, c.object, c.reason) for c in hp.changes if "eth2" in c.object] == [
+        ("disable", "systemd nvmeofctl-rdma-eth2.service", "rail eth2 is no longer in rdma_rails"),
+        ("remove", "file /usr/local/lib/nvmeofctl/rdma-restore-eth2.sh", "rail eth2 is no longer in rdma_rails"),
+        ("remove", "file /usr/local/lib/nvmeofctl/rdma-device-eth2", "rail eth2 is no longer in rdma_rails"),
+        ("remove", "file /etc/systemd/system/nvmeofctl-rdma-eth2.service", "rail eth2 is no longer in rdma_rails")]
+    # with rail 2 in the spec, the same host has nothing stale
+    both = load_spec(FIXTURES / "plan" / "lab-rails" / "cluster.yaml")
+    two = plan_host(both, both.host("gpu1"), observed)
+    assert two.error == "" and [c for c in two.changes if c.reason.startswith("rail eth2")] == []
