@@ -357,9 +357,18 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
     _wait(lambda: len([1 for st, _ip, _a in _paths(gpu).values() if st == "live"]) == 6 or _paths(gpu), 240,
           "every path live again")
     t_back = float(gpu.run("date +%s.%N"))
-    code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
-    assert code == 0, [(f["host"], f["check"], f["observed"]) for f in health["findings"] if f["status"] != "ok"
-                       and f["status"] != "na"]
+    # right after the flap the reconnected paths may still reset once and Soft-RoCE still counts
+    # retransmits of what was lost (health warns of both, truly): health must come back to 0
+    settled: list = []
+
+    def healthy():
+        code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
+        settled.append([(f["host"], f["check"], f["observed"]) for f in health["findings"]
+                        if f["status"] not in ("ok", "na")])
+        return code == 0 or settled[-1]
+
+    _wait(healthy, 300, "health exit 0 after the link came back", interval=10)
+    t_healthy = float(gpu.run("date +%s.%N"))
     time.sleep(10)  # "after" throughput
     gpu.rc("p=$(cat /root/fio-rails.pid); kill -INT $p; for i in $(seq 120); do kill -0 $p 2>/dev/null || break; "
            "sleep 1; done")
@@ -370,4 +379,6 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
                                                             ("after", t_back - t0, 1e12)])
     return {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
             "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
-            "paths_back_s": round(t_back - t_up, 1), "write_kib_s": bw, "railed_paths_at_end": railed()}
+            "paths_back_s": round(t_back - t_up, 1), "healthy_again_s": round(t_healthy - t_up, 1),
+            "health_runs_to_0": len(settled), "first_not_ok": settled[0] if len(settled) > 1 else [],
+            "write_kib_s": bw, "railed_paths_at_end": railed()}
