@@ -20,7 +20,8 @@ and checked shortly after it is written) runs on gpu1 through the whole scenario
 5. rails (the issue's scenario 1: two rails, one target): the spec gains rail 2 on every host and
    a subsystem only tgt1 serves; gpu1 gets a path to it on each rail. A second checksummed fio
    runs on it while tgt1's rail 1 is down: I/O continues on rail 2 with no error, health says
-   degraded (exit 10) naming the path; link back up, every path live again, health exit 0;
+   degraded (exit 10) naming the path; link back up, every path live again (health: paths and
+   links ok), and health exit 0 once the I/O has stopped;
    rail 2 dropped from the spec again: its ports, paths and boot units go.
 
 The lab's VMs are the main lab's (`test`) image with another layout; the main lab is stopped
@@ -286,6 +287,9 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
 
     print(f"rails scenario: {rails}")
     assert rails["error"] == 0 and rails["verified_mib"] > 0, rails
+    code, health, _err = nvmeofctl_json("health", "-f", str(spec_path.parent / "cluster-rails.yaml"), "--window", "0")
+    assert code == 0, [(f["host"], f["check"], f["observed"]) for f in health["findings"] if f["status"] not in
+                       ("ok", "na")]  # the I/O stopped: both rails, every path, no retransmits
 
     # ---- rail 2 dropped from the spec again (and railed with it: --allow-disruptive, fio has
     # stopped): its ports and paths go, and so do its boot units; health is ok on one rail
@@ -357,17 +361,18 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
     _wait(lambda: len([1 for st, _ip, _a in _paths(gpu).values() if st == "live"]) == 6 or _paths(gpu), 240,
           "every path live again")
     t_back = float(gpu.run("date +%s.%N"))
-    # right after the flap the reconnected paths may still reset once and Soft-RoCE still counts
-    # retransmits of what was lost (health warns of both, truly): health must come back to 0
+    # paths back: every path carries I/O again and both rails' links pass. Under two fio jobs
+    # Soft-RoCE on this emulated lab keeps counting retransmits (transport_retries warns, truly);
+    # health's exit 0 is asserted once the I/O has stopped (the caller)
     settled: list = []
 
-    def healthy():
+    def paths_back():
         code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
         settled.append([(f["host"], f["check"], f["observed"]) for f in health["findings"]
                         if f["status"] not in ("ok", "na")])
-        return code == 0 or settled[-1]
+        return (code in (0, 10) and all(c == "transport_retries" for _h, c, _o in settled[-1])) or settled[-1]
 
-    _wait(healthy, 300, "health exit 0 after the link came back", interval=10)
+    _wait(paths_back, 300, "health: every path and link ok after the link came back", interval=10)
     t_healthy = float(gpu.run("date +%s.%N"))
     time.sleep(10)  # "after" throughput
     gpu.rc("p=$(cat /root/fio-rails.pid); kill -INT $p; for i in $(seq 120); do kill -0 $p 2>/dev/null || break; "
@@ -379,6 +384,6 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
                                                             ("after", t_back - t0, 1e12)])
     return {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
             "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
-            "paths_back_s": round(t_back - t_up, 1), "healthy_again_s": round(t_healthy - t_up, 1),
-            "health_runs_to_0": len(settled), "first_not_ok": settled[0] if len(settled) > 1 else [],
+            "paths_back_s": round(t_back - t_up, 1), "health_paths_ok_s": round(t_healthy - t_up, 1),
+            "health_runs": len(settled), "health_not_ok_after_link_up": settled[-1],
             "write_kib_s": bw, "railed_paths_at_end": railed()}
