@@ -92,20 +92,17 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str,
     args = args or {}
     try:
         rdma_opts = args["rdma"] if "rdma" in args else desired_mod.rdma_args(spec, host)
-        if rdma_opts and "rdma" in observed:
-            rdma = load_module_utils("rdma")
-            changes, device = rdma.plan_from_dump(rdma_opts, observed["rdma"])
-            if fs is not None:
-                changes = changes + persistence.rdma_changes(rdma_opts, device, fs)
-            hp.changes += _changes(host.name, "rdma", changes)
         rails = args["rdma_rails"] if "rdma_rails" in args else desired_mod.rdma_rails_args(spec, host)
-        if rails and "rdma" in observed:
-            rdma = load_module_utils("rdma")
-            for opts in rails:  # rails 2..N, each read by its own dump (facts/hoststate.py)
+        if "rdma" in observed:
+            # rail 1 from the host's rdma dump, rails 2..N each from its own (facts/hoststate.py)
+            per_rail = [(rdma_opts, observed["rdma"])] if rdma_opts else []
+            for opts in rails:
                 rail_obs = (observed.get("rdma_rails") or {}).get(opts["interface"])
                 if rail_obs is None:
                     raise ValueError(f"fabric interface {opts['interface']} (rail {opts.get('rail')}) was not read")
-                changes, device = rdma.plan_from_dump(opts, rail_obs)
+                per_rail.append((opts, rail_obs))
+            for opts, obs in per_rail:
+                changes, device = load_module_utils("rdma").plan_from_dump(opts, obs)
                 if fs is not None:
                     changes = changes + persistence.rdma_changes(opts, device, fs)
                 hp.changes += _changes(host.name, "rdma", changes)

@@ -122,6 +122,25 @@ def test_unlisted_group_is_removed_but_group_1_never(root, tmp_path):
     assert read(root, "ports", "1", "ana_groups", "1", "ana_state") == "optimized"
 
 
+def test_port_the_spec_drops_goes_with_its_ana_groups(root, tmp_path):
+    # a second rail's port serving ANA group 2: dropping the rail deletes the port, which the
+    # kernel refuses while group 2 is there (ENOTEMPTY, seen on the lab in CI): links, the
+    # group, then the port
+    o = opts(tmp_path)
+    o["ports"].append(dict(o["ports"][0], id=2, traddr="192.168.101.12"))
+    converge(root, o)
+    assert read(root, "ports", "2", "ana_groups", "2", "ana_state") == "non-optimized"
+    desired = nvmet.normalize(opts(tmp_path))
+    changes = nvmet.diff(desired, nvmet.read_tree(str(root)), {"ports": ["1", "2"]})  # both ours
+    fs = StrictFS(root)
+    assert nvmet.apply(str(root), desired, changes, fs=fs)[1] == []
+    assert [(c["object"], c["action"], c["disruptive"]) for c in changes] == [("port 2", "delete", True)]
+    assert "ANA group" in changes[0]["detail"], changes[0]
+    assert fs.ops == [("unlink", "ports/2/subsystems/%s" % SUBNQN), ("rmdir", "ports/2/ana_groups/2"),
+                      ("rmdir", "ports/2")]
+    assert not (root / "ports" / "2").exists() and (root / "ports" / "1" / "ana_groups" / "2").is_dir()
+
+
 def test_cntlid_range_above_the_current_one_writes_max_first(root, tmp_path):
     converge(root, opts(tmp_path, cntlid=(1, 1023)))
     desired = nvmet.normalize(opts(tmp_path, cntlid=(2049, 3071)))

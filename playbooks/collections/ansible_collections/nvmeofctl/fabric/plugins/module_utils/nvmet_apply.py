@@ -343,6 +343,10 @@ def _apply_one(fs, desired, c, deadline):
         pid = key[0]
         if action == "delete":
             _unlink_all(fs, "ports", pid, "subsystems")
+            # ANA groups made by mkdir keep the port (ENOTEMPTY); group 1 is the kernel's own
+            for grpid in fs.listdir("ports", pid, "ana_groups"):
+                if grpid != "1":
+                    fs.rmdir("ports", pid, "ana_groups", grpid)
             fs.rmdir("ports", pid)
             return
         want = desired["ports"][pid]

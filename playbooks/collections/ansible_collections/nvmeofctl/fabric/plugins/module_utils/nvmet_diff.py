@@ -275,9 +275,11 @@ def diff(desired, observed, managed=None):
     for pid in del_ports:
         o = obs_ports[pid]
         links = o.get("subsystems", [])
+        groups = [g for g in (o.get("ana_groups") or {}) if g != "1"]
         dels["port"].append(_change(
             "port", [pid], "delete", "port %s" % pid,
-            ("unlink %d subsystem(s); " % len(links) if links else "") + "rmdir",
+            ("unlink %d subsystem(s); " % len(links) if links else "")
+            + ("rmdir ANA group(s) %s; " % ", ".join(groups) if groups else "") + "rmdir",
             "managed by nvmeofctl and no longer in spec"
             + ("; hosts connected through it are disconnected" if links else ""),
             disruptive=bool(links)))
