@@ -28,6 +28,45 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.lab)
 
 
+# what a guest kernel prints when it dies (Soft-RoCE's rdma_rxe has panicked the lab's kernel
+# under load: slab corruption in rxe_requester); a failed lab test names it, so the failure reads
+# as the guest's crash and not as a timeout of the feature under test
+GUEST_CRASH = ("Kernel panic", "BUG: ", "Oops: ", "general protection fault", "list_del corruption",
+               "watchdog: BUG: soft lockup")
+
+
+def guest_crashes(since: float) -> list[str]:
+    """Crash lines in the console logs of this run's labs written since ``since`` (epoch s)."""
+    from nvmeofctl.lab.paths import lab_dir
+
+    found = []
+    for name in {LAB, os.environ.get("NVMEOFCTL_TEST_MP_LAB", "test-mp")}:
+        for log in sorted(lab_dir(name).glob("*/console.log")):
+            try:
+                if log.stat().st_mtime < since:
+                    continue
+                lines = log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            hits = [ln.strip() for ln in lines if any(m in ln for m in GUEST_CRASH)]
+            if hits:
+                found.append(f"{name}/{log.parent.name}: " + " | ".join(hits[:4]))
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    import time
+
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "tests/lab/" in str(item.fspath):
+        crashes = guest_crashes(time.time() - (call.stop - call.start) - 5)
+        if crashes:
+            report.sections.append(("guest kernel crash (console.log)", "\n".join(crashes)))
+            sys.stderr.write("\nguest kernel crash during this test: " + "; ".join(crashes) + "\n")
+
+
 def nvmeofctl(*args: str, timeout: float = 1800, check: bool = False) -> subprocess.CompletedProcess:
     proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -343,10 +343,29 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
         before = _io_done(gpu, dev)
         time.sleep(5)
         assert _io_done(gpu, dev) > before, "no I/O on the railed namespace while rail 1 is down"
-        code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
-        bad = [(f["host"], f["check"], f["status"], f["observed"]) for f in health["findings"]
-               if f["status"] in ("warn", "fail")]
-        assert code == 10 and [b for b in bad if b[2] == "fail"] == [], bad  # degraded, not failed
+        # degraded, not failed. On this emulated fabric the surviving rail-2 connections to tgt1
+        # have been seen to hit a QP error and reconnect (~6 s; "WR flushed" in gpu1's dmesg)
+        # while rail 1 is down: a health run in those seconds finds no live path and says so
+        # (fail, truly). Health is read until it sees the outage alone (at most 6 runs, 5 s
+        # apart); each reading before that is kept and printed with the figures.
+        outage: list = []
+
+        def degraded():
+            code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
+            bad = [(f["host"], f["check"], f["status"], f["observed"]) for f in health["findings"]
+                   if f["status"] in ("warn", "fail")]
+            outage.append((code, [b for b in bad if b[2] == "fail"]))
+            return (code == 10 and not outage[-1][1], health, bad)
+
+        for _try in range(6):
+            ok, health, bad = degraded()
+            if ok:
+                break
+            # only the surviving path's reconnect may have failed it: a controller or path on gpu1
+            assert all(b[0] == "gpu1" and b[1] in ("nvme_controller", "nvme_paths") for b in outage[-1][1]) \
+                and outage[-1][0] == 11, outage
+            time.sleep(5)
+        assert ok, outage
         paths = {f["device"]: f for f in health["findings"] if f["check"] == "nvme_paths"}
         mine = paths["nqn.2024-01.io.nvmeofctl.test-mp:railed nsid 1"]
         assert mine["status"] == "warn" and mine["observed"].startswith("1/2 paths carry I/O") \
@@ -386,4 +405,5 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
             "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
             "paths_back_s": round(t_back - t_up, 1), "health_paths_ok_s": round(t_healthy - t_up, 1),
             "health_runs": len(settled), "health_not_ok_after_link_up": settled[-1],
+            "health_during_outage": outage,
             "write_kib_s": bw, "railed_paths_at_end": railed()}
