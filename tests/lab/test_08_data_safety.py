@@ -47,7 +47,8 @@ def _start_writer(vm, dev: str, out: str) -> None:
     """Random writes, each block verified shortly after it is written (verify_backlog), for as
     long as the scenario lasts (stopped with SIGINT)."""
     cmd = FIO.format(dev=dev, region=RUN_REGION, out=out) + " --rw=randwrite --verify_backlog=16 --time_based --runtime=1200"
-    vm.run(f"rm -f {out}; nohup {cmd} >/dev/null 2>&1 &")
+    # fio's own messages (a verify failure names the offset and both checksums) go to OUT.log
+    vm.run(f"rm -f {out} {out}.log; nohup {cmd} >{out}.log 2>&1 &")
     time.sleep(5)
     assert vm.run("pgrep -x fio || true").strip(), "fio did not start"
 
@@ -125,7 +126,7 @@ def test_target_reboot_and_link_down_keep_data_intact(healthy_lab):
               "gpu2 to reconnect after the target's reboot")
         time.sleep(10)
         s = _summary("link down 30 s + target reboot", _stop(gpu1, out))
-        assert s["error"] == 0, s
+        assert s["error"] == 0, (s, gpu1.run(f"tail -n 30 {out}.log; dmesg | grep -i 'nvme\\|I/O error' | tail -n 30"))
         assert s["written_mib"] > 0 and s["verified_mib"] > 0, s
     finally:
         gpu1.run("pkill -INT -x fio || true", check=False)

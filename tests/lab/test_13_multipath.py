@@ -135,6 +135,22 @@ def _bw_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[str, 
     return out
 
 
+def _stall_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[str, int]:
+    """The longest write stall (whole seconds) per window, from the same per-second log: the
+    longest run of seconds in which no write completed (a 1 s sample of 0, or none). fio's longest
+    completion latency (``stall_s``) is the whole job's; this splits it by scenario."""
+    done = []
+    for line in log.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2 and parts[0].isdigit() and int(parts[1]) > 0:
+            done.append(int(parts[0]) / 1000.0)
+    out = {}
+    for name, lo, hi in windows:
+        ts = [lo] + [t for t in done if lo <= t < hi] + [min(hi, done[-1] if done else hi)]
+        out[name] = max(0, round(max(b - a for a, b in zip(ts, ts[1:])) - 1)) if len(ts) > 1 else 0
+    return out
+
+
 def _one_rail(text: str) -> str:
     """The lab's spec without its rail 2 (each host's `rails:` entry)."""
     out = re.sub(r"\n    rails:[^\n]*\n      - \{interface: eth2[^\n]*", "", text)
@@ -189,7 +205,7 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
 
     fio_started = False
     try:
-        gpu.run(f"rm -f /root/fio-mp.json /root/mp_bw*.log; nohup {FIO.format(dev=dev)} >/dev/null 2>&1 &")
+        gpu.run(f"rm -f /root/fio-mp.json /root/mp_bw*.log; nohup {FIO.format(dev=dev)} >/root/fio-mp.log 2>&1 &")
         fio_started = True
         t_fio = float(gpu.run("date +%s.%N"))
         time.sleep(10)  # "before" throughput
@@ -266,16 +282,15 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
     result = fio_json(gpu.run("cat /root/fio-mp.json"))
     job = result["jobs"][0]
     w, r = job["write"], job["read"]
-    bw = _bw_windows(gpu.run("cat /root/mp_bw.1.log"), [("before", 0, t_start - t_fio),
-                                                          ("reboot rollout", t_start - t_fio, t_end - t_fio),
-                                                          ("between", t_end - t_fio, t_move - t_fio),
-                                                          ("port-move rollout", t_move - t_fio, t_moved - t_fio),
-                                                          ("after", t_moved - t_fio, t_rails - t_fio),
-                                                          ("rails scenario", t_rails - t_fio, t_rails_end - t_fio)])
+    windows = [("before", 0, t_start - t_fio), ("reboot rollout", t_start - t_fio, t_end - t_fio),
+               ("between", t_end - t_fio, t_move - t_fio), ("port-move rollout", t_move - t_fio, t_moved - t_fio),
+               ("after", t_moved - t_fio, t_rails - t_fio), ("rails scenario", t_rails - t_fio, t_rails_end - t_fio)]
+    bw_log = gpu.run("cat /root/mp_bw.1.log")
+    bw = _bw_windows(bw_log, windows)
     summary = {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
                "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
                "reboot_rollout_s": round(t_end - t_start), "port_move_rollout_s": round(t_moved - t_move),
-               "write_kib_s": bw,
+               "write_kib_s": bw, "stall_s_by_window": _stall_windows(bw_log, windows),
                "steps": [(s["batch"][0], s["step"], s["seconds"]) for s in reboot_record["steps"] + move_record["steps"]]}
     print(f"\nrollouts under fio: {summary}")
     from nvmeofctl.report.schemas import validate
@@ -283,10 +298,11 @@ def test_dual_controller_rollout_keeps_io_running(mp_lab):
     validate("rollout", reboot_record)
     validate("rollout", move_record)
     (spec_path.parent / "rollout-records.json").write_text(json.dumps([reboot_record, move_record], indent=1))
-    assert summary["error"] == 0 and summary["written_mib"] > 0 and summary["verified_mib"] > 0, summary
+    assert summary["error"] == 0 and summary["written_mib"] > 0 and summary["verified_mib"] > 0, \
+        (summary, gpu.run("tail -n 30 /root/fio-mp.log"))
 
     print(f"rails scenario: {rails}")
-    assert rails["error"] == 0 and rails["verified_mib"] > 0, rails
+    assert rails["error"] == 0 and rails["verified_mib"] > 0, (rails, gpu.run("tail -n 30 /root/fio-rails.log"))
     code, health, _err = nvmeofctl_json("health", "-f", str(spec_path.parent / "cluster-rails.yaml"), "--window", "0")
     assert code == 0, [(f["host"], f["check"], f["observed"]) for f in health["findings"] if f["status"] not in
                        ("ok", "na")]  # the I/O stopped: both rails, every path, no retransmits
@@ -331,7 +347,7 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
                       if ip in ("192.168.100.11", "192.168.101.11")}
     _wait(lambda: len([1 for st, _ip, _a in _paths(gpu).values() if st == "live"]) == 6 or _paths(gpu), 120,
           "six live paths: shared through both targets on both rails, railed on both rails")
-    gpu.run(f"rm -f /root/fio-rails.json /root/rails_bw*.log; nohup {RAILS_FIO.format(dev=dev)} >/dev/null 2>&1 & "
+    gpu.run(f"rm -f /root/fio-rails.json /root/rails_bw*.log; nohup {RAILS_FIO.format(dev=dev)} >/root/fio-rails.log 2>&1 & "
             "echo $! > /root/fio-rails.pid")
     t0 = float(gpu.run("date +%s.%N"))
     time.sleep(10)  # "before" throughput
@@ -398,12 +414,12 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
            "sleep 1; done")
     job = fio_json(gpu.run("cat /root/fio-rails.json"))["jobs"][0]
     w, r = job["write"], job["read"]
-    bw = _bw_windows(gpu.run("cat /root/rails_bw.1.log"), [("before", 0, t_down - t0), ("rail 1 down", t_down - t0,
-                                                                                          t_up - t0),
-                                                            ("after", t_back - t0, 1e12)])
+    windows = [("before", 0, t_down - t0), ("rail 1 down", t_down - t0, t_up - t0), ("after", t_back - t0, 1e12)]
+    bw_log = gpu.run("cat /root/rails_bw.1.log")
+    bw = _bw_windows(bw_log, windows)
     return {"error": job["error"], "written_mib": w["io_bytes"] >> 20, "verified_mib": r["io_bytes"] >> 20,
             "stall_s": round(max(w["clat_ns"]["max"], r["clat_ns"]["max"]) / 1e9, 1),
             "paths_back_s": round(t_back - t_up, 1), "health_paths_ok_s": round(t_healthy - t_up, 1),
             "health_runs": len(settled), "health_not_ok_after_link_up": settled[-1],
             "health_during_outage": outage,
-            "write_kib_s": bw, "railed_paths_at_end": railed()}
+            "write_kib_s": bw, "stall_s_by_window": _stall_windows(bw_log, windows), "railed_paths_at_end": railed()}
