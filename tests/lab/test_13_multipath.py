@@ -120,14 +120,20 @@ def _wait(pred, timeout: float, what: str, interval: float = 3):
     raise AssertionError(f"timed out after {timeout:.0f}s: {what} (last: {last})")
 
 
-def _bw_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[str, float]:
-    """Mean write throughput (KiB/s) per window (name, from, to: seconds since fio's start, gpu1's
-    clock), from fio's per-second bandwidth log (msec since fio's start)."""
+def _bw_samples(log: str) -> list[tuple[float, int]]:
+    """(seconds since fio's start, KiB/s) per line of fio's per-second bandwidth log (msec, KiB/s, ...)."""
     samples = []
     for line in log.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 2 and parts[0].isdigit():
             samples.append((int(parts[0]) / 1000.0, int(parts[1])))
+    return samples
+
+
+def _bw_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Mean write throughput (KiB/s) per window (name, from, to: seconds since fio's start, gpu1's
+    clock), from fio's per-second bandwidth log (msec since fio's start)."""
+    samples = _bw_samples(log)
     out = {}
     for name, lo, hi in windows:
         vals = [bw for t, bw in samples if lo <= t < hi]
@@ -139,11 +145,7 @@ def _stall_windows(log: str, windows: list[tuple[str, float, float]]) -> dict[st
     """The longest write stall (whole seconds) per window, from the same per-second log: the
     longest run of seconds in which no write completed (a 1 s sample of 0, or none). fio's longest
     completion latency (``stall_s``) is the whole job's; this splits it by scenario."""
-    done = []
-    for line in log.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and parts[0].isdigit() and int(parts[1]) > 0:
-            done.append(int(parts[0]) / 1000.0)
+    done = [t for t, bw in _bw_samples(log) if bw > 0]
     out = {}
     for name, lo, hi in windows:
         ts = [lo] + [t for t in done if lo <= t < hi] + [min(hi, done[-1] if done else hi)]
@@ -364,24 +366,20 @@ def _rails_scenario(gpu: Vm, tgt1: Vm, lab_spec: Path, moved: Path) -> dict:
         # while rail 1 is down: a health run in those seconds finds no live path and says so
         # (fail, truly). Health is read until it sees the outage alone (at most 6 runs, 5 s
         # apart); each reading before that is kept and printed with the figures.
-        outage: list = []
-
-        def degraded():
+        outage: list = []  # (exit code, fail findings) per reading
+        for _try in range(6):
             code, health, _err = nvmeofctl_json("health", "-f", str(spec), "--window", "0")
             bad = [(f["host"], f["check"], f["status"], f["observed"]) for f in health["findings"]
                    if f["status"] in ("warn", "fail")]
-            outage.append((code, [b for b in bad if b[2] == "fail"]))
-            return (code == 10 and not outage[-1][1], health, bad)
-
-        for _try in range(6):
-            ok, health, bad = degraded()
-            if ok:
+            fails = [b for b in bad if b[2] == "fail"]
+            outage.append((code, fails))
+            if code == 10 and not fails:
                 break
             # only the surviving path's reconnect may have failed it: a controller or path on gpu1
-            assert all(b[0] == "gpu1" and b[1] in ("nvme_controller", "nvme_paths") for b in outage[-1][1]) \
-                and outage[-1][0] == 11, outage
+            assert code == 11 and all(b[0] == "gpu1" and b[1] in ("nvme_controller", "nvme_paths") for b in fails), \
+                outage
             time.sleep(5)
-        assert ok, outage
+        assert outage[-1] == (10, []), outage
         paths = {f["device"]: f for f in health["findings"] if f["check"] == "nvme_paths"}
         mine = paths["nqn.2024-01.io.nvmeofctl.test-mp:railed nsid 1"]
         assert mine["status"] == "warn" and mine["observed"].startswith("1/2 paths carry I/O") \

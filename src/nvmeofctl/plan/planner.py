@@ -101,8 +101,9 @@ def plan_host(spec, host, observed: dict[str, Any], in_run=None, args: dict[str,
                 if rail_obs is None:
                     raise ValueError(f"fabric interface {opts['interface']} (rail {opts.get('rail')}) was not read")
                 per_rail.append((opts, rail_obs))
-            for opts, obs in per_rail:
-                changes, device = load_module_utils("rdma").plan_from_dump(opts, obs)
+            rdma = load_module_utils("rdma")
+            for opts, dump in per_rail:
+                changes, device = rdma.plan_from_dump(opts, dump)
                 if fs is not None:
                     changes = changes + persistence.rdma_changes(opts, device, fs)
                 hp.changes += _changes(host.name, "rdma", changes)
